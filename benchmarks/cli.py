@@ -1,0 +1,71 @@
+"""``retrosearch eval``: retrieval quality of a model + backend on a BEIR collection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from retrosearch.benchmarks.evaluate import evaluate
+from retrosearch.benchmarks.report import print_result, write_json
+from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.collections import BeirCollection, CollectionError
+from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
+from retrosearch.plugin.index import IndexMismatchError, load_index
+
+
+def eval_command(
+    collection: Annotated[Path, typer.Option(help="BEIR collection folder.")],
+    split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
+    model: opt.Model = "minilm",
+    backend: opt.Backend = "faiss-flat",
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Search this saved index instead of building one.")] = None,
+    top_k: Annotated[int, typer.Option(help="Hits retrieved per query (Recall@100 needs >= 100).")] = 100,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = "auto",
+    batch_size: opt.BatchSize = 64,
+    threads: opt.Threads = None,
+    pooling: opt.PoolingOpt = None,
+    max_length: opt.MaxLength = None,
+    query_template: opt.QueryTemplate = None,
+    passage_template: opt.PassageTemplate = None,
+    hnsw_m: opt.HnswM = 32,
+    ef_construction: opt.EfConstruction = 200,
+    ef_search: opt.EfSearch = 256,
+    nlist: opt.Nlist = None,
+    nprobe: opt.Nprobe = 16,
+    pq_m: opt.PqM = None,
+    config: opt.ConfigFile = None,
+    json_out: opt.JsonOut = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """NDCG@10, MRR@10, Recall@100 and MAP of MODEL on a collection, through a search backend."""
+    settings = opt.build_settings(
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
+        max_length=max_length, query_template=query_template, passage_template=passage_template,
+        show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search,
+        ivf_nlist=nlist, ivf_nprobe=nprobe, pq_m=pq_m,
+    )
+    try:
+        beir = BeirCollection(collection)
+        beir.qrels(split)
+        encoder = Encoder.load(settings.encoder)
+        index = load_index(index_dir, settings) if index_dir else None
+        result = evaluate(beir, encoder, backend, split=split, top_k=top_k, settings=settings, index=index)
+    except (CollectionError, ModelNotFoundError, IndexMismatchError, FileNotFoundError) as exc:
+        raise opt.fail(str(exc)) from None
+    print_result(result, f"{beir.name}/{split} {model} {result.config['backend']}")
+    if json_out:
+        write_json(json_out, result.as_dict())
+        typer.echo(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this layer's commands to the ``retrosearch`` app."""
+    from retrosearch.benchmarks.quality import quality
+
+    app.command("eval")(eval_command)
+    bench = typer.Typer(help="Benchmarks: quality over collections and backends, speed.", no_args_is_help=True)
+    bench.command()(quality)
+    app.add_typer(bench, name="bench")

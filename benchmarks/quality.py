@@ -1,0 +1,93 @@
+"""Quality benchmark: one model, several collections and backends, embedded once per collection.
+
+Writes a JSON file with every figure, a Markdown table and a bar chart of NDCG@10 / Recall@100.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from retrosearch.benchmarks.evaluate import EvalResult, embed_corpus, evaluate, index_vectors
+from retrosearch.benchmarks.metrics import MEASURES
+from retrosearch.benchmarks.report import figures_table, write_json
+from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.collections import BeirCollection
+from retrosearch.plugin.config import Settings
+from retrosearch.plugin.encoder import Encoder
+
+console = Console()
+
+
+def run_quality(
+    collections: list[Path], backends: list[str], settings: Settings, split: str = "test", top_k: int = 100
+) -> dict[str, EvalResult]:
+    """``{"collection/backend": result}`` for every pair; each corpus is embedded only once."""
+    encoder = Encoder.load(settings.encoder)
+    results: dict[str, EvalResult] = {}
+    for root in collections:
+        beir = BeirCollection(root)
+        ids, vectors, seconds = embed_corpus(beir, encoder)
+        for backend in backends:
+            index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, settings)
+            result = evaluate(beir, encoder, backend, split, top_k, settings, index=index, build_seconds=seconds)
+            results[f"{beir.name}/{backend}"] = result
+            console.print(figures_table({f"{beir.name}/{backend}": result}))
+    return results
+
+
+def markdown_table(results: dict[str, EvalResult]) -> str:
+    """The figures as a Markdown table."""
+    header = ["collection / backend", *MEASURES, "queries", "docs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, r in results.items():
+        cells = [label, *(f"{r.figures[m]:.4f}" for m in MEASURES), str(r.num_queries), str(r.num_docs)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
+    """Grouped bars of NDCG@10 and Recall@100 per collection/backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
+    width = 0.38
+    for offset, measure in ((-width / 2, "ndcg@10"), (width / 2, "recall@100")):
+        values = [results[label].figures[measure] for label in labels]
+        bars = ax.bar([i + offset for i in range(len(labels))], values, width, label=measure)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def quality(
+    collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
+    backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
+    model: opt.Model = "minilm",
+    split: Annotated[str, typer.Option(help="qrels split.")] = "test",
+    batch_size: opt.BatchSize = 64,
+    threads: opt.Threads = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for quality.json, quality.md and quality.png.")] = None,
+) -> None:
+    """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections and backends."""
+    settings = opt.build_settings(model=model, batch_size=batch_size, threads=threads)
+    results = run_quality(collection, backend, settings, split)
+    console.print(figures_table(results, title=f"{model} on {split}"))
+    if out:
+        write_json(out / "quality.json", {label: r.as_dict() for label, r in results.items()})
+        (out / "quality.md").write_text(markdown_table(results))
+        plot(results, out / "quality.png", f"{model}: retrieval quality ({split})")
+        console.print(f"wrote {out}/quality.json, quality.md, quality.png")

@@ -1,0 +1,1 @@
+"""The query side: encoder runtime, collections, index backends, OpenSearch, service."""

@@ -1,0 +1,58 @@
+"""Command-line options shared by every layer's commands, and how they become :class:`Settings`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from retrosearch.plugin.config import EncoderSettings, FaissSettings, Settings
+
+Model = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder or packaged model name (minilm).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
+Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16.")]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
+PoolingOpt = Annotated[Optional[str], typer.Option("--pooling", help="Override pooling: cls, mean or last.")]
+MaxLength = Annotated[Optional[int], typer.Option(help="Override the max tokens per text.")]
+QueryTemplate = Annotated[Optional[str], typer.Option(help="Override the query template, e.g. 'query: {text}'.")]
+PassageTemplate = Annotated[Optional[str], typer.Option(help="Override the passage template, e.g. 'passage: {text}'.")]
+Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw or faiss-ivfpq.")]
+HnswM = Annotated[int, typer.Option(help="HNSW graph degree M.")]
+EfConstruction = Annotated[int, typer.Option(help="HNSW efConstruction.")]
+EfSearch = Annotated[int, typer.Option(help="HNSW efSearch.")]
+Nlist = Annotated[Optional[int], typer.Option(help="IVF lists (default about 4*sqrt(N)).")]
+Nprobe = Annotated[int, typer.Option(help="IVF lists probed per query.")]
+PqM = Annotated[Optional[int], typer.Option(help="PQ sub-quantizers (default dim/8).")]
+ConfigFile = Annotated[
+    Optional[Path], typer.Option("--config", help="JSON file with Settings; command-line options win over it.")
+]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def build_settings(config: Path | None = None, **options: Any) -> Settings:
+    """Settings from an optional JSON file, overridden by the options given on the command line.
+
+    Option names are those of :class:`EncoderSettings` and :class:`FaissSettings`; ``None`` means
+    "not given".
+    """
+    base = Settings.model_validate(json.loads(config.read_text())) if config else Settings()
+    encoder_fields, faiss_fields = EncoderSettings.model_fields, FaissSettings.model_fields
+    encoder = {k: v for k, v in options.items() if k in encoder_fields and v is not None}
+    faiss = {k: v for k, v in options.items() if k in faiss_fields and v is not None}
+    unknown = set(options) - set(encoder_fields) - set(faiss_fields)
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    return Settings(
+        encoder=EncoderSettings.model_validate({**base.encoder.model_dump(), **encoder}),
+        faiss=FaissSettings.model_validate({**base.faiss.model_dump(), **faiss}),
+    )
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error (no traceback) and return the exit to raise."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)

@@ -1,0 +1,93 @@
+"""The one settings model of RetroSearch.
+
+Two kinds of configuration live here:
+
+* :class:`EncoderSpec` travels *with a model* (``retrosearch.json`` beside the weights): how text
+  is formatted, pooled and compared. Whoever loads the model gets the same vectors.
+* :class:`Settings` and its parts are *run-time choices* (device, batch size, index parameters,
+  server URLs) that can change without changing the vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Pooling = Literal["cls", "mean", "last"]
+Similarity = Literal["cosine", "dot"]
+
+SPEC_FILENAME = "retrosearch.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncoderSpec(_Strict):
+    """How a checkpoint turns text into vectors; saved as ``retrosearch.json`` with the weights.
+
+    Templates place the text with ``{text}``; ``{eos}`` and ``{bos}`` stand for the tokenizer's
+    own special tokens (decoder models such as LLaRA need a literal end-of-sequence token).
+    Passages are ``title + title_separator + text`` before templating when a title exists.
+    """
+
+    format_version: int = 1
+    pooling: Pooling = "mean"
+    normalize: bool = True
+    similarity: Similarity = "cosine"
+    query_template: str = "{text}"
+    passage_template: str = "{text}"
+    title_separator: str = " "
+    max_length: int = Field(256, gt=0)
+    padding_side: Literal["right", "left"] = "right"
+    method: str = "pretrained"
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("query_template", "passage_template")
+    @classmethod
+    def _has_text_slot(cls, value: str) -> str:
+        if "{text}" not in value:
+            raise ValueError(f"template {value!r} has no '{{text}}' placeholder")
+        return value
+
+    @property
+    def unit_vectors(self) -> bool:
+        """True when every vector the encoder emits has unit length (so dot == cosine)."""
+        return self.normalize or self.similarity == "cosine"
+
+
+class EncoderSettings(_Strict):
+    """Run-time choices for the encoder runtime; none of them changes the vectors' meaning."""
+
+    model: str = "minilm"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    batch_size: int = Field(64, gt=0)
+    threads: int | None = Field(None, gt=0)
+    show_progress: bool = True
+    # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
+    pooling: Pooling | None = None
+    max_length: int | None = Field(None, gt=0)
+    query_template: str | None = None
+    passage_template: str | None = None
+
+
+class FaissSettings(_Strict):
+    """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq``)."""
+
+    hnsw_m: int = Field(32, gt=1)
+    hnsw_ef_construction: int = Field(200, gt=0)
+    hnsw_ef_search: int = Field(256, gt=0)
+    ivf_nlist: int | None = Field(None, gt=0, description="default: about 4*sqrt(N)")
+    ivf_nprobe: int = Field(16, gt=0)
+    pq_m: int | None = Field(None, gt=0, description="default: dimension/8 sub-quantizers")
+    pq_nbits: int = Field(8, gt=0, le=16)
+    use_gpu: Literal["auto", "never"] = "auto"
+
+
+class Settings(_Strict):
+    """Everything a command may be configured with."""
+
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    faiss: FaissSettings = Field(default_factory=FaissSettings)

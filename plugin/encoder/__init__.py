@@ -1,0 +1,15 @@
+"""The encoder runtime: checkpoints, formatting, pooling and batched encoding."""
+
+from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError, read_spec, resolve_model_path, write_spec
+from retrosearch.plugin.encoder.model import EncoderModel
+from retrosearch.plugin.encoder.runtime import Encoder, EncodeStats
+
+__all__ = [
+    "EncodeStats",
+    "Encoder",
+    "EncoderModel",
+    "ModelNotFoundError",
+    "read_spec",
+    "resolve_model_path",
+    "write_spec",
+]

@@ -1,0 +1,1 @@
+"""RetroSearch: dense retrieval for OpenSearch and FAISS."""

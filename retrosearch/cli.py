@@ -1,0 +1,35 @@
+"""The ``retrosearch`` command: each layer registers its own sub-commands here."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+# Hub downloads are never wanted: a name that is not local must fail at once, not after retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from retrosearch import quickstart  # noqa: E402
+from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402
+from retrosearch.plugin import cli as plugin_cli  # noqa: E402
+
+app = typer.Typer(
+    name="retrosearch",
+    help="Dense retrieval: embed collections, search them with FAISS or OpenSearch, evaluate, train encoders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+plugin_cli.register(app)
+benchmarks_cli.register(app)
+quickstart.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Shared fixtures: tiny real models built from configs, small collections cut from the shared data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RETROSEARCH_DATA", REPO.parent / "shared" / "data"))
+
+WORDS = (
+    "the a of and to in is was for on with as by at from that this it be are were cell cells protein gene "
+    "genes cancer tumor patients study results effect effects treatment risk disease blood brain human mice "
+    "expression increased reduced associated activity level levels data model method methods using used "
+    "flow wing pressure heat surface boundary layer mach number theory solution high low search dense vector "
+    "query passage retrieval index"
+).split()
+
+
+def _write_wordpiece_tokenizer(folder: Path) -> None:
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,;:-()")
+    vocab = specials + WORDS + pieces
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+
+
+def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer BERT with a real WordPiece tokenizer, randomly initialised and saved to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_wordpiece_tokenizer(folder)
+    vocab_size = len((folder / "vocab.txt").read_text().split())
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer LLaMA (decoder-only) sharing the tiny WordPiece vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_wordpiece_tokenizer(folder)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"
+    tokenizer.save_pretrained(folder)
+    vocab_size = len((folder / "vocab.txt").read_text().split())
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def cut_collection(source: Path, dest: Path, num_queries: int, distractors: int, split: str = "test") -> Path:
+    """A small BEIR collection: the first ``num_queries`` judged queries, their relevant documents
+    and ``distractors`` other documents, copied from a real collection."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "qrels").mkdir(exist_ok=True)
+    lines = (source / "qrels" / f"{split}.tsv").read_text().splitlines()
+    qrels: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        qid, did, score = line.split("\t")
+        if qid in qrels or len(qrels) < num_queries:
+            qrels.setdefault(qid, []).append(line)
+    wanted_docs = {line.split("\t")[1] for rows in qrels.values() for line in rows}
+    kept, extra = [], 0
+    for line in (source / "corpus.jsonl").read_text().splitlines():
+        doc_id = json.loads(line)["_id"]
+        if doc_id in wanted_docs:
+            kept.append(line)
+        elif extra < distractors:
+            kept.append(line)
+            extra += 1
+    (dest / "corpus.jsonl").write_text("\n".join(kept) + "\n")
+    queries = [line for line in (source / "queries.jsonl").read_text().splitlines() if json.loads(line)["_id"] in qrels]
+    (dest / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    (dest / "qrels" / f"{split}.tsv").write_text("\n".join([lines[0], *[r for rows in qrels.values() for r in rows]]) + "\n")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_scifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 judged SciFact queries, their relevant abstracts and 60 distractors (about 85 documents)."""
+    source = DATA / "scifact"
+    if not source.exists():
+        pytest.skip(f"shared data not found at {source}")
+    return cut_collection(source, tmp_path_factory.mktemp("scifact-small"), num_queries=20, distractors=60)

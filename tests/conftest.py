@@ -115,3 +115,27 @@ def small_scifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not source.exists():
         pytest.skip(f"shared data not found at {source}")
     return cut_collection(source, tmp_path_factory.mktemp("scifact-small"), num_queries=20, distractors=60)
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """The test OpenSearch node (started by scripts/test.sh).
+
+    Without one the integration tests skip, unless RETROSEARCH_REQUIRE_OPENSEARCH=1 (set by
+    scripts/test.sh and so by CI), where a missing node is a failure, never a silent skip.
+    """
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get("RETROSEARCH_OPENSEARCH_URL", "http://127.0.0.1:9250").rstrip("/")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url + "/", timeout=5) as response:
+            if response.status == 200:
+                return url
+    except (urllib.error.URLError, OSError):
+        pass
+    message = f"no OpenSearch answers at {url} (start one: python3 plugin/opensearch/server.py start)"
+    if os.environ.get("RETROSEARCH_REQUIRE_OPENSEARCH") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test suite on a fresh machine: builds the Python environment (cached outside the clone),
+# assembles and starts a local OpenSearch (cached Maven downloads), runs pytest, stops OpenSearch.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not integration"`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+source scripts/env.sh
+
+port="${RETROSEARCH_OPENSEARCH_PORT:-9250}"
+export RETROSEARCH_OPENSEARCH_URL="http://127.0.0.1:${port}"
+export RETROSEARCH_REQUIRE_OPENSEARCH=1
+started_here=0
+if ! python plugin/opensearch/server.py status --port "$port" 2>/dev/null | grep -q '"answering": true'; then
+  python plugin/opensearch/server.py start --port "$port"
+  started_here=1
+fi
+stop_node() { if [ "$started_here" = 1 ]; then python plugin/opensearch/server.py stop --port "$port" || true; fi; }
+trap stop_node EXIT
+
+python -m pytest "$@"

@@ -1,0 +1,234 @@
+"""Tests for plugin/opensearch/server.py and the node it runs.
+
+Integration tests talk to the node at $RETROSEARCH_OPENSEARCH_URL (default http://127.0.0.1:9250),
+started beforehand with `python3 plugin/opensearch/server.py start`, and skip when nothing answers.
+Standard library HTTP only, so they run in the bare system Python too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+_SERVER_PY = Path(__file__).resolve().parents[3] / "plugin" / "opensearch" / "server.py"
+
+
+def _load_server_module() -> ModuleType:
+    # By file path: the tests must not depend on how (or whether) the project is installed.
+    spec = importlib.util.spec_from_file_location("retrosearch_opensearch_server", _SERVER_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+server = _load_server_module()
+
+URL = os.environ.get("RETROSEARCH_OPENSEARCH_URL", "http://127.0.0.1:9250").rstrip("/")
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: bypass any $http_proxy
+
+
+def _request(
+    method: str, path: str, body: Any = None, url: str = URL, timeout: float = 30.0
+) -> tuple[int, Any]:
+    """Send JSON (NDJSON when `body` is a str); return (status, decoded body), also for 4xx/5xx."""
+    data, content_type = None, "application/json"
+    if isinstance(body, str):
+        data, content_type = body.encode(), "application/x-ndjson"
+    elif body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        url + path, data=data, method=method, headers={"Content-Type": content_type}
+    )
+    try:
+        with _HTTP.open(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def node(opensearch_url: str) -> str:
+    return opensearch_url
+
+
+@pytest.fixture
+def index_name(node: str):
+    name = f"test-knn-{uuid.uuid4().hex[:8]}"
+    yield name
+    _request("DELETE", f"/{name}")
+
+
+def _knn_index_body(engine: str) -> dict[str, Any]:
+    return {
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
+        "mappings": {
+            "properties": {
+                "emb": {
+                    "type": "knn_vector",
+                    "dimension": 4,
+                    "space_type": "innerproduct",
+                    "method": {
+                        "name": "hnsw",
+                        "engine": engine,
+                        "parameters": {"m": 16, "ef_construction": 100},
+                    },
+                },
+                "title": {"type": "keyword"},
+            }
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- unit
+
+
+def test_render_opensearch_yml_has_single_node_loopback_paths_and_extras(tmp_path: Path) -> None:
+    settings = server.ServerSettings(
+        port=9311,
+        cache_dir=tmp_path,
+        extra={
+            "thread_pool.write.queue_size": 2,
+            "cluster.name": "other",
+            "node.attr.note": 'a "quoted" value',
+        },
+    )
+    text = server.render_opensearch_yml(settings)
+    lines = dict(line.split(": ", 1) for line in text.splitlines() if not line.startswith("#"))
+    node_dir = tmp_path / "opensearch" / server.DEFAULT_VERSION / "run" / "9311"
+    assert lines["discovery.type"] == '"single-node"'
+    assert lines["network.host"] == '"127.0.0.1"'
+    assert lines["http.port"] == "9311"
+    assert lines["path.data"] == json.dumps(str(node_dir / "data"))
+    assert lines["path.logs"] == json.dumps(str(node_dir / "logs"))
+    assert lines["cluster.routing.allocation.disk.threshold_enabled"] == "false"
+    assert lines["thread_pool.write.queue_size"] == "2"
+    assert lines["cluster.name"] == '"other"', "extras override the defaults"
+    assert json.loads(lines["node.attr.note"]) == 'a "quoted" value'
+    assert len(lines) == len(text.splitlines()) - 1, "one setting per line, each key once"
+
+
+def test_render_opensearch_yml_uses_explicit_run_dir(tmp_path: Path) -> None:
+    settings = server.ServerSettings(port=9312, cache_dir=tmp_path, run_dir=tmp_path / "node")
+    text = server.render_opensearch_yml(settings)
+    assert f"path.data: {json.dumps(str(tmp_path / 'node' / 'data'))}" in text
+    assert settings.pid_file == tmp_path / "node" / "opensearch.pid"
+
+
+def test_settings_keep_each_plugin_list_in_its_own_home(tmp_path: Path) -> None:
+    knn = server.ServerSettings(cache_dir=tmp_path)
+    core = server.ServerSettings(cache_dir=tmp_path, plugins=())
+    assert knn.home != core.home
+    assert knn.home.parent == tmp_path / "opensearch" / server.DEFAULT_VERSION
+
+
+def test_cli_rejects_a_setting_without_value() -> None:
+    with pytest.raises(SystemExit):
+        server.main(["status", "--setting", "no-equals-sign"])
+
+
+# ---------------------------------------------------------------------------------------------- integration
+
+
+@pytest.mark.integration
+def test_knn_plugin_is_installed_without_native_engines(node: str) -> None:
+    status, plugins = _request("GET", "/_cat/plugins?format=json")
+    assert status == 200
+    assert "opensearch-knn" in {p["component"] for p in plugins}
+    status, stats = _request("GET", "/_plugins/_knn/stats")
+    assert status == 200
+    for node_stats in stats["nodes"].values():
+        # The Maven Central zip carries no JNI libraries; nothing must have loaded them.
+        assert node_stats["faiss_initialized"] is False
+        assert node_stats["nmslib_initialized"] is False
+
+
+@pytest.mark.integration
+def test_lucene_hnsw_innerproduct_returns_nearest_first(index_name: str) -> None:
+    status, body = _request("PUT", f"/{index_name}", _knn_index_body("lucene"))
+    assert status == 200, body
+    docs = {
+        "x": [1.0, 0.0, 0.0, 0.0],
+        "y": [0.0, 1.0, 0.0, 0.0],
+        "z": [0.0, 0.0, 1.0, 0.0],
+        "xy": [0.6, 0.8, 0.0, 0.0],
+    }
+    bulk = "".join(
+        json.dumps({"index": {"_id": doc_id}}) + "\n" + json.dumps({"emb": vec, "title": doc_id}) + "\n"
+        for doc_id, vec in docs.items()
+    )
+    status, body = _request("POST", f"/{index_name}/_bulk?refresh=true", bulk)
+    assert status == 200 and not body["errors"], body
+
+    query = {"size": 3, "query": {"knn": {"emb": {"vector": [0.1, 0.9, 0.0, 0.1], "k": 3}}}}
+    status, body = _request("POST", f"/{index_name}/_search", query)
+    assert status == 200, body
+    hits = body["hits"]["hits"]
+    assert [h["_id"] for h in hits] == ["y", "xy", "x"]
+    # Lucene innerproduct: score = 1 + x.y for x.y >= 0.
+    assert hits[0]["_score"] == pytest.approx(1.9, abs=1e-4)
+
+    filtered = {
+        "size": 2,
+        "query": {
+            "knn": {"emb": {"vector": [0.1, 0.9, 0.0, 0.1], "k": 2, "filter": {"term": {"title": "x"}}}}
+        },
+    }
+    status, body = _request("POST", f"/{index_name}/_search", filtered)
+    assert status == 200, body
+    assert [h["_id"] for h in body["hits"]["hits"]] == ["x"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_faiss_engine_is_accepted_but_kills_the_node_at_first_flush(node: str) -> None:
+    """Pins down why every mapping here must say `"engine": "lucene"`.
+
+    A faiss mapping is accepted and documents index, but the first segment write loads the JNI
+    library, which the Maven zip lacks: UnsatisfiedLinkError is fatal and the JVM exits. That would
+    take the shared node down, so this runs on a throwaway node of its own.
+    """
+    _, root = _request("GET", "/")
+    settings = server.ServerSettings(version=root["version"]["number"], port=_free_port(), heap="512m")
+    settings.run_dir = settings.version_dir / "run" / f"faiss-probe-{settings.port}"
+    if not (settings.home / server.MARKER).is_file():
+        pytest.skip(f"no assembled OpenSearch at {settings.home}")
+    try:
+        info = server.start(settings, wait_s=180)
+        pid = info["pid"]
+        status, body = _request("PUT", "/probe", _knn_index_body("faiss"), url=settings.url)
+        assert status == 200, f"faiss mapping was expected to be accepted: {body}"
+        status, body = _request("PUT", "/probe/_doc/1", {"emb": [1.0, 0.0, 0.0, 0.0]}, url=settings.url)
+        assert status == 201, body
+        try:
+            status, body = _request("POST", "/probe/_refresh", url=settings.url, timeout=60)
+        except OSError as error:  # the JVM exits while the request is open
+            status, body = None, repr(error)
+        assert status != 200, f"refresh of a faiss segment succeeded: {body}"
+        deadline = time.monotonic() + 30
+        while server._pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not server._pid_alive(pid), "the node survived a faiss flush: native libraries present?"
+        log = server.log_tail(settings, lines=400)
+        assert "UnsatisfiedLinkError" in log and "opensearchknn_faiss" in log, log
+    finally:
+        server.stop(settings, grace_s=10)
+        shutil.rmtree(settings.run_dir, ignore_errors=True)

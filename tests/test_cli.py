@@ -1,0 +1,78 @@
+"""The `retrosearch` command end to end on a small real collection, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrosearch.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"retrosearch {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built_index(small_scifact: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "index"
+    proc = run_cli("index", "--collection", str(small_scifact), "--model", "minilm", "--out", str(out), "--quiet")
+    assert "indexed" in proc.stdout
+    return out
+
+
+def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp_path: Path):
+    meta = json.loads((built_index / "meta.json").read_text())
+    ids = json.loads((built_index / "ids.json").read_text())
+    corpus_ids = [json.loads(line)["_id"] for line in (small_scifact / "corpus.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(corpus_ids)
+    assert meta["model_name"] == "minilm" and meta["dim"] == 384 and meta["similarity"] == "cosine"
+
+    query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])
+    proc = run_cli("search", "--index", str(built_index), "--collection", str(small_scifact), "-k", "3", query["text"])
+    assert proc.stdout.count("\n") >= 3 and ids[0] in proc.stdout or any(i in proc.stdout for i in ids)
+
+    fresh, reused = tmp_path / "fresh.json", tmp_path / "reused.json"
+    run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json", str(fresh), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json", str(reused), "--quiet")
+    a, b = json.loads(fresh.read_text()), json.loads(reused.read_text())
+    for key in ("ndcg@10", "mrr@10", "recall@100", "map"):
+        assert isinstance(a[key], float) and a[key] == pytest.approx(b[key], abs=1e-6)
+    assert a["num_queries"] == 20 and a["num_docs"] == len(corpus_ids)
+    assert {"encode_corpus", "encode_queries", "search", "total"} <= set(a["seconds"])
+    assert a["config"]["backend"] == "faiss-flat" and a["config"]["split"] == "test"
+    # 20 real queries against their own relevant abstracts plus 60 distractors: a real model ranks well.
+    assert a["ndcg@10"] > 0.6
+
+
+def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, tmp_path: Path):
+    out = tmp_path / "hnsw.json"
+    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json", str(out), "--quiet")
+    hnsw = json.loads(out.read_text())
+    assert hnsw["config"]["backend"] == "faiss-hnsw" and hnsw["config"]["index_params"]["m"] == 32
+    assert hnsw["ndcg@10"] > 0.6
+
+
+def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"_id": "1", "text": "ok"}\n{"_id": "2"}\n')
+    proc = run_cli("index", "--corpus", str(bad), "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2
+    assert f"{bad}:2: missing text field 'text'" in proc.stderr and "Traceback" not in proc.stderr
+
+    proc = run_cli("eval", "--collection", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "corpus.jsonl missing" in proc.stderr
+
+    proc = run_cli("search", "--index", str(built_index), "--model", str(tiny_bert), "protein", check=False)
+    assert proc.returncode == 2 and "refusing to search" in proc.stderr and "Traceback" not in proc.stderr
+
+    proc = run_cli("eval", "--collection", str(tmp_path), "--model", "org/some-hub-model", check=False)
+    assert proc.returncode == 2

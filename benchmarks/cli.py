@@ -13,6 +13,7 @@ from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, CollectionError
 from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
 from retrosearch.plugin.index import IndexMismatchError, load_index
+from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
 
 def eval_command(
@@ -20,7 +21,15 @@ def eval_command(
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     model: opt.Model = "minilm",
     backend: opt.Backend = "faiss-flat",
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Search this saved index instead of building one.")] = None,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Search this saved FAISS index instead of building one.")] = None,
+    index_name: Annotated[
+        Optional[str], typer.Option("--index-name", help="OpenSearch index: searched as is when it exists, else built.")
+    ] = None,
+    opensearch_url: opt.OpenSearchUrl = None,
+    engine: opt.Engine = None,
+    space_type: opt.SpaceType = None,
+    shards: opt.Shards = None,
+    replicas: opt.Replicas = None,
     top_k: Annotated[int, typer.Option(help="Hits retrieved per query (Recall@100 needs >= 100).")] = 100,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
@@ -45,20 +54,31 @@ def eval_command(
         config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
         max_length=max_length, query_template=query_template, passage_template=passage_template,
         show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search,
-        ivf_nlist=nlist, ivf_nprobe=nprobe, pq_m=pq_m,
+        ivf_nlist=nlist, ivf_nprobe=nprobe, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine,
+        space_type=space_type, shards=shards, replicas=replicas,
     )
     try:
         beir = BeirCollection(collection)
         beir.qrels(split)
         encoder = Encoder.load(settings.encoder)
-        index = load_index(index_dir, settings) if index_dir else None
+        index = None
+        if index_dir:
+            index = load_index(index_dir, settings)
+        elif backend == "opensearch" and index_name and _opensearch_index_exists(settings):
+            index = load_index(None, settings, backend="opensearch")
         result = evaluate(beir, encoder, backend, split=split, top_k=top_k, settings=settings, index=index)
-    except (CollectionError, ModelNotFoundError, IndexMismatchError, FileNotFoundError) as exc:
+    except (CollectionError, ModelNotFoundError, IndexMismatchError, FileNotFoundError, OpenSearchUnavailable) as exc:
         raise opt.fail(str(exc)) from None
     print_result(result, f"{beir.name}/{split} {model} {result.config['backend']}")
     if json_out:
         write_json(json_out, result.as_dict())
         typer.echo(f"wrote {json_out}")
+
+
+def _opensearch_index_exists(settings) -> bool:
+    from retrosearch.plugin.opensearch.client import connect
+
+    return bool(connect(settings.opensearch).indices.exists(index=settings.opensearch.index))
 
 
 def register(app: typer.Typer) -> None:

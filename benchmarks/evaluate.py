@@ -67,20 +67,40 @@ def embed_corpus(collection: BeirCollection, encoder: Encoder) -> tuple[list[str
     return [d.id for d in docs], vectors, seconds
 
 
+def fill_index(index: VectorIndex, ids: list[str], vectors: np.ndarray) -> float:
+    """Load ``vectors`` into ``index`` (in the backend's bulk-loading mode); returns the seconds."""
+    started = time.perf_counter()
+    with index.loading():
+        index.add(ids, vectors)
+    return time.perf_counter() - started
+
+
 def index_vectors(
     ids: list[str], vectors: np.ndarray, encoder: Encoder, backend: str, settings: Settings
 ) -> tuple[VectorIndex, float]:
     """A new ``backend`` index holding ``vectors``, and the seconds it took to build."""
     started = time.perf_counter()
-    index = create_index(backend, encoder.index_meta(), settings)
-    index.add(ids, vectors)
-    return index, time.perf_counter() - started
+    index = create_index(backend, encoder.index_meta(), settings, recreate=True)
+    created = time.perf_counter() - started
+    return index, created + fill_index(index, ids, vectors)
 
 
 def build_index(collection: BeirCollection, encoder: Encoder, backend: str, settings: Settings) -> tuple[VectorIndex, dict[str, float]]:
-    """Embed every document of ``collection`` and load it into a new ``backend`` index."""
+    """Embed every document of ``collection`` and load it into a new ``backend`` index.
+
+    The index is created first, so an unreachable server fails before minutes of embedding.
+    An OpenSearch index without a configured name is called after the collection and encoder.
+    """
+    if backend == "opensearch" and not settings.opensearch.index:
+        from retrosearch.plugin.index.opensearch_index import default_index_name
+
+        settings = settings.model_copy(deep=True)
+        settings.opensearch.index = default_index_name(collection.name, encoder.fingerprint)
+    started = time.perf_counter()
+    index = create_index(backend, encoder.index_meta(), settings, recreate=True)
+    created = time.perf_counter() - started
     ids, vectors, seconds = embed_corpus(collection, encoder)
-    index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, settings)
+    seconds["build_index"] = created + fill_index(index, ids, vectors)
     return index, seconds
 
 

@@ -18,6 +18,7 @@ from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
 from retrosearch.plugin.config import Settings
 from retrosearch.plugin.encoder import Encoder
+from retrosearch.plugin.index.opensearch_index import default_index_name
 
 console = Console()
 
@@ -32,8 +33,12 @@ def run_quality(
         beir = BeirCollection(root)
         ids, vectors, seconds = embed_corpus(beir, encoder)
         for backend in backends:
-            index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, settings)
-            result = evaluate(beir, encoder, backend, split, top_k, settings, index=index, build_seconds=seconds)
+            run_settings = settings
+            if backend == "opensearch" and not settings.opensearch.index:
+                run_settings = settings.model_copy(deep=True)
+                run_settings.opensearch.index = default_index_name(beir.name, encoder.fingerprint)
+            index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, run_settings)
+            result = evaluate(beir, encoder, backend, split, top_k, run_settings, index=index, build_seconds=seconds)
             results[f"{beir.name}/{backend}"] = result
             console.print(figures_table({f"{beir.name}/{backend}": result}))
     return results
@@ -66,7 +71,7 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -80,10 +85,14 @@ def quality(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     batch_size: opt.BatchSize = 64,
     threads: opt.Threads = None,
+    opensearch_url: opt.OpenSearchUrl = None,
+    replicas: opt.Replicas = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for quality.json, quality.md and quality.png.")] = None,
 ) -> None:
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections and backends."""
-    settings = opt.build_settings(model=model, batch_size=batch_size, threads=threads)
+    settings = opt.build_settings(
+        model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas
+    )
     results = run_quality(collection, backend, settings, split)
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:

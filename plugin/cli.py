@@ -13,6 +13,7 @@ from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, CollectionError, FieldMap, read_corpus
 from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
 from retrosearch.plugin.index import IndexMismatchError, create_index, load_index
+from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
 console = Console()
 
@@ -24,7 +25,7 @@ def _corpus_path(collection: Path | None, corpus: Path | None) -> Path:
 
 
 def index(
-    out: Annotated[Path, typer.Option(help="Folder to write the index to.")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write a FAISS index to.")] = None,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR collection folder.")] = None,
     corpus: Annotated[Optional[Path], typer.Option(help="JSONL or Parquet corpus file.")] = None,
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
@@ -42,36 +43,58 @@ def index(
     ef_construction: opt.EfConstruction = 200,
     nlist: opt.Nlist = None,
     pq_m: opt.PqM = None,
+    opensearch_url: opt.OpenSearchUrl = None,
+    index_name: opt.IndexName = None,
+    engine: opt.Engine = None,
+    space_type: opt.SpaceType = None,
+    shards: opt.Shards = None,
+    replicas: opt.Replicas = None,
+    force_merge: opt.ForceMerge = False,
     config: opt.ConfigFile = None,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Embed a corpus and save a FAISS index (vectors, id mapping and the model it was built with)."""
+    """Embed a corpus into a FAISS index folder (--out) or an OpenSearch k-NN index (--index-name).
+
+    Loading is idempotent by document id: indexing the same corpus again changes nothing.
+    """
     settings = opt.build_settings(
         config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
         max_length=max_length, show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
-        ivf_nlist=nlist, pq_m=pq_m,
+        ivf_nlist=nlist, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine, space_type=space_type,
+        shards=shards, replicas=replicas, force_merge=force_merge,
     )
+    opensearch = backend == "opensearch"
+    if opensearch and not settings.opensearch.index:
+        raise opt.fail("--backend opensearch needs --index-name")
+    if not opensearch and out is None:
+        raise opt.fail(f"--backend {backend} needs --out (the index folder)")
     path = _corpus_path(collection, corpus)
     fields = FieldMap(id=id_field, title=title_field or None, text=text_field)
     try:
         docs = list(read_corpus(path, fields))
         encoder = Encoder.load(settings.encoder)
-    except (CollectionError, ModelNotFoundError) as exc:
+        built = create_index(backend, encoder.index_meta(), settings)
+    except (CollectionError, ModelNotFoundError, OpenSearchUnavailable, IndexMismatchError, ValueError) as exc:
         raise opt.fail(str(exc)) from None
     vectors = encoder.encode_documents(docs, desc=f"embedding {path.name}")
-    built = create_index(backend, encoder.index_meta(), settings)
-    built.add([d.id for d in docs], vectors)
-    built.save(out)
+    stored = [{"title": d.title, "text": d.text} for d in docs] if opensearch else None
+    with built.loading():
+        written = built.add([d.id for d in docs], vectors, stored)
+    where = f"OpenSearch index {settings.opensearch.index!r}" if opensearch else str(out)
+    if not opensearch:
+        built.save(out)
     stats = encoder.stats.as_dict()
     console.print(
-        f"indexed {built.count()} documents from {path} into {out} ({built.meta.backend}, dim {encoder.dim}); "
-        f"{stats['texts_per_s']} docs/s, padding {stats['padding_ratio']:.1%}"
+        f"indexed {built.count()} documents ({written} written) from {path} into {where} ({built.meta.backend}, "
+        f"dim {encoder.dim}); {stats['texts_per_s']} docs/s, padding {stats['padding_ratio']:.1%}"
     )
 
 
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
-    index_dir: Annotated[Path, typer.Option("--index", help="Index folder written by 'retrosearch index'.")],
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
+    index_name: opt.IndexName = None,
+    opensearch_url: opt.OpenSearchUrl = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Defaults to the index's model.")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
@@ -79,14 +102,19 @@ def search(
     ef_search: opt.EfSearch = 256,
     nprobe: opt.Nprobe = 16,
 ) -> None:
-    """Search a saved index; prints id, similarity and (with --collection) the title of each hit."""
-    settings = opt.build_settings(device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False)
+    """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, similarity, title."""
+    settings = opt.build_settings(
+        device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
+        index=index_name,
+    )
+    if (index_dir is None) == (index_name is None):
+        raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
     try:
-        loaded = load_index(index_dir, settings)
+        loaded = load_index(index_dir, settings, backend="opensearch" if index_name else "faiss")
         settings.encoder.model = model or loaded.meta.model_name
         encoder = Encoder.load(settings.encoder)
         loaded.check_query_encoder(encoder.index_meta())
-    except (FileNotFoundError, ModelNotFoundError, IndexMismatchError) as exc:
+    except (FileNotFoundError, ModelNotFoundError, IndexMismatchError, OpenSearchUnavailable, ValueError) as exc:
         raise opt.fail(str(exc)) from None
     titles = {d.id: d.title or d.text[:80] for d in BeirCollection(collection).corpus} if collection else {}
     hits = loaded.search(encoder.encode_queries(queries), k)
@@ -99,7 +127,20 @@ def search(
         console.print(table)
 
 
+def opensearch(ctx: typer.Context) -> None:
+    """Run a local OpenSearch node: start | stop | status | assemble [--port N] [--version V] [--setting k=v].
+
+    Assembled from Maven Central artifacts and cached; see plugin/opensearch/server.py.
+    """
+    from retrosearch.plugin.opensearch import server
+
+    raise typer.Exit(server.main(list(ctx.args)))
+
+
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
     app.command()(index)
     app.command()(search)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})(
+        opensearch
+    )

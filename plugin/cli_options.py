@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from retrosearch.plugin.config import EncoderSettings, FaissSettings, Settings
+from retrosearch.plugin.config import Settings
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder or packaged model name (minilm).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
@@ -19,7 +19,16 @@ PoolingOpt = Annotated[Optional[str], typer.Option("--pooling", help="Override p
 MaxLength = Annotated[Optional[int], typer.Option(help="Override the max tokens per text.")]
 QueryTemplate = Annotated[Optional[str], typer.Option(help="Override the query template, e.g. 'query: {text}'.")]
 PassageTemplate = Annotated[Optional[str], typer.Option(help="Override the passage template, e.g. 'passage: {text}'.")]
-Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw or faiss-ivfpq.")]
+Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw, faiss-ivfpq or opensearch.")]
+OpenSearchUrl = Annotated[
+    Optional[str], typer.Option("--opensearch-url", help="OpenSearch URL (credentials come from the environment).")
+]
+IndexName = Annotated[Optional[str], typer.Option("--index-name", help="OpenSearch index name.")]
+Engine = Annotated[Optional[str], typer.Option(help="k-NN engine: lucene (default), faiss, nmslib.")]
+SpaceType = Annotated[Optional[str], typer.Option(help="k-NN space: innerproduct (default), cosinesimil, l2.")]
+Shards = Annotated[Optional[int], typer.Option(help="OpenSearch primary shards.")]
+Replicas = Annotated[Optional[int], typer.Option(help="OpenSearch replicas (restored after the load).")]
+ForceMerge = Annotated[bool, typer.Option(help="Force-merge to one segment after loading.")]
 HnswM = Annotated[int, typer.Option(help="HNSW graph degree M.")]
 EfConstruction = Annotated[int, typer.Option(help="HNSW efConstruction.")]
 EfSearch = Annotated[int, typer.Option(help="HNSW efSearch.")]
@@ -36,20 +45,20 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 def build_settings(config: Path | None = None, **options: Any) -> Settings:
     """Settings from an optional JSON file, overridden by the options given on the command line.
 
-    Option names are those of :class:`EncoderSettings` and :class:`FaissSettings`; ``None`` means
-    "not given".
+    Each option is applied to every settings group that has a field of that name (so ``hnsw_m``
+    sets M for FAISS and OpenSearch alike); ``None`` means "not given".
     """
     base = Settings.model_validate(json.loads(config.read_text())) if config else Settings()
-    encoder_fields, faiss_fields = EncoderSettings.model_fields, FaissSettings.model_fields
-    encoder = {k: v for k, v in options.items() if k in encoder_fields and v is not None}
-    faiss = {k: v for k, v in options.items() if k in faiss_fields and v is not None}
-    unknown = set(options) - set(encoder_fields) - set(faiss_fields)
+    groups = {name: type(getattr(base, name)) for name in Settings.model_fields}
+    known = {field for model in groups.values() for field in model.model_fields}
+    unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
-    return Settings(
-        encoder=EncoderSettings.model_validate({**base.encoder.model_dump(), **encoder}),
-        faiss=FaissSettings.model_validate({**base.faiss.model_dump(), **faiss}),
-    )
+    merged = {}
+    for name, model in groups.items():
+        given = {k: v for k, v in options.items() if k in model.model_fields and v is not None}
+        merged[name] = model.model_validate({**getattr(base, name).model_dump(), **given})
+    return Settings(**merged)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

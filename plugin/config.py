@@ -82,8 +82,39 @@ class FaissSettings(_Strict):
     ivf_nlist: int | None = Field(None, gt=0, description="default: about 4*sqrt(N)")
     ivf_nprobe: int = Field(16, gt=0)
     pq_m: int | None = Field(None, gt=0, description="default: dimension/8 sub-quantizers")
-    pq_nbits: int = Field(8, gt=0, le=16)
+    pq_nbits: int | None = Field(None, gt=0, le=16, description="default: 8, fewer for small training sets")
     use_gpu: Literal["auto", "never"] = "auto"
+
+
+class OpenSearchSettings(_Strict):
+    """Where the OpenSearch backend connects and how it builds and loads k-NN indices.
+
+    Credentials and TLS files are read from the environment (``RETROSEARCH_OPENSEARCH_USER``,
+    ``RETROSEARCH_OPENSEARCH_PASSWORD``, ``RETROSEARCH_OPENSEARCH_CA_CERTS``,
+    ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from settings files or the command line.
+    """
+
+    url: str = "http://127.0.0.1:9250"
+    index: str | None = None
+    vector_field: str = "embedding"
+    # The Maven Central k-NN build has no native libraries; faiss needs a full distribution.
+    engine: Literal["lucene", "faiss", "nmslib"] = "lucene"
+    space_type: Literal["innerproduct", "cosinesimil", "l2"] | None = Field(
+        None, description="default: innerproduct (the encoder's similarity on its own vectors)"
+    )
+    hnsw_m: int = Field(32, gt=1)
+    hnsw_ef_construction: int = Field(200, gt=0)
+    hnsw_ef_search: int | None = Field(256, gt=0)
+    shards: int = Field(1, gt=0)
+    replicas: int = Field(1, ge=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    bulk_docs: int = Field(500, gt=0)
+    bulk_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    bulk_retries: int = Field(8, ge=0)
+    bulk_initial_backoff_s: float = Field(1.0, gt=0)
+    bulk_max_backoff_s: float = Field(60.0, gt=0)
+    force_merge: bool = False
+    search_batch: int = Field(64, gt=0, description="knn queries per _msearch request")
 
 
 class Settings(_Strict):
@@ -91,3 +122,4 @@ class Settings(_Strict):
 
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     faiss: FaissSettings = Field(default_factory=FaissSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)

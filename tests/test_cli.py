@@ -76,3 +76,41 @@ def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert:
 
     proc = run_cli("eval", "--collection", str(tmp_path), "--model", "org/some-hub-model", check=False)
     assert proc.returncode == 2
+
+
+@pytest.mark.integration
+def test_opensearch_backend_matches_faiss_flat(small_scifact: Path, tmp_path: Path, opensearch_url: str):
+    flat, remote = tmp_path / "flat.json", tmp_path / "os.json"
+    run_cli("eval", "--collection", str(small_scifact), "--json", str(flat), "--quiet")
+    name = "cli-eval-small-scifact"
+    run_cli(
+        "index", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
+        "--index-name", name, "--replicas", "0", "--quiet",
+    )
+    again = run_cli(
+        "index", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
+        "--index-name", name, "--replicas", "0", "--quiet",
+    )
+    docs = len((small_scifact / "corpus.jsonl").read_text().splitlines())
+    assert f"indexed {docs} documents" in again.stdout  # loading twice leaves the count unchanged
+    run_cli(
+        "eval", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
+        "--index-name", name, "--json", str(remote), "--quiet",
+    )
+    a, b = json.loads(flat.read_text()), json.loads(remote.read_text())
+    assert b["config"]["backend"] == "opensearch" and b["num_docs"] == docs
+    assert abs(a["ndcg@10"] - b["ndcg@10"]) <= 0.005
+    assert abs(a["recall@100"] - b["recall@100"]) <= 0.005
+
+    query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])["text"]
+    proc = run_cli("search", "--index-name", name, "--opensearch-url", opensearch_url, "-k", "3", query)
+    assert proc.stdout.count("0.") >= 3
+
+
+def test_opensearch_errors_are_one_clear_line(small_scifact: Path):
+    proc = run_cli(
+        "eval", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url",
+        "http://127.0.0.1:9", "--quiet", check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot reach OpenSearch at http://127.0.0.1:9" in proc.stderr

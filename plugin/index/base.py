@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,11 @@ class VectorIndex(ABC):
     meta: IndexMeta
 
     @abstractmethod
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        """Add vectors by id; ids already present are left as they are. Returns how many were new."""
+    def add(self, ids: Sequence[str], vectors: np.ndarray, fields: Sequence[dict[str, Any]] | None = None) -> int:
+        """Add vectors by id (with optional stored fields, where the backend keeps them).
+
+        Adding an id twice never duplicates it. Returns how many rows were written.
+        """
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> SearchHits:
@@ -82,6 +86,10 @@ class VectorIndex(ABC):
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - backends that persist override
         """Persist the index (a folder for FAISS; a no-op for server-side indices)."""
+
+    def loading(self) -> AbstractContextManager[None]:
+        """Context for a large load (server-side backends relax refresh and replicas in it)."""
+        return nullcontext()
 
     def check_query_encoder(self, encoder_meta: IndexMeta) -> None:
         """Refuse queries from an encoder other than the one the index was built with."""

@@ -65,16 +65,19 @@ class FaissIndex(VectorIndex):
             return index
         nlist = self.settings.ivf_nlist or max(1, min(int(4 * math.sqrt(n_train)), n_train // 39))
         pq_m = self.settings.pq_m or _largest_divisor_at_most(d, max(1, d // 8))
+        # Each sub-quantizer trains 2**nbits centroids and wants ~39 points per centroid.
+        nbits = self.settings.pq_nbits or max(4, min(8, int(math.log2(max(n_train, 16) / 39))))
         if d % pq_m:
             raise ValueError(f"pq_m={pq_m} must divide the dimension {d}")
         if n_train < nlist:
             raise ValueError(f"IVF-PQ needs at least nlist={nlist} training vectors in the first add, got {n_train}")
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, pq_m, self.settings.pq_nbits, ip)
-        self.meta.params.update({"nlist": nlist, "pq_m": pq_m})
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, pq_m, nbits, ip)
+        self.meta.params.update({"nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits})
         return index
 
     # -- VectorIndex ----------------------------------------------------------------------------
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
+    def add(self, ids: Sequence[str], vectors: np.ndarray, fields: Sequence[dict] | None = None) -> int:
+        """Add new ids (``fields`` are not stored: a FAISS index holds vectors and ids only)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.meta.dim:
             raise ValueError(f"expected vectors of shape (n, {self.meta.dim}), got {vectors.shape}")

@@ -83,9 +83,11 @@ def _opensearch_index_exists(settings) -> bool:
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
+    from retrosearch.benchmarks.ingest_speed import ingest_speed
     from retrosearch.benchmarks.quality import quality
 
     app.command("eval")(eval_command)
     bench = typer.Typer(help="Benchmarks: quality over collections and backends, speed.", no_args_is_help=True)
     bench.command()(quality)
+    bench.command("ingest")(ingest_speed)
     app.add_typer(bench, name="bench")

@@ -10,6 +10,8 @@ Two kinds of configuration live here:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +20,11 @@ Pooling = Literal["cls", "mean", "last"]
 Similarity = Literal["cosine", "dot"]
 
 SPEC_FILENAME = "retrosearch.json"
+
+
+def cache_dir() -> Path:
+    """Where RetroSearch keeps what it can reuse (``$RETROSEARCH_CACHE``, else ~/.cache/retrosearch)."""
+    return Path(os.environ.get("RETROSEARCH_CACHE") or Path.home() / ".cache" / "retrosearch")
 
 
 class _Strict(BaseModel):

@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from retrosearch import quickstart  # noqa: E402
 from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402
+from retrosearch.ingest import cli as ingest_cli  # noqa: E402
 from retrosearch.plugin import cli as plugin_cli  # noqa: E402
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 plugin_cli.register(app)
 benchmarks_cli.register(app)
+ingest_cli.register(app)
 quickstart.register(app)
 
 

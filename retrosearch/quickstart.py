@@ -17,6 +17,7 @@ from retrosearch.benchmarks.evaluate import build_index, evaluate
 from retrosearch.benchmarks.report import print_result, write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
+from retrosearch.plugin.config import cache_dir
 from retrosearch.plugin.index import load_index
 
 console = Console()
@@ -26,11 +27,6 @@ def default_collection() -> Path:
     """``$RETROSEARCH_DATA/scifact``, else the shared data folder beside the checkout."""
     data = os.environ.get("RETROSEARCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
     return Path(data) / "scifact"
-
-
-def cache_dir() -> Path:
-    """Where commands keep what they can reuse (indices, downloads)."""
-    return Path(os.environ.get("RETROSEARCH_CACHE", Path.home() / ".cache" / "retrosearch"))
 
 
 def quickstart(

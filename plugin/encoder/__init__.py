@@ -2,13 +2,14 @@
 
 from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError, read_spec, resolve_model_path, write_spec
 from retrosearch.plugin.encoder.model import EncoderModel
-from retrosearch.plugin.encoder.runtime import Encoder, EncodeStats
+from retrosearch.plugin.encoder.runtime import Encoder, EncodeStats, describe
 
 __all__ = [
     "EncodeStats",
     "Encoder",
     "EncoderModel",
     "ModelNotFoundError",
+    "describe",
     "read_spec",
     "resolve_model_path",
     "write_spec",

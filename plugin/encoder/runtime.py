@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,18 @@ class EncodeStats:
         }
 
 
+def _position_limit(config: Any, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest input the model can embed (its position table, or the tokenizer's own limit)."""
+    limits = [getattr(tokenizer, "model_max_length", None) or 0]
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa-family models offset positions by padding_idx + 1 (2 slots unusable).
+        offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer") else 0
+        limits.append(positions - offset)
+    usable = [n for n in limits if 0 < n < 1_000_000]
+    return min(usable) if usable else 1_000_000
+
+
 def prepare_tokenizer(path: Path, spec: EncoderSpec) -> PreTrainedTokenizerBase:
     """The checkpoint's tokenizer with the spec's padding side and a pad token guaranteed."""
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -65,6 +78,19 @@ def prepare_tokenizer(path: Path, spec: EncoderSpec) -> PreTrainedTokenizerBase:
         # Decoder LLMs often ship without a pad token; padding is masked out, so any id works.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
+
+
+def describe(settings: EncoderSettings) -> IndexMeta:
+    """What an encoder's vectors are (name, fingerprint, dimension, similarity) without loading it.
+
+    Lets a driver prepare indices and resume state while only the workers load the weights.
+    """
+    import json
+
+    path = resolve_model_path(settings.model)
+    spec = read_spec(path, settings)
+    dim = json.loads((path / "config.json").read_text())["hidden_size"]
+    return IndexMeta(model_name=settings.model, model_fingerprint=fingerprint(path, spec), dim=dim, similarity=spec.similarity)
 
 
 class Encoder:
@@ -88,8 +114,7 @@ class Encoder:
         self.device = device
         self.formatter = Formatter(self.spec, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
         self.stats = EncodeStats()
-        limit = getattr(tokenizer, "model_max_length", None) or self.spec.max_length
-        self.max_length = min(self.spec.max_length, limit if limit < 1_000_000 else self.spec.max_length)
+        self.max_length = min(self.spec.max_length, _position_limit(model.backbone.config, tokenizer))
 
     @classmethod
     def load(cls, settings: EncoderSettings | str | Path | None = None) -> "Encoder":

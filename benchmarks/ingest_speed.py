@@ -1,0 +1,120 @@
+"""Ingest speed: our Ray pipeline against the encoder's raw limit and a plain sentence-transformers loop.
+
+Four measurements on the same model and documents, in one run:
+
+a. raw: the encoder runtime's forward passes in one process over globally length-sorted batches
+   (tokenization and model loading excluded): the most this machine can do.
+b. sentence-transformers: ``SentenceTransformer(model).encode(texts)`` with its defaults, what a
+   user writes without RetroSearch (model loading excluded).
+c. RetroSearch ingest into FAISS (Ray Data: read, embed on an actor pool, write, build the index).
+d. RetroSearch ingest into OpenSearch (same, bulk-loading into a k-NN index).
+
+For c and d the rate uses the pipeline's wall time (Ray start-up and actor model loading included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retrosearch.benchmarks.report import write_json
+from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.collections import read_corpus
+from retrosearch.plugin.config import Settings
+
+console = Console()
+
+
+def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
+    """(a) The encoder alone over ideally sorted batches."""
+    from retrosearch.plugin.encoder import Encoder
+
+    encoder = Encoder.load(settings.encoder)
+    token_ids = encoder.tokenize(encoder.formatter.documents(docs))
+    started = time.perf_counter()
+    encoder.encode_token_ids(token_ids, desc="raw forward")
+    seconds = time.perf_counter() - started
+    return {"docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds, **encoder.stats.as_dict()}
+
+
+def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]:
+    """(b) A plain sentence-transformers encode loop."""
+    from sentence_transformers import SentenceTransformer
+
+    from retrosearch.plugin.encoder import resolve_model_path
+    from retrosearch.plugin.encoder.device import resolve_device, set_threads
+
+    set_threads(settings.encoder.threads)
+    model = SentenceTransformer(str(resolve_model_path(settings.encoder.model)), device=str(resolve_device(settings.encoder.device)))
+    texts = [f"{d.title} {d.text}".strip() for d in docs]
+    started = time.perf_counter()
+    model.encode(texts, show_progress_bar=settings.encoder.show_progress)
+    seconds = time.perf_counter() - started
+    return {"docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds}
+
+
+def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int) -> dict[str, Any]:
+    """(c)/(d) The ingest job on a fresh state."""
+    from retrosearch.ingest.pipeline import IngestConfig, run_ingest
+
+    if sink == "opensearch":
+        settings = settings.model_copy(deep=True)
+        settings.opensearch.index = f"bench-ingest-{os.getpid()}"
+        settings.opensearch.replicas = 0
+    config = IngestConfig(
+        inputs=[corpus], sink=sink, out=workdir / sink, state_dir=workdir / f"state-{sink}", workers=workers,
+        settings=settings,
+    )
+    started = time.perf_counter()
+    summary = run_ingest(config)
+    seconds = time.perf_counter() - started
+    if sink == "opensearch":
+        from retrosearch.plugin.opensearch.client import connect
+
+        connect(settings.opensearch).indices.delete(index=settings.opensearch.index, ignore_unavailable=True)
+    docs = summary["rows_written"]
+    return {"docs": docs, "seconds": seconds, "docs_per_s": docs / seconds, "summary": summary}
+
+
+def ingest_speed(
+    corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
+    model: opt.Model = "minilm",
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
+    workers: Annotated[int, typer.Option(help="Embedding actors for the Ray runs.")] = 1,
+    threads: opt.Threads = None,
+    opensearch_url: opt.OpenSearchUrl = None,
+    skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
+    json_out: opt.JsonOut = None,
+) -> None:
+    """Docs/s of the raw encoder, a sentence-transformers loop, and our ingest into FAISS and OpenSearch."""
+    settings = opt.build_settings(model=model, threads=threads or os.cpu_count(), url=opensearch_url)
+    docs = list(read_corpus(corpus))[:limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "corpus.jsonl"
+        subset.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
+        results = {"a_raw": raw_forward(docs, settings), "b_sentence_transformers": sentence_transformers_loop(docs, settings)}
+        results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
+        if not skip_opensearch:
+            results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers)
+    rate = {k: v["docs_per_s"] for k, v in results.items()}
+    ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
+    if "d_ingest_opensearch" in rate:
+        ratios["d/a"] = rate["d_ingest_opensearch"] / rate["a_raw"]
+    table = Table(title=f"ingest speed: {model}, {len(docs)} docs from {corpus}", title_justify="left")
+    for column in ("run", "docs", "seconds", "docs/s"):
+        table.add_column(column, justify="right")
+    for name, r in results.items():
+        table.add_row(name, str(r["docs"]), f"{r['seconds']:.1f}", f"{r['docs_per_s']:.2f}")
+    console.print(table)
+    console.print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
+    if json_out:
+        write_json(json_out, {"model": model, "docs": len(docs), "cpus": os.cpu_count(), "results": results,
+                              "ratios": ratios})

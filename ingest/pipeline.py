@@ -1,0 +1,176 @@
+"""The ingest job: plan, resume, read, embed on an actor pool, write through a sink, summarise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retrosearch.ingest.plan import OnError, plan_ingest
+from retrosearch.ingest.state import IngestState, atomic_write_text
+from retrosearch.plugin.collections import FieldMap
+from retrosearch.plugin.config import Settings, cache_dir
+
+SinkName = Literal["opensearch", "faiss", "parquet"]
+
+
+class IngestConfig(BaseModel):
+    """Everything one ingest run needs; the CLI builds it from its options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Path]
+    sink: SinkName = "faiss"
+    out: Path | None = Field(None, description="FAISS index folder or Parquet dataset folder")
+    faiss_backend: str = "faiss-flat"
+    fields: FieldMap = Field(default_factory=FieldMap)
+    on_error: OnError = "fail"
+    rejects: Path | None = None
+    max_text_chars: int = Field(100_000, gt=0)
+    chunk_rows: int = Field(1000, gt=0)
+    batch_size: int = Field(512, gt=0, description="rows per Ray batch handed to an embedding actor")
+    workers: int = Field(1, gt=0, description="embedding actors")
+    num_gpus_per_worker: float = Field(0.0, ge=0)
+    num_cpus_per_worker: float = Field(1.0, gt=0)
+    tokenize_stage: bool | None = Field(None, description="separate tokenization stage; default: on with GPUs")
+    write_concurrency: int = Field(2, gt=0)
+    ray_address: str | None = None
+    state_dir: Path | None = None
+    settings: Settings = Field(default_factory=Settings)
+
+
+def _state_root(config: IngestConfig, key: str) -> Path:
+    if config.state_dir:
+        return config.state_dir / key
+    if config.sink == "parquet":
+        return config.out  # the dataset folder itself holds parts/ and fragments/
+    if config.sink == "faiss":
+        return config.out / ".ingest" / key
+    return cache_dir() / "ingest" / f"opensearch-{config.settings.opensearch.index}" / key
+
+
+def _make_sink(config: IngestConfig, root: Path, meta: Any):
+    from retrosearch.ingest import sinks
+
+    if config.sink == "opensearch":
+        if not config.settings.opensearch.index:
+            raise ValueError("--sink opensearch needs --index-name")
+        sink = sinks.OpenSearchSink(root, config.settings, meta)
+        sink.prepare()
+        return sink
+    if config.out is None:
+        raise ValueError(f"--sink {config.sink} needs --out")
+    if config.sink == "parquet":
+        return sinks.ParquetSink(root)
+    return sinks.FaissSink(root, config.out, config.faiss_backend, config.settings, meta)
+
+
+def _write_rejects(path: Path, rejects: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"file": r.path, "line": r.line, "reason": r.reason}) for r in rejects]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def run_ingest(config: IngestConfig) -> dict[str, Any]:
+    """Run (or resume) an ingest and return its summary.
+
+    Raises :class:`~retrosearch.plugin.collections.CollectionError` on the first bad record when
+    ``on_error="fail"``, before anything is written.
+    """
+    from retrosearch.plugin.encoder import describe
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    plan = plan_ingest(config.inputs, config.fields, config.on_error, config.max_text_chars, config.chunk_rows)
+    seconds["plan"] = time.perf_counter() - started
+    if plan.rejects:
+        rejects_path = config.rejects or Path(f"{config.inputs[0]}.rejects.jsonl")
+        _write_rejects(rejects_path, plan.rejects)
+    meta = describe(config.settings.encoder)
+    key = hashlib.sha256(f"{plan.fingerprint}|{meta.model_fingerprint}|{config.faiss_backend}".encode()).hexdigest()[:16]
+    root = _state_root(config, key)
+    state = IngestState(root)
+    atomic_write_text(root / "plan.json", plan.to_json())
+    sink = _make_sink(config, root, meta)
+    pending, already = state.pending(plan)
+
+    embed_stats: dict[str, Any] = {"rows": 0, "tokens": 0, "padded": 0.0, "seconds": 0.0, "failed": []}
+    started = time.perf_counter()
+    if pending:
+        embed_stats = _run_pipeline(config, pending, sink)
+    seconds["pipeline"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    final = sink.finalize()
+    seconds["finalize"] = time.perf_counter() - started
+    remaining, _ = IngestState(root).pending(plan) if embed_stats["failed"] else ([], 0)
+    total = sum(seconds.values())
+    rows = embed_stats["rows"]
+    padded = embed_stats["padded"]
+    return {
+        "rows_in": plan.total_records,
+        "rows_valid": plan.good_rows,
+        "rows_written": rows,
+        "rows_already_done": already,
+        "rejects": len(plan.rejects),
+        "rejects_file": str(config.rejects or f"{config.inputs[0]}.rejects.jsonl") if plan.rejects else None,
+        "failed": [{"id": i, "reason": r} for i, r in embed_stats["failed"][:100]],
+        "chunks_left": len(remaining),
+        "sink": config.sink,
+        **{f"sink_{k}": v for k, v in final.items()},
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "rows_per_s": round(rows / seconds["pipeline"], 2) if rows and seconds["pipeline"] else 0.0,
+        "tokens_per_s": round(embed_stats["tokens"] / seconds["pipeline"], 1) if rows and seconds["pipeline"] else 0.0,
+        "padding_ratio": round(1 - embed_stats["tokens"] / padded, 4) if padded else 0.0,
+        "total_seconds": round(total, 3),
+        "state": str(root),
+        "model": meta.model_name,
+        "model_fingerprint": meta.model_fingerprint,
+    }
+
+
+def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> dict[str, Any]:
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
+    from retrosearch.ingest.progress import LiveProgress
+    from retrosearch.ingest.source import ChunkSource
+    from retrosearch.plugin.ray_runtime import ensure_ray
+
+    ensure_ray(config.ray_address)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = True
+    encoder_settings = config.settings.encoder.model_dump()
+    if config.num_gpus_per_worker > 0 and config.settings.encoder.device == "auto":
+        encoder_settings["device"] = "cuda"
+    if encoder_settings["threads"] is None and config.num_gpus_per_worker == 0 and not config.ray_address:
+        # Reads and writes barely use the CPU, so local CPU actors may use every core between them
+        # while reserving only num_cpus_per_worker (leaving slots for the read and write tasks).
+        encoder_settings["threads"] = max(1, (os.cpu_count() or 1) // config.workers)
+    ds = ray.data.read_datasource(ChunkSource(chunks, config.fields), override_num_blocks=len(chunks))
+    tokenize = config.tokenize_stage if config.tokenize_stage is not None else config.num_gpus_per_worker > 0
+    if tokenize:
+        ds = ds.map_batches(
+            TokenizeBatch, fn_constructor_kwargs={"settings": encoder_settings}, batch_size=config.batch_size,
+            compute=ActorPoolStrategy(size=max(1, config.workers)), num_cpus=1, batch_format="numpy",
+        )
+    ds = ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={"settings": encoder_settings},
+        batch_size=config.batch_size,
+        compute=ActorPoolStrategy(size=config.workers),
+        num_gpus=config.num_gpus_per_worker,
+        num_cpus=config.num_cpus_per_worker,
+        batch_format="numpy",
+    )
+    with LiveProgress(sum(c.rows for c in chunks), desc=f"ingest -> {config.sink}") as counter:
+        sink.progress = counter
+        ds.write_datasink(sink, concurrency=config.write_concurrency)
+    sink.progress = None
+    return sink.totals

@@ -1,0 +1,103 @@
+"""Kill an ingest mid-way, rerun the same command: every document ends up present exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA
+
+DOCS = 400
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("resume") / "corpus.jsonl"
+    lines = (DATA / "scifact" / "corpus.jsonl").read_text().splitlines()[:DOCS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ids(path: Path) -> set[str]:
+    return {json.loads(line)["_id"] for line in path.read_text().splitlines()}
+
+
+def _command(corpus: Path, model: Path, state: Path, *sink_args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "retrosearch.cli", "ingest", "--input", str(corpus), "--model", str(model),
+        "--chunk-rows", "10", "--ray-batch-size", "10", "--write-concurrency", "1", "--state-dir", str(state),
+        *sink_args,
+    ]
+
+
+def _kill_midway(command: list[str], state: Path, min_fragments: int = 4, timeout_s: float = 300) -> int:
+    """Start the job, SIGKILL its whole process group once some chunks are recorded; return how many."""
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    recorded = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        recorded = len(list(state.glob("*/fragments/*/*.json")))
+        if recorded >= min_fragments:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return recorded
+
+
+def _finish(command: list[str], tmp_path: Path) -> dict:
+    out = tmp_path / "summary.json"
+    proc = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_faiss_sink_resumes_after_kill(corpus, tiny_bert, tmp_path):
+    from retrosearch.plugin.index import load_index
+
+    state, out = tmp_path / "state", tmp_path / "index"
+    command = _command(corpus, tiny_bert, state, "--sink", "faiss", "--out", str(out))
+    recorded = _kill_midway(command, state)
+    assert 0 < recorded < DOCS // 10, "the kill was meant to land mid-way"
+    summary = _finish(command, tmp_path)
+    assert summary["rows_already_done"] >= 10 and summary["rows_already_done"] + summary["rows_written"] == DOCS
+    index = load_index(out)
+    assert index.count() == DOCS and set(index._ids) == _ids(corpus)
+    again = _finish(command, tmp_path)  # a third run has nothing left to do
+    assert again["rows_written"] == 0 and again["rows_already_done"] == DOCS and again["sink_count"] == DOCS
+
+
+@pytest.mark.integration
+def test_opensearch_sink_resumes_after_kill(corpus, tiny_bert, tmp_path, opensearch_url):
+    from retrosearch.plugin.config import OpenSearchSettings
+    from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+
+    name = "test-ingest-resume"
+    settings = OpenSearchSettings(url=opensearch_url, index=name)
+    from retrosearch.plugin.opensearch.client import connect
+
+    connect(settings).indices.delete(index=name, ignore_unavailable=True)
+    state = tmp_path / "state"
+    command = _command(
+        corpus, tiny_bert, state, "--sink", "opensearch", "--index-name", name, "--opensearch-url", opensearch_url,
+        "--replicas", "0",
+    )
+    recorded = _kill_midway(command, state)
+    assert 0 < recorded < DOCS // 10, "the kill was meant to land mid-way"
+    summary = _finish(command, tmp_path)
+    assert summary["rows_already_done"] >= 10 and summary["sink_count"] == DOCS
+    index = OpenSearchIndex.open(settings)
+    assert index.count() == DOCS and index.ids() == _ids(corpus)
+    hit = index.client.get(index=name, id=sorted(_ids(corpus))[0])["_source"]
+    assert hit["title"] is not None and len(hit["embedding"]) == 32
+    current = index.client.indices.get_settings(index=name)[name]["settings"]["index"]
+    assert current.get("refresh_interval") != "-1"
+    index.delete()

@@ -1,0 +1,89 @@
+"""What a training method hands the harness: examples, a model, a collator and an export.
+
+The contract that makes runs exact across worker counts: a collator reports, per loss term, how
+many items (tokens, examples) the term sums over, and the model returns *sums*, not means. The
+harness divides each sum by the term's count over the whole global batch, so a token weighs the
+same whether it sat on worker 0 or 1, in the first or the last micro-batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+
+@dataclass
+class Batch:
+    """One micro-batch: the model's keyword inputs and, per loss term, the items it sums over."""
+
+    inputs: dict[str, torch.Tensor]
+    counts: dict[str, float]
+    examples: int = 0
+
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch with every tensor on ``device``."""
+        moved = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        return Batch(moved, dict(self.counts), self.examples)
+
+
+@dataclass
+class LossTerm:
+    """A summed loss over ``Batch.counts[name]`` items, entering the objective with ``weight``."""
+
+    total: torch.Tensor
+    weight: float = 1.0
+
+
+LossTerms = Mapping[str, LossTerm]
+
+
+@dataclass
+class RunInfo:
+    """What the harness knows about the run when it asks the method to export."""
+
+    step: int
+    steps: int
+    workers: int
+    batch_size: int
+    seed: int
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A training method. Instances are pickled to every Ray worker, so keep them light.
+
+    Subclasses hold their typed settings in ``config`` (a pydantic model); heavy objects
+    (tokenizers, models) are built lazily on whichever process needs them.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: BaseModel) -> None:
+        self.config = config
+
+    @abstractmethod
+    def load_examples(self) -> Sequence[Any]:
+        """Driver side: the training examples (indexable, picklable; shipped once to the workers)."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """Worker side: a module whose ``forward(**batch.inputs)`` returns :data:`LossTerms`."""
+
+    @abstractmethod
+    def collate(self, examples: Sequence[Any], seeds: Sequence[int]) -> Batch:
+        """Turn examples into a batch; all randomness of example ``i`` must come from ``seeds[i]``."""
+
+    @abstractmethod
+    def export(self, model: nn.Module, out: Path, info: RunInfo) -> None:
+        """Rank 0, after the last step: write the trained model as a loadable folder."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Settings that must not change when a run resumes from a checkpoint."""
+        return {"method": self.name, **self.config.model_dump(mode="json")}

@@ -1,0 +1,83 @@
+"""The driver side: start (or join) Ray, run a method as a ``TorchTrainer``, copy the export out.
+
+Resuming is re-running: the same ``--out`` (hence storage folder) and run name find the run's
+last checkpoint, and every worker restarts from it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrosearch.plugin.ray_runtime import ensure_ray
+from retrosearch.trainers.harness.config import TrainConfig
+from retrosearch.trainers.harness.loop import EXPORT_DIR, train_loop_per_worker
+from retrosearch.trainers.harness.method import Method
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """Where the trained model went and how the run ended."""
+
+    out: Path
+    run_dir: Path
+    checkpoint: str
+    metrics: dict[str, Any]
+
+
+def run_dir(method: Method, config: TrainConfig) -> Path:
+    """The folder Ray Train keeps this run's checkpoints (and our log) in."""
+    return config.resolved_storage() / (config.name or method.name)
+
+
+def fit(method: Method, config: TrainConfig) -> TrainResult:
+    """Train ``method`` as ``config`` says and write the export to ``config.out``."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray(config.ray_address)
+    examples = method.load_examples()
+    if len(examples) < config.batch_size:
+        raise ValueError(f"{len(examples)} training examples are fewer than one batch ({config.batch_size})")
+    folder = run_dir(method, config)
+    folder.mkdir(parents=True, exist_ok=True)
+    resources: dict[str, float] = {"CPU": config.cpus_per_worker}
+    if config.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "method": method,
+            "config": config,
+            "examples": ray.put(examples),
+            "log_path": folder / LOG_FILE,
+        },
+        # TorchTrainer picks the process-group backend itself: nccl with GPUs, gloo without.
+        scaling_config=ScalingConfig(
+            num_workers=config.workers, use_gpu=config.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=folder.name,
+            storage_path=str(folder.parent),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training in {folder} ended without a checkpoint")
+    with result.checkpoint.as_directory() as ckpt:
+        export = Path(ckpt) / EXPORT_DIR
+        if not export.is_dir():
+            raise RuntimeError(
+                f"the last checkpoint {result.checkpoint.path} holds no export (was the run cut short?)"
+            )
+        if config.out.exists():
+            shutil.rmtree(config.out)
+        shutil.copytree(export, config.out)
+    return TrainResult(config.out, folder, result.checkpoint.path, dict(result.metrics or {}))

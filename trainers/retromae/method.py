@@ -1,0 +1,110 @@
+"""RetroMAE as a harness method: packed corpus blocks in, an exported encoder (+ decoder) out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrosearch.plugin.encoder import read_spec, resolve_model_path
+from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
+from retrosearch.trainers.harness.method import Batch, Method, RunInfo
+from retrosearch.trainers.retromae.config import RetroMAEConfig
+from retrosearch.trainers.retromae.data import RetroMAECollator, special_affixes
+from retrosearch.trainers.retromae.export import export_model
+from retrosearch.trainers.retromae.model import RetroMAEModel
+
+
+def position_limit(config) -> int:
+    """Tokens the model can take: RoBERTa-style models spend the first positions on padding."""
+    positions = int(config.max_position_embeddings)
+    if "roberta" in str(config.model_type) or config.model_type == "camembert":
+        positions -= int(config.pad_token_id or 0) + 1
+    return positions
+
+
+class RetroMAEMethod(Method):
+    """RetroMAE / DupMAE pretraining of a BERT- or RoBERTa-family encoder."""
+
+    name = "retromae"
+    config: RetroMAEConfig
+
+    def __init__(self, config: RetroMAEConfig) -> None:
+        super().__init__(config)
+        self._tokenizer = None
+        self._collator: RetroMAECollator | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers rebuild the tokenizer from the model folder; only the settings travel.
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])
+
+    @property
+    def model_path(self) -> Path:
+        """The local folder of the starting checkpoint."""
+        return resolve_model_path(self.config.model)
+
+    @property
+    def tokenizer(self):
+        """The starting checkpoint's tokenizer (loaded once per process)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+        return self._tokenizer
+
+    def load_examples(self) -> PackedTokens:
+        """The corpus as token blocks that fit ``max_length`` with the special tokens."""
+        from transformers import AutoConfig
+
+        cfg = self.config
+        limit = position_limit(AutoConfig.from_pretrained(str(self.model_path)))
+        if cfg.max_length > limit:
+            raise ValueError(f"max_length {cfg.max_length} exceeds the {limit} positions of {cfg.model}")
+        prefix, suffix = special_affixes(self.tokenizer)
+        texts = read_texts(cfg.corpus, cfg.text_field, cfg.title_field, cfg.title_separator)
+        return pack_documents(
+            texts, self.tokenizer, cfg.max_length - len(prefix) - len(suffix), cfg.min_tokens, cfg.max_blocks
+        )
+
+    def build_model(self) -> RetroMAEModel:
+        """Encoder (with an MLM head) and decoder, restored from an earlier export when there is one."""
+        return RetroMAEModel.from_pretrained(self.model_path, self.config)
+
+    def collate(self, examples: Sequence[np.ndarray], seeds: Sequence[int]) -> Batch:
+        """A RetroMAE batch; see :class:`RetroMAECollator`."""
+        if self._collator is None:
+            self._collator = RetroMAECollator(self.tokenizer, self.config)
+        return self._collator(examples, seeds)
+
+    def export(self, model: RetroMAEModel, out: Path, info: RunInfo) -> None:
+        """The encoder folder with CLS pooling recorded, and the decoder beside it."""
+        cfg = self.config
+        provenance = {
+            "base_model": cfg.model,
+            "corpus": str(cfg.corpus),
+            "steps": info.step,
+            "batch_size": info.batch_size,
+            "workers": info.workers,
+            "seed": info.seed,
+            "max_length": cfg.max_length,
+            "encoder_mask_ratio": cfg.encoder_mask_ratio,
+            "decoder_mask_ratio": cfg.decoder_mask_ratio,
+            "dupmae": cfg.dupmae,
+            **({"bow_weight": cfg.bow_weight} if cfg.dupmae else {}),
+            "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        # Blocks are cut short for training speed; the encoder reads as far as its base model did,
+        # within the positions the model has.
+        max_length = min(
+            max(cfg.max_length, read_spec(self.model_path).max_length), position_limit(model.lm.config)
+        )
+        export_model(
+            model, self.tokenizer, out, max_length, "dupmae" if cfg.dupmae else "retromae", provenance
+        )

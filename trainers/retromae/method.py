@@ -39,10 +39,7 @@ class RetroMAEMethod(Method):
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers rebuild the tokenizer from the model folder; only the settings travel.
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"])
+        return {**self.__dict__, "_tokenizer": None, "_collator": None}
 
     @property
     def model_path(self) -> Path:

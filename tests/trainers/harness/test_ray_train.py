@@ -23,7 +23,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _first_step_gradients(loop_config: dict) -> None:
-    loop = WorkerLoop(loop_config["method"], loop_config["config"], loop_config["examples"], WorkerContext.from_ray())
+    loop = WorkerLoop(
+        loop_config["method"], loop_config["config"], loop_config["examples"], WorkerContext.from_ray()
+    )
     stats = loop.backward(step=0)
     if loop.ctx.rank == 0:  # DDP has averaged the gradients: rank 0 holds the global ones
         grads = {n: p.grad.detach().cpu() for n, p in loop.raw_model.named_parameters() if p.grad is not None}
@@ -98,8 +100,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_b
     assert sorted(first_run) == [1, 2, 3]
 
     # The user's way back: the same command again.
-    argv = ["train", "retromae", "--model", str(tiny_bert_encoder), "--corpus", str(small_corpus), "--out", str(out)]
-    argv += ["--max-length", "64"] + [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    argv = ["train", "retromae", "--model", str(tiny_bert_encoder), "--corpus", str(small_corpus)]
+    argv += ["--out", str(out), "--max-length", "64"] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in options.items()
+    ]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     records = _log(log)

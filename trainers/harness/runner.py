@@ -34,6 +34,18 @@ def run_dir(method: Method, config: TrainConfig) -> Path:
     return config.resolved_storage() / (config.name or method.name)
 
 
+def _check_local_resources(config: TrainConfig, available: dict[str, float]) -> None:
+    # A local Ray never grows: asking for more than it has would wait forever for the workers.
+    wanted = {"CPU": config.workers * config.cpus_per_worker, "GPU": config.workers if config.use_gpu else 0}
+    for kind, count in wanted.items():
+        have = available.get(kind, 0)
+        if count > have:
+            raise ValueError(
+                f"{config.workers} workers need {count} {kind}s but the local Ray has {have:g}; "
+                "use fewer --workers (or --ray-address for a cluster)"
+            )
+
+
 def fit(method: Method, config: TrainConfig) -> TrainResult:
     """Train ``method`` as ``config`` says and write the export to ``config.out``."""
     import ray
@@ -41,6 +53,8 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
     from ray.train.torch import TorchTrainer
 
     ensure_ray(config.ray_address)
+    if config.ray_address is None:
+        _check_local_resources(config, ray.cluster_resources())
     examples = method.load_examples()
     if len(examples) < config.batch_size:
         raise ValueError(f"{len(examples)} training examples are fewer than one batch ({config.batch_size})")

@@ -118,3 +118,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_b
     encoder = Encoder.load(str(out))
     assert encoder.spec.pooling == "cls" and encoder.spec.provenance["steps"] == 5
     assert (out / "decoder" / "model.safetensors").is_file()
+
+
+def test_more_workers_than_local_cpus_fail_at_once(ray_local, tmp_path, tiny_bert_encoder, small_corpus):
+    method = RetroMAEMethod(RetroMAEConfig(model=str(tiny_bert_encoder), corpus=str(small_corpus)))
+    with pytest.raises(ValueError, match="4 workers need 4 CPUs but the local Ray has 2"):
+        fit(method, TrainConfig(out=tmp_path / "out", workers=4, batch_size=8))

@@ -46,13 +46,15 @@ def read_chunk(chunk: Chunk, fields: FieldMap) -> pa.Table:
     """The good records of one chunk as a table: ``id``, ``title``, ``text``, kept fields, ``_chunk``."""
     skip = set(chunk.skip_lines)
     records = _jsonl_records(chunk, skip) if chunk.kind == "jsonl" else _row_records(chunk, skip)
-    columns: dict[str, list[Any]] = {"id": [], "title": [], "text": [], **{k: [] for k in fields.keep}}
+    # A kept field named like a core column is that column already.
+    keep = [name for name in fields.keep if name not in ("id", "title", "text", CHUNK_COLUMN)]
+    columns: dict[str, list[Any]] = {"id": [], "title": [], "text": [], **{k: [] for k in keep}}
     for _, obj in records:
         doc = parse_document(obj, fields)
         columns["id"].append(doc.id)
         columns["title"].append(doc.title)
         columns["text"].append(doc.text)
-        for name in fields.keep:
+        for name in keep:
             value = doc.fields.get(name)
             # Kept fields may hold any JSON; a string column keeps Arrow from guessing types per block.
             columns[name].append(value if isinstance(value, str) or value is None else json.dumps(value))

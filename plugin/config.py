@@ -89,7 +89,7 @@ class FaissSettings(_Strict):
     ivf_nlist: int | None = Field(None, gt=0, description="default: about 4*sqrt(N)")
     ivf_nprobe: int = Field(16, gt=0)
     pq_m: int | None = Field(None, gt=0, description="default: dimension/8 sub-quantizers")
-    pq_nbits: int | None = Field(None, gt=0, le=16, description="default: 8, fewer for small training sets")
+    pq_nbits: int = Field(8, gt=0, le=16)
     use_gpu: Literal["auto", "never"] = "auto"
 
 

@@ -65,8 +65,7 @@ class FaissIndex(VectorIndex):
             return index
         nlist = self.settings.ivf_nlist or max(1, min(int(4 * math.sqrt(n_train)), n_train // 39))
         pq_m = self.settings.pq_m or _largest_divisor_at_most(d, max(1, d // 8))
-        # Each sub-quantizer trains 2**nbits centroids and wants ~39 points per centroid.
-        nbits = self.settings.pq_nbits or max(4, min(8, int(math.log2(max(n_train, 16) / 39))))
+        nbits = self.settings.pq_nbits
         if d % pq_m:
             raise ValueError(f"pq_m={pq_m} must divide the dimension {d}")
         if n_train < nlist:

@@ -36,6 +36,24 @@ fi
 
 # shellcheck disable=SC1091
 source "$RETROSEARCH_VENV/bin/activate"
+_rs_missing="$(python - "$_rs_root/pyproject.toml" <<'PY'
+import sys, tomllib
+from importlib import metadata
+wanted = tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("retrosearch", {}).get("no-deps", [])
+for req in wanted:
+    name, _, version = req.partition("==")
+    try:
+        if metadata.version(name) == version or not version:
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    print(req)
+PY
+)"
+if [ -n "$_rs_missing" ]; then
+  # shellcheck disable=SC2086
+  python -m pip install --quiet --no-deps $_rs_missing || { echo "[env] failed to install $_rs_missing" >&2; return 1 2>/dev/null || exit 1; }
+fi
 _rs_log="$(mktemp)"
 if ! python -m pip install --quiet --no-deps --no-build-isolation -e "$_rs_root" >"$_rs_log" 2>&1; then
   cat "$_rs_log" >&2; rm -f "$_rs_log"; return 1 2>/dev/null || exit 1

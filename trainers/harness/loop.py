@@ -112,7 +112,10 @@ class WorkerLoop:
 
         torch.set_num_threads(config.threads or config.cpus_per_worker)
         self.method, self.config, self.examples, self.ctx = method, config, examples, ctx
-        self.log_path = log_path if ctx.rank == 0 else None
+        # The log sits in the run folder; on a cluster without shared storage rank 0 may not see it.
+        self.log_path = (
+            log_path if ctx.rank == 0 and log_path is not None and log_path.parent.is_dir() else None
+        )
         self.plan = BatchPlan(
             len(examples), config.batch_size, config.seed, ctx.world_size, ctx.rank, config.grad_accum
         )

@@ -102,13 +102,14 @@ def run_ingest(config: IngestConfig) -> dict[str, Any]:
     embed_stats: dict[str, Any] = {"rows": 0, "tokens": 0, "padded": 0.0, "seconds": 0.0, "failed": []}
     started = time.perf_counter()
     if pending:
-        embed_stats = _run_pipeline(config, pending, sink)
+        with sink.loading():
+            embed_stats = _run_pipeline(config, pending, sink)
     seconds["pipeline"] = time.perf_counter() - started
 
     started = time.perf_counter()
     final = sink.finalize()
     seconds["finalize"] = time.perf_counter() - started
-    remaining, _ = IngestState(root).pending(plan) if embed_stats["failed"] else ([], 0)
+    remaining = state.incomplete(plan)
     total = sum(seconds.values())
     rows = embed_stats["rows"]
     padded = embed_stats["padded"]

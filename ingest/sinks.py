@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,10 @@ class ChunkSink(Datasink):
                 totals[key] += stats[key]
         self.totals = totals
 
+    def loading(self) -> AbstractContextManager[None]:
+        """Driver-side context around the whole write (server sinks relax refresh and replicas)."""
+        return nullcontext()
+
     def finalize(self) -> dict[str, Any]:
         """Driver-side completion after every chunk is written (also after a resumed run)."""
         return {}
@@ -102,19 +107,24 @@ class OpenSearchSink(ChunkSink):
 
         OpenSearchIndex.create(self.meta, self.settings.opensearch)
 
+    def loading(self) -> AbstractContextManager[None]:
+        from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+
+        return OpenSearchIndex.open(self.settings.opensearch).loading()
+
     def _target(self):
         if self._index is None:
             from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
 
             self._index = OpenSearchIndex.open(self.settings.opensearch)
-            self._index._loading = True  # the driver holds the loading mode and refreshes at the end
         return self._index
 
     def write_chunk(self, state: IngestState, chunk: str, table: pa.Table) -> tuple[int, list[tuple[str, str]]]:
         index = self._target()
         keep = [c for c in table.column_names if c not in (VECTOR_COLUMN, CHUNK_COLUMN, "id", *_STAT_COLUMNS)]
         fields = table.select(keep).to_pylist()
-        result = index.write(table.column("id").to_pylist(), _vectors(table), fields)
+        # The driver holds the loading mode and refreshes once at the end.
+        result = index.write(table.column("id").to_pylist(), _vectors(table), fields, refresh=False)
         if not result.failed:
             state.record(chunk, result.written)
         return result.written, result.failed

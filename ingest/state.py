@@ -61,6 +61,11 @@ class IngestState:
                 files.append(self.root / data)
         return files
 
+    def incomplete(self, plan: Plan) -> list[Chunk]:
+        """Chunks whose rows are not all recorded (read-only; see :meth:`pending`)."""
+        written = self.written_rows()
+        return [c for c in plan.chunks if c.rows > 0 and written.get(c.key, 0) != c.rows]
+
     def pending(self, plan: Plan) -> tuple[list[Chunk], int]:
         """Chunks still to write and the rows already done; clears what unfinished chunks left.
 

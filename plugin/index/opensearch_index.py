@@ -97,15 +97,21 @@ class OpenSearchIndex(VectorIndex):
             yield {"_id": doc_id, **extra, self.settings.vector_field: vectors[row]}
 
     def write(
-        self, ids: Sequence[str], vectors: np.ndarray, fields: Sequence[dict[str, Any]] | None = None, progress: Any = None
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        fields: Sequence[dict[str, Any]] | None = None,
+        progress: Any = None,
+        refresh: bool | None = None,
     ) -> BulkResult:
         """Bulk-load rows; returns what was written and what failed (with reasons).
 
-        Outside :meth:`loading` the rows are searchable when this returns; inside it, once the
-        load finishes (refreshing after every batch would slow a large load down).
+        Outside :meth:`loading` the rows are searchable when this returns; inside it (or with
+        ``refresh=False``, for writers whose caller holds the loading mode), once the load
+        finishes: refreshing after every batch would slow a large load down.
         """
         self.last_result = bulk_index(self.client, self.name, self.documents(ids, vectors, fields), self.settings, progress)
-        if not self._loading:
+        if refresh if refresh is not None else not self._loading:
             self.client.indices.refresh(index=self.name)
         return self.last_result
 

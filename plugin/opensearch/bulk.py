@@ -118,7 +118,14 @@ def loading_mode(client: OpenSearch, index: str, settings: OpenSearchSettings) -
     """
     current = client.indices.get_settings(index=index)[index]["settings"]["index"]
     # A setting never set explicitly is restored as None, which resets it to the cluster default.
-    previous = {"refresh_interval": current.get("refresh_interval"), "number_of_replicas": current.get("number_of_replicas")}
+    # Values that look like a killed load's leftovers (refresh off, no replicas) are not kept:
+    # they restore to the default refresh and the configured replica count.
+    refresh = current.get("refresh_interval")
+    replicas = current.get("number_of_replicas")
+    previous = {
+        "refresh_interval": None if refresh == "-1" else refresh,
+        "number_of_replicas": settings.replicas if replicas in (None, "0") else replicas,
+    }
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
     try:
         yield

@@ -88,6 +88,24 @@ def test_loading_twice_is_idempotent_and_restores_settings(settings):
     assert current.get("refresh_interval") != "-1" and current["number_of_replicas"] == "0"
 
 
+def test_loading_mode_relaxes_then_restores_even_after_a_killed_load(settings):
+    settings = settings.model_copy(update={"replicas": 1})
+    index = OpenSearchIndex.create(_meta(), settings)
+
+    def current():
+        return index.client.indices.get_settings(index=settings.index)[settings.index]["settings"]["index"]
+
+    with index.loading():
+        assert current()["refresh_interval"] == "-1" and current()["number_of_replicas"] == "0"
+    assert current().get("refresh_interval") is None and current()["number_of_replicas"] == "1"
+    # A load killed inside loading mode leaves refresh off and no replicas behind.
+    index.client.indices.put_settings(index=settings.index, body={"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
+    with index.loading():
+        index.add(["a"], _unit(1))
+    assert current().get("refresh_interval") is None and current()["number_of_replicas"] == "1"
+    assert index.count() == 1
+
+
 def test_failed_documents_are_reported_with_reasons(settings):
     index = OpenSearchIndex.create(_meta(), settings)
     docs = list(index.documents(["ok", "bad"], _unit(2)))

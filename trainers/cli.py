@@ -19,6 +19,10 @@ train_app = typer.Typer(
 
 # Options every trainer takes (they map one-to-one onto TrainConfig fields).
 Out = Annotated[Path, typer.Option(help="Folder to write the trained model to.")]
+StartModel = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Starting checkpoint folder or packaged name. (default minilm)"),
+]
 Steps = Annotated[Optional[int], typer.Option(help="Optimiser steps in total. (default 1000)")]
 Workers = Annotated[Optional[int], typer.Option(help="Ray Train workers (DDP). (default 1)")]
 UseGpu = Annotated[
@@ -93,10 +97,7 @@ def run_training(method, train: TrainConfig) -> None:
 def retromae(
     corpus: Annotated[Path, typer.Option(help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset.")],
     out: Out,
-    model: Annotated[
-        Optional[str],
-        typer.Option("--model", "-m", help="Starting checkpoint folder or packaged name. (default minilm)"),
-    ] = None,
+    model: StartModel = None,
     steps: Steps = None,
     workers: Workers = None,
     use_gpu: UseGpu = None,

@@ -191,3 +191,11 @@ def retromae(
 def register(app: typer.Typer) -> None:
     """Add ``retrosearch train ...`` to the ``retrosearch`` app."""
     app.add_typer(train_app, name="train")
+    register_finetune(train_app, app)
+
+
+def register_finetune(train_app: typer.Typer, app: typer.Typer) -> None:
+    """``retrosearch train finetune`` and ``retrosearch mine-negatives`` (imported here: they use this module's options)."""
+    from retrosearch.trainers.finetune.cli import register as register_commands
+
+    register_commands(train_app, app)

@@ -1,7 +1,8 @@
-"""Settings of a contrastive fine-tuning run: one typed model, saved with the checkpoint.
+"""Settings of contrastive fine-tuning (the method's part; the run's part is the harness's TrainConfig).
 
-The fields map one to one onto the ``retrosearch train finetune`` options and onto a JSON config
-file, so a run can be repeated from the ``provenance.config`` of the checkpoint it produced.
+The fields map one to one onto the ``retrosearch train finetune`` options and onto the ``method``
+section of a JSON/YAML config, so a run can be repeated from the ``provenance`` of the checkpoint
+it produced.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class LoraConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    """Everything a fine-tuning run needs besides the Ray scaling choices."""
+    """The method's settings; steps, batch, optimiser, workers and precision are the harness's
+    :class:`~retrosearch.trainers.harness.config.TrainConfig`."""
 
     model: str = "minilm"
     train_file: Path | None = Field(None, description="JSONL of {query, positives, negatives}")
@@ -60,18 +62,11 @@ class FinetuneConfig(_Strict):
     eval_backend: str = "faiss-flat"
     mine: bool = Field(True, description="mine negatives when training from a split without --train-file")
     mining: MiningConfig = Field(default_factory=MiningConfig)
+    mined_file: Path | None = Field(None, description="where mined groups are written (JSONL + .meta.json)")
 
     group_size: int = Field(4, ge=1, description="passages per query: 1 positive + group_size-1 negatives")
     temperature: float = Field(0.05, gt=0)
-    cross_device_negatives: bool = True
-    batch_size: int = Field(16, gt=0, description="queries per worker and step")
-    learning_rate: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="overrides epochs")
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    seed: int = 0
+    cross_device_negatives: bool = Field(True, description="score queries against every worker's passages")
 
     query_max_length: int | None = Field(64, gt=0)
     passage_max_length: int | None = Field(256, gt=0)
@@ -82,8 +77,6 @@ class FinetuneConfig(_Strict):
     lora: bool | Literal["auto"] = Field("auto", description="auto: on for last-token (decoder LLM) encoders")
     lora_config: LoraConfig = Field(default_factory=LoraConfig)
     gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    threads: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _sources(self) -> "FinetuneConfig":

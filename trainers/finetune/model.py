@@ -125,6 +125,18 @@ def add_lora(backbone: nn.Module, settings: LoraConfig) -> nn.Module:
     return get_peft_model(backbone, peft_config)
 
 
+def freeze_unread_heads(backbone: nn.Module) -> None:
+    """Stop gradients to a BERT-style ``pooler``, whose output no pooling mode reads.
+
+    Its weights would never receive a gradient, and DDP (without the costly
+    ``find_unused_parameters``) then waits for them forever: the bucket holding them is never
+    reduced, so the other gradients in it silently stay unaveraged across workers.
+    """
+    pooler = getattr(backbone, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
+
+
 def load_trainable_encoder(config: FinetuneConfig) -> TrainableEncoder:
     """The starting checkpoint as a trainable :class:`EncoderModel` (fp32 weights; autocast does the rest)."""
     base_path = resolve_model_path(config.model)
@@ -140,11 +152,15 @@ def load_trainable_encoder(config: FinetuneConfig) -> TrainableEncoder:
     backbone = model.backbone
     if getattr(backbone.config, "use_cache", None):
         backbone.config.use_cache = False  # a KV cache is useless for encoding and clashes with checkpointing
+    freeze_unread_heads(backbone)
     lora = uses_lora(config, spec)
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing propagates gradients to LoRA weights even when the
         # frozen embedding output does not require grad.
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(backbone, "activation_checkpointing_enable"):
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora:
         model.backbone = add_lora(backbone, config.lora_config)
     return TrainableEncoder(model, tokenizer, spec, base_path, lora)

@@ -1,13 +1,39 @@
-"""Fixtures of the fine-tuning tests: a small SciFact cut from its *train* split, and a local Ray."""
+"""Fine-tuning fixtures: a small SciFact cut from its *train* split and a tiny LLaMA whose tokenizer works.
+
+Ray and the tiny BERT encoder come from ``tests/trainers/conftest.py``.
+"""
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATA, cut_collection
+
+
+def _with_word_tokenizer(source: Path, dest: Path) -> Path:
+    """A copy of a tiny decoder whose tokenizer really holds the words of ``vocab.txt``.
+
+    The shared builders pass ``vocab_file=`` to the tokenizer, which transformers 5 ignores: the
+    saved tokenizer knows only the 5 special tokens and maps every word to [UNK], so every text
+    would get the same embedding and contrastive training would have nothing to learn from.
+    """
+    from transformers import BertTokenizer
+
+    shutil.copytree(source, dest)
+    words = (source / "vocab.txt").read_text().split()
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(words))}, do_lower_case=True)
+    tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def word_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared tiny LLaMA with a working word-level tokenizer (BOS [CLS], EOS [SEP])."""
+    return _with_word_tokenizer(tiny_llama, tmp_path_factory.mktemp("word-llama") / "model")
 
 
 @pytest.fixture(scope="session")
@@ -17,16 +43,3 @@ def scifact_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not source.exists():
         pytest.skip(f"shared data not found at {source}")
     return cut_collection(source, tmp_path_factory.mktemp("scifact-train"), num_queries=12, distractors=40, split="train")
-
-
-@pytest.fixture(scope="session")
-def local_ray():
-    """One small local Ray for the session (2 CPUs, 1 GiB object store, no dashboard)."""
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()

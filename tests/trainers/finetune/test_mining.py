@@ -30,8 +30,8 @@ def with_duplicate(scifact_train: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny_bert: Path) -> Encoder:
-    return Encoder.load(EncoderSettings(model=str(tiny_bert), device="cpu", show_progress=False, batch_size=32, max_length=64))
+def encoder(tiny_bert_encoder: Path) -> Encoder:
+    return Encoder.load(EncoderSettings(model=str(tiny_bert_encoder), device="cpu", show_progress=False, batch_size=32, max_length=64))
 
 
 def test_mined_negatives_never_contain_a_positive(with_duplicate: Path, encoder: Encoder, tmp_path: Path) -> None:

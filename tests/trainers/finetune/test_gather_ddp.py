@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from retrosearch.trainers.finetune.config import FinetuneConfig
-from retrosearch.trainers.finetune.data import Example, Passage
+from retrosearch.trainers.finetune.data import Example, Passage, passage_key
 from retrosearch.trainers.finetune.loss import InfoNCELoss
 from retrosearch.trainers.finetune.model import ContrastiveCollator, ContrastiveModel, load_trainable_encoder
 
@@ -19,13 +19,14 @@ GROUP = 2
 
 
 def _examples() -> list[Example]:
-    """6 queries with a positive and a negative each; query 0 and 4 share a positive."""
+    """6 queries with a positive and a negative each. Queries 0 and 4 (on different workers) share
+    their positive, so each must leave the other's copy out of its softmax across devices."""
     examples = []
     for i in range(2 * PER_WORKER):
         words = WORDS[i:] + WORDS[:i]
         positive = Passage(" ".join(words[:6]), id=f"d{i % 4}")
         negative = Passage(" ".join(reversed(words[3:9])), id=f"n{i}")
-        examples.append(Example(" ".join(words[:3]), [positive, negative], [hash(positive.id) % 1000]))
+        examples.append(Example(" ".join(words[:3]), [positive, negative], [passage_key(positive)]))
     return examples
 
 
@@ -107,6 +108,14 @@ def test_two_workers_match_one_worker_on_the_global_batch(spread_bert: Path, two
     for name, grad in reference.items():
         torch.testing.assert_close(gathered[0]["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
         torch.testing.assert_close(gathered[1]["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+    # The shared positive is masked: scoring it as query 0's negative would change the loss.
+    unmasked = model.loss.__class__(temperature=0.05)
+    with torch.no_grad():
+        batch = collator(_examples())
+        queries = model.encoder(batch["query_input_ids"], batch["query_attention_mask"])
+        passages = model.encoder(batch["passage_input_ids"], batch["passage_attention_mask"])
+    assert unmasked(queries, passages).loss.item() != pytest.approx(out.loss.item(), rel=1e-4)
 
     # Without the gather each worker sees only its own negatives: a different objective.
     local = [w[False] for w in two_workers]

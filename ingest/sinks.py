@@ -26,11 +26,11 @@ from retrosearch.ingest.state import IngestState
 from retrosearch.plugin.config import Settings
 from retrosearch.plugin.index.base import IndexMeta
 
-_STAT_COLUMNS = ("_tokens", "_padded")
+_STAT_COLUMNS = ("_tokens", "_padded", "_embed_s")
 
 
 def _empty_stats() -> dict[str, Any]:
-    return {"rows": 0, "tokens": 0, "padded": 0.0, "seconds": 0.0, "failed": []}
+    return {"rows": 0, "tokens": 0, "padded": 0.0, "embed_seconds": 0.0, "seconds": 0.0, "failed": []}
 
 
 def _vectors(table: pa.Table) -> np.ndarray:
@@ -63,6 +63,7 @@ class ChunkSink(Datasink):
                 continue
             stats["tokens"] += int(pc.sum(table.column("_tokens")).as_py() or 0)
             stats["padded"] += float(pc.sum(table.column("_padded")).as_py() or 0.0)
+            stats["embed_seconds"] += float(pc.sum(table.column("_embed_s")).as_py() or 0.0)
             chunks = table.column(CHUNK_COLUMN).to_pylist()
             for key in dict.fromkeys(chunks):
                 part = table.filter(pc.equal(table.column(CHUNK_COLUMN), key))

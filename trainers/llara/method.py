@@ -1,0 +1,120 @@
+"""LLaRA as a harness method: text pairs from a corpus in, an encoder folder (last-token pooling) out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrosearch.plugin.encoder import resolve_model_path
+from retrosearch.trainers.harness.data import read_texts
+from retrosearch.trainers.harness.method import Batch, Method, RunInfo
+from retrosearch.trainers.llara.config import LLaRAConfig
+from retrosearch.trainers.llara.data import LLaRACollator, TokenPairs, build_pairs
+from retrosearch.trainers.llara.export import export_llara
+from retrosearch.trainers.llara.model import LLaRAModel, load_causal_lm, unwrap
+from retrosearch.trainers.llara.prompt import PromptIds, PromptSet, add_prompt_tokens
+
+# The exported encoder reads at least this far (training texts are cut short for speed).
+_MIN_EXPORT_LENGTH = 512
+
+
+class LLaRAMethod(Method):
+    """LLaRA's EBAE + EBAR post-training of a Hugging Face causal LM."""
+
+    name = "llara"
+    config: LLaRAConfig
+
+    def __init__(self, config: LLaRAConfig) -> None:
+        super().__init__(config)
+        self._tokenizer = None
+        self._collator: LLaRACollator | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers rebuild the tokenizer from the model folder; only the settings travel.
+        return {**self.__dict__, "_tokenizer": None, "_collator": None}
+
+    @property
+    def prompts(self) -> PromptSet:
+        """The prompt wording the config names."""
+        return PromptSet.named(self.config.prompt)
+
+    @property
+    def model_path(self) -> Path:
+        """The local folder of the starting checkpoint."""
+        return resolve_model_path(self.config.model)
+
+    @property
+    def tokenizer(self):
+        """The base tokenizer with the prompt's tokens added and a pad token (loaded once per process)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            add_prompt_tokens(tokenizer, self.prompts)
+            if tokenizer.pad_token is None:
+                # Padding is masked out, so any id works; decoder LLMs often ship without one.
+                tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def prompt_ids(self) -> PromptIds:
+        """The prompts as this tokenizer's ids."""
+        return PromptIds.build(self.tokenizer, self.prompts)
+
+    def new_token_ids(self) -> list[int]:
+        """Ids of the prompt's added tokens (empty for the paper's prompts)."""
+        return [int(i) for i in self.tokenizer.convert_tokens_to_ids(list(self.prompts.added_tokens))]
+
+    def load_examples(self) -> TokenPairs:
+        """Consecutive (text, next) pairs of the corpus's documents."""
+        from transformers import AutoConfig
+
+        cfg = self.config
+        positions = getattr(AutoConfig.from_pretrained(str(self.model_path)), "max_position_embeddings", None)
+        longest = cfg.max_length + self.prompt_ids().overhead
+        if positions and longest > positions:
+            raise ValueError(f"max_length {cfg.max_length} plus the prompts exceeds the {positions} positions of {cfg.model}")
+        texts = read_texts(cfg.corpus, cfg.text_field, cfg.title_field, cfg.title_separator)
+        pairs = build_pairs(texts, self.tokenizer, cfg)
+        if not len(pairs):
+            raise ValueError(f"{cfg.corpus}: no (text, next) pairs of at least {cfg.min_tokens} tokens")
+        return pairs
+
+    def build_model(self) -> LLaRAModel:
+        """The causal LM (with LoRA adapters when configured) wrapped with the LLaRA losses."""
+        lm = load_causal_lm(self.model_path, self.config, self.new_token_ids())
+        return LLaRAModel(lm, self.config)
+
+    def collate(self, examples: Sequence[tuple[np.ndarray, np.ndarray]], seeds: Sequence[int]) -> Batch:
+        """A joint batch; see :class:`LLaRACollator`."""
+        if self._collator is None:
+            self._collator = LLaRACollator(self.tokenizer, self.config, self.prompt_ids())
+        return self._collator(examples, seeds)
+
+    def export(self, model: LLaRAModel, out: Path, info: RunInfo) -> None:
+        """An encoder folder: EBAE prompt for passages, EBAR prompt for queries, last-token pooling."""
+        cfg = self.config
+        provenance = {
+            "base_model": cfg.model,
+            "corpus": str(cfg.corpus),
+            "steps": info.step,
+            "batch_size": info.batch_size,
+            "workers": info.workers,
+            "seed": info.seed,
+            "max_length": cfg.max_length,
+            "pairs": cfg.pairs,
+            "prompt": cfg.prompt,
+            "weights": {"ebae": cfg.self_weight, "ebar": cfg.next_weight, "lm": cfg.lm_weight},
+            **({"lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "export": cfg.lora_export}} if cfg.lora else {}),
+            "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        positions = getattr(unwrap(model.lm).config, "max_position_embeddings", None) or _MIN_EXPORT_LENGTH
+        max_length = min(max(cfg.max_length + self.prompt_ids().overhead, _MIN_EXPORT_LENGTH), positions)
+        export_llara(
+            model.lm, self.tokenizer, out, self.prompts, max_length, provenance, cfg.lora_export == "adapter"
+        )

@@ -192,6 +192,7 @@ def register(app: typer.Typer) -> None:
     """Add ``retrosearch train ...`` to the ``retrosearch`` app."""
     app.add_typer(train_app, name="train")
     register_finetune(train_app, app)
+    register_llara(train_app)
 
 
 def register_finetune(train_app: typer.Typer, app: typer.Typer) -> None:
@@ -199,3 +200,10 @@ def register_finetune(train_app: typer.Typer, app: typer.Typer) -> None:
     from retrosearch.trainers.finetune.cli import register as register_commands
 
     register_commands(train_app, app)
+
+
+def register_llara(train_app: typer.Typer) -> None:
+    """``retrosearch train llara`` (imported here: it uses this module's options)."""
+    from retrosearch.trainers.llara.cli import register as register_command
+
+    register_command(train_app)

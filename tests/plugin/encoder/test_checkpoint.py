@@ -83,3 +83,19 @@ def test_encoder_stats_and_order_are_kept(tiny_bert):
     stats = encoder.stats.as_dict()
     assert stats["texts"] == 8 and 0.0 <= stats["padding_ratio"] < 0.5
     assert json.dumps(stats)
+
+
+@pytest.mark.slow
+def test_smollm2_is_converted_once_into_a_plain_hf_folder():
+    # The first call dequantizes the packaged GGUF (minutes on 2 cores); later calls find the folder.
+    path = resolve_model_path("smollm2")
+    assert path.name == "smollm2" and (path / "model.safetensors").exists()
+    assert not list(path.parent.glob(".smollm2-*")), "no staging folder is left behind"
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    assert resolve_model_path("smollm2") == path
+    spec = read_spec(path)
+    assert spec.pooling == "last" and spec.padding_side == "left"
+    encoder = Encoder.load(EncoderSettings(model="smollm2", device="cpu", show_progress=False))
+    vectors = encoder.encode_queries(["boundary layer flow", "protein expression in cells"])
+    assert vectors.shape == (2, 576) and not np.allclose(vectors[0], vectors[1])

@@ -11,7 +11,8 @@ port="${RETROSEARCH_OPENSEARCH_PORT:-9250}"
 export RETROSEARCH_OPENSEARCH_URL="http://127.0.0.1:${port}"
 export RETROSEARCH_REQUIRE_OPENSEARCH=1
 started_here=0
-if ! python plugin/opensearch/server.py status --port "$port" 2>/dev/null | grep -q '"answering": true'; then
+# A node already answering (a developer's) is used as is and left running afterwards.
+if ! curl -s -m 30 -o /dev/null "$RETROSEARCH_OPENSEARCH_URL/"; then
   python plugin/opensearch/server.py start --port "$port"
   started_here=1
 fi

@@ -29,8 +29,12 @@ def _write_wordpiece_tokenizer(folder: Path) -> None:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     pieces = [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,;:-()")
     vocab = specials + WORDS + pieces
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    ordered = list(dict.fromkeys(vocab))
+    (folder / "vocab.txt").write_text("\n".join(ordered) + "\n")
+    # transformers 5 ignores vocab_file here (every word would become [UNK]): pass the vocabulary itself.
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(ordered)}, do_lower_case=True)
+    assert tokenizer.tokenize("the cell") == ["the", "cell"], "tiny tokenizer lost its vocabulary"
+    tokenizer.save_pretrained(folder)
 
 
 def build_tiny_bert(folder: Path, seed: int = 0) -> Path:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from retrosearch.plugin import cli_options as opt
 from retrosearch.trainers import cli as train_cli
 
@@ -15,7 +14,7 @@ def llara(
     corpus: Annotated[Path, typer.Option(help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset.")],
     out: train_cli.Out,
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--model", "-m", help="Causal-LM checkpoint folder or packaged name. (default smollm2)"),
     ] = None,
     steps: train_cli.Steps = None,
@@ -29,27 +28,32 @@ def llara(
     precision: train_cli.Precision = None,
     seed: train_cli.Seed = None,
     max_length: Annotated[
-        Optional[int], typer.Option(help="Tokens of the text and of each target. (default 128)")
+        int | None, typer.Option(help="Tokens of the text and of each target. (default 128)")
     ] = None,
     pairs: Annotated[
-        Optional[str], typer.Option(help="passages or sentences: what a (text, next) pair is. (default passages)")
+        str | None,
+        typer.Option(help="passages or sentences: what a (text, next) pair is. (default passages)"),
     ] = None,
     prompt: Annotated[
-        Optional[str], typer.Option(help="paper (one </s> per prompt) or reference (8 summary tokens).")
+        str | None, typer.Option(help="paper (one </s> per prompt) or reference (8 summary tokens).")
     ] = None,
-    self_weight: Annotated[Optional[float], typer.Option(help="Weight of EBAE. (default 1)")] = None,
-    next_weight: Annotated[Optional[float], typer.Option(help="Weight of EBAR. (default 1)")] = None,
-    lm_weight: Annotated[Optional[float], typer.Option(help="Weight of next-token loss on the text. (default 0)")] = None,
-    lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters only.")] = None,
-    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank. (default 16)")] = None,
-    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha. (default 32)")] = None,
-    lora_export: Annotated[Optional[str], typer.Option(help="merge (default) or adapter.")] = None,
+    self_weight: Annotated[float | None, typer.Option(help="Weight of EBAE. (default 1)")] = None,
+    next_weight: Annotated[float | None, typer.Option(help="Weight of EBAR. (default 1)")] = None,
+    lm_weight: Annotated[
+        float | None, typer.Option(help="Weight of next-token loss on the text. (default 0)")
+    ] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters only.")
+    ] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank. (default 16)")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha. (default 32)")] = None,
+    lora_export: Annotated[str | None, typer.Option(help="merge (default) or adapter.")] = None,
     gradient_checkpointing: Annotated[
-        Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")
+        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")
     ] = None,
-    text_field: Annotated[Optional[str], typer.Option(help="Field holding the text. (default text)")] = None,
-    title_field: Annotated[Optional[str], typer.Option(help="Field holding the title ('' for none).")] = None,
-    max_pairs: Annotated[Optional[int], typer.Option(help="Train on at most this many pairs.")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Field holding the text. (default text)")] = None,
+    title_field: Annotated[str | None, typer.Option(help="Field holding the title ('' for none).")] = None,
+    max_pairs: Annotated[int | None, typer.Option(help="Train on at most this many pairs.")] = None,
     checkpoint_every: train_cli.CheckpointEvery = None,
     log_every: train_cli.LogEvery = None,
     storage: train_cli.Storage = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from retrosearch.trainers.llara.prompt import PromptStyle
 
 PairUnit = Literal["passages", "sentences"]
@@ -38,7 +37,9 @@ class LLaRAConfig(BaseModel):
     prompt: PromptStyle = "paper"
     self_weight: float = Field(1.0, ge=0, description="Weight of EBAE (predict the text itself).")
     next_weight: float = Field(1.0, ge=0, description="Weight of EBAR (predict the next text).")
-    lm_weight: float = Field(0.0, ge=0, description="Weight of next-token prediction on the text (reference).")
+    lm_weight: float = Field(
+        0.0, ge=0, description="Weight of next-token prediction on the text (reference)."
+    )
     padding_side: Literal["left", "right"] = "left"
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="A custom 4-D mask rules out flash attention."

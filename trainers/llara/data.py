@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-
 from retrosearch.trainers.harness.data import _SENTENCE_ENDS, PackedTokens, split_document
 from retrosearch.trainers.harness.method import Batch
 from retrosearch.trainers.llara.config import LLaRAConfig, PairUnit
@@ -33,10 +32,12 @@ class TokenPairs(Sequence[tuple[np.ndarray, np.ndarray]]):
         self.texts, self.nexts = texts, nexts
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[Sequence[int], Sequence[int]]]) -> "TokenPairs":
+    def from_pairs(cls, pairs: Iterable[tuple[Sequence[int], Sequence[int]]]) -> TokenPairs:
         """Store ``pairs`` of token-id sequences."""
         pairs = list(pairs)
-        return cls(PackedTokens.from_blocks(p[0] for p in pairs), PackedTokens.from_blocks(p[1] for p in pairs))
+        return cls(
+            PackedTokens.from_blocks(p[0] for p in pairs), PackedTokens.from_blocks(p[1] for p in pairs)
+        )
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -97,9 +98,7 @@ def build_pairs(texts: Iterable[str], tokenizer, config: LLaRAConfig) -> TokenPa
     def flush() -> None:
         encoded = tokenizer(pending, add_special_tokens=False, return_attention_mask=False, verbose=False)
         for ids in encoded["input_ids"]:
-            pairs.extend(
-                document_pairs(ids, config.pairs, config.max_length, config.min_tokens, boundaries)
-            )
+            pairs.extend(document_pairs(ids, config.pairs, config.max_length, config.min_tokens, boundaries))
         pending.clear()
 
     for text in texts:
@@ -132,7 +131,9 @@ class LLaRACollator:
     def __init__(self, tokenizer, config: LLaRAConfig, prompt: PromptIds) -> None:
         self.config = config
         self.prompt = prompt
-        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        self.pad_id = int(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
         self.special = torch.zeros(max(len(tokenizer), max(tokenizer.all_special_ids) + 1), dtype=torch.bool)
         self.special[tokenizer.all_special_ids] = True
 

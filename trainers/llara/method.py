@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from retrosearch.plugin.encoder import resolve_model_path
 from retrosearch.trainers.harness.data import read_texts
 from retrosearch.trainers.harness.method import Batch, Method, RunInfo
@@ -77,7 +76,9 @@ class LLaRAMethod(Method):
         positions = getattr(AutoConfig.from_pretrained(str(self.model_path)), "max_position_embeddings", None)
         longest = cfg.max_length + self.prompt_ids().overhead
         if positions and longest > positions:
-            raise ValueError(f"max_length {cfg.max_length} plus the prompts exceeds the {positions} positions of {cfg.model}")
+            raise ValueError(
+                f"max_length {cfg.max_length} plus the prompts exceeds the {positions} positions of {cfg.model}"
+            )
         texts = read_texts(cfg.corpus, cfg.text_field, cfg.title_field, cfg.title_separator)
         pairs = build_pairs(texts, self.tokenizer, cfg)
         if not len(pairs):
@@ -109,9 +110,13 @@ class LLaRAMethod(Method):
             "pairs": cfg.pairs,
             "prompt": cfg.prompt,
             "weights": {"ebae": cfg.self_weight, "ebar": cfg.next_weight, "lm": cfg.lm_weight},
-            **({"lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "export": cfg.lora_export}} if cfg.lora else {}),
+            **(
+                {"lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "export": cfg.lora_export}}
+                if cfg.lora
+                else {}
+            ),
             "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         positions = getattr(unwrap(model.lm).config, "max_position_embeddings", None) or _MIN_EXPORT_LENGTH
         max_length = min(max(cfg.max_length + self.prompt_ids().overhead, _MIN_EXPORT_LENGTH), positions)

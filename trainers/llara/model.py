@@ -13,12 +13,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from retrosearch.trainers.harness.method import LossTerm
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.data import EBAE, EBAR, IGNORE, LM
 from retrosearch.trainers.llara.prompt import additive_mask
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,9 @@ class LLaRAModel(nn.Module):
         self.backbone = causal.base_model
         self.head = causal.get_output_embeddings()
         if self.head is None:
-            raise ValueError(f"{type(causal).__name__} has no output embeddings (LM head) to predict words with")
+            raise ValueError(
+                f"{type(causal).__name__} has no output embeddings (LM head) to predict words with"
+            )
 
     def hidden(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, visible: torch.Tensor
@@ -102,7 +103,9 @@ class LLaRAModel(nn.Module):
         """States ``[B, k, D]`` at the summary positions ``index`` ``[B, k]``."""
         return hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], index]
 
-    def embed(self, input_ids, position_ids, visible, self_index, next_index) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(
+        self, input_ids, position_ids, visible, self_index, next_index
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The SELF (passage) and NEXT (query) embeddings ``[B, D]``: mean of each prompt's summary states."""
         hidden = self.hidden(input_ids, position_ids, visible)
         return self.summaries(hidden, self_index).mean(1), self.summaries(hidden, next_index).mean(1)
@@ -132,5 +135,7 @@ class LLaRAModel(nn.Module):
             labels = lm_labels[:, 1:]
             keep = labels != IGNORE
             logits = self.head(hidden[:, :-1][keep])
-            terms[LM] = LossTerm(F.cross_entropy(logits.float(), labels[keep], reduction="sum"), cfg.lm_weight)
+            terms[LM] = LossTerm(
+                F.cross_entropy(logits.float(), labels[keep], reduction="sum"), cfg.lm_weight
+            )
         return terms

@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-
 from retrosearch.trainers.retromae.data import special_affixes
 
 PromptStyle = Literal["paper", "reference"]
@@ -49,7 +48,7 @@ class PromptSet:
     added_tokens: tuple[str, ...] = ()
 
     @classmethod
-    def named(cls, style: PromptStyle) -> "PromptSet":
+    def named(cls, style: PromptStyle) -> PromptSet:
         """The paper's one-token prompts or the reference code's eight-token ones."""
         if style == "paper":
             return cls("", " The original sentence:{eos}", " The next sentence:{eos}")
@@ -58,7 +57,8 @@ class PromptSet:
             return cls(
                 '"',
                 '", summarize the above passage within eight words: ' + "".join(tokens[:_REFERENCE_SUMMARY]),
-                '", predict the following passage within eight words: ' + "".join(tokens[_REFERENCE_SUMMARY:]),
+                '", predict the following passage within eight words: '
+                + "".join(tokens[_REFERENCE_SUMMARY:]),
                 summary=_REFERENCE_SUMMARY,
                 added_tokens=tokens,
             )
@@ -79,7 +79,9 @@ def add_prompt_tokens(tokenizer, prompts: PromptSet) -> int:
         return 0
     missing = [t for t in prompts.added_tokens if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        )
     return len(missing)
 
 
@@ -93,7 +95,7 @@ class PromptIds:
     summary: int
 
     @classmethod
-    def build(cls, tokenizer, prompts: PromptSet) -> "PromptIds":
+    def build(cls, tokenizer, prompts: PromptSet) -> PromptIds:
         """Tokenize ``prompts`` the way the encoder runtime tokenizes a templated text."""
         lead, trail = (t.tolist() for t in special_affixes(tokenizer))
         eos = tokenizer.eos_token

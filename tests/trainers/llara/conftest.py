@@ -1,8 +1,8 @@
 """LLaRA fixtures: tiny LLaMA (rotary positions, a BOS prefix) and GPT-2 (learned positions, no prefix)
 causal LMs with a byte-level BPE vocabulary trained here on SciFact text.
 
-The shared ``tiny_llama`` is not used: its reloaded WordPiece tokenizer maps every word to [UNK]
-under transformers 5, so the two prompts (and all text) would tokenize alike.
+A BPE learnt from the corpus covers the two families' tokenizer shapes (a BOS prefix or none) and
+tokenizes the paper's prompt words into distinct pieces, so SELF and NEXT really differ.
 """
 
 from __future__ import annotations
@@ -42,19 +42,34 @@ def build_tiny_causal_lm(folder: Path, family: str, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_bpe_tokenizer(folder, bos_prefix=family == "llama")
     ids = dict(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     if family == "llama":
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, **ids,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=512,
+            **ids,
         )
         LlamaForCausalLM(config).save_pretrained(folder)
     else:
         config = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **ids,
+            vocab_size=len(tokenizer),
+            n_positions=512,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **ids,
         )
         GPT2LMHeadModel(config).save_pretrained(folder)
     return folder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.model import LLaRAModel, load_causal_lm
 from retrosearch.trainers.llara.prompt import (
@@ -16,6 +15,7 @@ from retrosearch.trainers.llara.prompt import (
     add_prompt_tokens,
     joint_batch,
 )
+
 from tests.trainers.retromae.helpers import scifact_texts
 
 LENGTHS = (23, 7, 15)  # different lengths so that padding sits in every row but the longest
@@ -97,5 +97,9 @@ def test_eager_attention_and_the_reference_eight_token_prompts_agree_too(llama_l
         )
     for row, text in enumerate(texts):
         head = list(prompt.head) + text
-        torch.testing.assert_close(e_self[row], _separate(model, head + list(prompt.self_part), 8), atol=2e-5, rtol=1e-4)
-        torch.testing.assert_close(e_next[row], _separate(model, head + list(prompt.next_part), 8), atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            e_self[row], _separate(model, head + list(prompt.self_part), 8), atol=2e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            e_next[row], _separate(model, head + list(prompt.next_part), 8), atol=2e-5, rtol=1e-4
+        )

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from retrosearch.trainers.harness import TrainConfig, WorkerContext, WorkerLoop, fit, run_dir
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.method import LLaRAMethod
 
 
 def test_rerun_resumes_from_the_checkpoint(ray_local, tmp_path, llama_lm, small_corpus):
-    method = LLaRAMethod(LLaRAConfig(model=str(llama_lm), corpus=str(small_corpus), max_length=32, max_pairs=64))
-    options = dict(batch_size=4, lr=3e-3, warmup_ratio=0.0, scheduler="constant", log_every=1, checkpoint_every=2)
+    method = LLaRAMethod(
+        LLaRAConfig(model=str(llama_lm), corpus=str(small_corpus), max_length=32, max_pairs=64)
+    )
+    options = dict(
+        batch_size=4, lr=3e-3, warmup_ratio=0.0, scheduler="constant", log_every=1, checkpoint_every=2
+    )
     out = tmp_path / "model"
     fit(method, TrainConfig(out=out, steps=3, **options))
     assert (out / "retrosearch.json").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.config import EncoderSettings
 from retrosearch.plugin.encoder import Encoder
@@ -13,6 +12,7 @@ from retrosearch.trainers.harness import RunInfo, TrainConfig, WorkerContext, Wo
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.data import EBAE, EBAR, LM, document_pairs
 from retrosearch.trainers.llara.method import LLaRAMethod
+
 from tests.trainers.retromae.helpers import scifact_texts
 
 
@@ -28,7 +28,10 @@ def _loop(method, tmp_path, steps, **train) -> WorkerLoop:
 def test_pairs_are_consecutive_pieces_of_one_document():
     dot = np.asarray([0])
     ids = [5, 6, 0, 7, 8, 9, 0, 4, 4, 4, 0, 3]  # 0 ends a sentence
-    assert document_pairs(ids, "sentences", 10, 2, dot) == [([5, 6, 0], [7, 8, 9, 0]), ([7, 8, 9, 0], [4, 4, 4, 0])]
+    assert document_pairs(ids, "sentences", 10, 2, dot) == [
+        ([5, 6, 0], [7, 8, 9, 0]),
+        ([7, 8, 9, 0], [4, 4, 4, 0]),
+    ]
     # One block: cut at the sentence end nearest the middle.
     assert document_pairs(ids, "passages", 20, 2, dot) == [(ids[:7], ids[7:])]
     blocks = document_pairs(ids, "passages", 4, 1, dot)
@@ -84,9 +87,13 @@ def test_export_encodes_as_the_model_embeds(family, tmp_path, llama_lm, gpt2_lm,
     batch = method.collate([(np.asarray(i), np.asarray(i)) for i in ids], [0] * len(ids)).inputs
     with torch.no_grad():
         passages, queries = model.embed(
-            batch["input_ids"], batch["position_ids"], batch["visible"], batch["self_index"], batch["next_index"]
+            batch["input_ids"],
+            batch["position_ids"],
+            batch["visible"],
+            batch["self_index"],
+            batch["next_index"],
         )
-    normalize = lambda x: torch.nn.functional.normalize(x, dim=-1).numpy()  # noqa: E731
+    normalize = lambda x: torch.nn.functional.normalize(x, dim=-1).numpy()
     got_passages = encoder.encode_documents([Document(str(i), t) for i, t in enumerate(texts)])
     np.testing.assert_allclose(got_passages, normalize(passages), atol=2e-5)
     np.testing.assert_allclose(encoder.encode_queries(texts), normalize(queries), atol=2e-5)

@@ -19,4 +19,9 @@ fi
 stop_node() { if [ "$started_here" = 1 ]; then python plugin/opensearch/server.py stop --port "$port" || true; fi; }
 trap stop_node EXIT
 
-python -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+  exec python -m pytest "$@"
+fi
+# Tests marked isolated fail when an earlier test in the same process already started Ray.
+python -m pytest -m isolated
+python -m pytest -m "not isolated"

@@ -85,6 +85,7 @@ def _log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.isolated
 def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_bert_encoder, small_corpus):
     from retrosearch.cli import app
 

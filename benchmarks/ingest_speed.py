@@ -9,17 +9,21 @@ b. sentence-transformers: ``SentenceTransformer(model).encode(texts)`` with its 
 c. RetroSearch ingest into FAISS (Ray Data: read, embed on an actor pool, write, build the index).
 d. RetroSearch ingest into OpenSearch (same, bulk-loading into a k-NN index).
 
-For c and d the rate uses the pipeline's wall time (Ray start-up and actor model loading included).
+a and b each run in a fresh process (neither inherits the other's imports or allocator state),
+with as many threads as the machine has cores. c and d use the ingest
+job's defaults (on a local CPU Ray: one single-threaded actor per core); their rate uses the
+job's wall time, Ray start-up and actor model loading included.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -61,7 +65,12 @@ def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]
     return {"docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds}
 
 
-def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int) -> dict[str, Any]:
+def _in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, args)
+
+
+def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int | None) -> dict[str, Any]:
     """(c)/(d) The ingest job on a fresh state."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
@@ -88,19 +97,24 @@ def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
     model: opt.Model = "minilm",
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
-    workers: Annotated[int, typer.Option(help="Embedding actors for the Ray runs.")] = 1,
+    workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs (default: the job's).")] = None,
     threads: opt.Threads = None,
     opensearch_url: opt.OpenSearchUrl = None,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
     json_out: opt.JsonOut = None,
 ) -> None:
     """Docs/s of the raw encoder, a sentence-transformers loop, and our ingest into FAISS and OpenSearch."""
-    settings = opt.build_settings(model=model, threads=threads or os.cpu_count(), url=opensearch_url)
+    settings = opt.build_settings(model=model, threads=threads, url=opensearch_url)
+    one_process = settings.model_copy(deep=True)
+    one_process.encoder.threads = threads or os.cpu_count()
     docs = list(read_corpus(corpus))[:limit]
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "corpus.jsonl"
         subset.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
-        results = {"a_raw": raw_forward(docs, settings), "b_sentence_transformers": sentence_transformers_loop(docs, settings)}
+        results = {
+            "a_raw": _in_fresh_process(raw_forward, docs, one_process),
+            "b_sentence_transformers": _in_fresh_process(sentence_transformers_loop, docs, one_process),
+        }
         results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
         if not skip_opensearch:
             results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers)

@@ -1,4 +1,11 @@
-"""A Ray Data source that reads the planned chunks: one read task per chunk, rows tagged with it."""
+"""A Ray Data source that reads the planned chunks: one read task per chunk, rows tagged with it.
+
+A read task cuts its chunk into blocks of ``block_rows`` rows after sorting them by text length.
+Small blocks keep every embedding actor busy until the end of the job (a chunk is the unit of
+resume, too coarse a unit of work for a few slow CPU actors), and sorted blocks need little
+padding when the encoder batches them. Sinks split blocks by chunk again, so neither changes
+what a chunk's manifest records.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
@@ -67,22 +75,40 @@ def read_chunk(chunk: Chunk, fields: FieldMap) -> pa.Table:
     return pa.table({name: pa.array(values, type=pa.string()) for name, values in columns.items()})
 
 
-class ChunkSource(Datasource):
-    """Reads the chunks of a plan; one read task per chunk keeps chunks whole within a block."""
+def length_sorted_slice(table: pa.Table, index: int, rows: int) -> pa.Table:
+    """Rows ``[index * rows, (index + 1) * rows)`` of ``table`` sorted by title + text length."""
+    lengths = pc.add(pc.utf8_length(table.column("title").fill_null("")), pc.utf8_length(table.column("text")))
+    order = pc.sort_indices(lengths, sort_keys=[("", "descending")])
+    return table.take(order.slice(index * rows, rows))
 
-    def __init__(self, chunks: list[Chunk], fields: FieldMap) -> None:
+
+class ChunkSource(Datasource):
+    """Reads the chunks of a plan: one read task per ``block_rows`` rows of a chunk.
+
+    Ray hands all blocks of one read task to one actor call, so a chunk is cut into several
+    read tasks; each reads the whole chunk (cheap next to embedding it) and keeps its share of
+    the chunk's length-sorted rows.
+    """
+
+    def __init__(self, chunks: list[Chunk], fields: FieldMap, block_rows: int = 1 << 30) -> None:
         self.chunks = chunks
         self.fields = fields
+        self.block_rows = block_rows
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
+    def slices(self) -> list[tuple[Chunk, int]]:
+        """(chunk, slice index) of every read task."""
+        return [(c, i) for c in self.chunks for i in range(max(1, -(-c.rows // self.block_rows)))]
+
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None) -> list[ReadTask]:
         tasks = []
-        for chunk in self.chunks:
-            size = chunk.end - chunk.start if chunk.kind == "jsonl" else None
-            metadata = BlockMetadata(num_rows=chunk.rows, size_bytes=size, exec_stats=None, input_files=(chunk.path,))
-            tasks.append(ReadTask(lambda c=chunk: [read_chunk(c, self.fields)], metadata))
+        for chunk, index in self.slices():
+            rows = min(self.block_rows, chunk.rows - index * self.block_rows)
+            metadata = BlockMetadata(num_rows=rows, size_bytes=None, exec_stats=None, input_files=(chunk.path,))
+            read = lambda c=chunk, i=index: [length_sorted_slice(read_chunk(c, self.fields), i, self.block_rows)]  # noqa: E731
+            tasks.append(ReadTask(read, metadata))
         return tasks
 
     def get_name(self) -> str:

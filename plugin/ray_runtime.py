@@ -32,6 +32,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         options.setdefault("num_cpus", num_cpus or os.cpu_count() or 1)
         options.setdefault("object_store_memory", _LOCAL_OBJECT_STORE)
         options.setdefault("include_dashboard", False)
+        # Ray kills idle workers beyond one per CPU within a second; when actors hold every CPU,
+        # each short read or write task would then start (and import into) a new process.
+        cpus = options["num_cpus"]
+        options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4})
     # The driver's environment (offline hub, thread settings) must reach every worker.
     env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM") if k in os.environ}
     if env:

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.config import EncoderSettings, EncoderSpec
 from retrosearch.plugin.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
-from retrosearch.plugin.encoder.device import resolve_device, resolve_dtype, set_threads
+from retrosearch.plugin.encoder.device import resolve_device, resolve_dtype, set_threads, tune_cpu_allocator
 from retrosearch.plugin.encoder.formatting import Formatter
 from retrosearch.plugin.encoder.model import EncoderModel
 from retrosearch.plugin.index.base import IndexMeta
@@ -125,6 +125,8 @@ class Encoder:
         path = resolve_model_path(settings.model)
         spec = read_spec(path, settings)
         device = resolve_device(settings.device)
+        if device.type == "cpu":
+            tune_cpu_allocator()
         dtype = resolve_dtype(settings.dtype, device)
         model = EncoderModel.from_pretrained(path, spec, dtype=dtype).to(device)
         tokenizer = prepare_tokenizer(path, spec)

@@ -42,7 +42,7 @@ def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
     from retrosearch.plugin.encoder import Encoder
 
     encoder = Encoder.load(settings.encoder)
-    token_ids = encoder.tokenize(encoder.formatter.documents(docs))
+    token_ids = encoder.text_tokenizer.documents(docs)
     started = time.perf_counter()
     encoder.encode_token_ids(token_ids, desc="raw forward")
     seconds = time.perf_counter() - started
@@ -93,6 +93,37 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
     return {"docs": docs, "seconds": seconds, "docs_per_s": docs / seconds, "summary": summary}
 
 
+LABELS = {
+    "a_raw": "a. raw forward, 1 process",
+    "b_sentence_transformers": "b. sentence-transformers encode",
+    "c_ingest_faiss": "c. ingest -> FAISS (Ray)",
+    "d_ingest_opensearch": "d. ingest -> OpenSearch (Ray)",
+}
+
+
+def plot_speed(payload: dict[str, Any], path: Path) -> None:
+    """Horizontal bars of docs/s per run, the ratios in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(payload["results"])
+    rates = [payload["results"][n]["docs_per_s"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.4))
+    bars = ax.barh([LABELS.get(n, n) for n in names], rates, color=["#999999", "#bbbbbb", "#3b75af", "#519e3e"][: len(names)])
+    ax.bar_label(bars, fmt="%.1f docs/s", fontsize=8, padding=3)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(rates) * 1.3)
+    ax.set_xlabel("documents per second (higher is better)")
+    ratios = "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items())
+    ax.set_title(f"{payload['model']}, {payload['docs']} docs, {payload['cpus']} CPUs\n{ratios}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
     model: opt.Model = "minilm",
@@ -130,5 +161,7 @@ def ingest_speed(
     console.print(table)
     console.print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
     if json_out:
-        write_json(json_out, {"model": model, "docs": len(docs), "cpus": os.cpu_count(), "results": results,
-                              "ratios": ratios})
+        payload = {"model": model, "docs": len(docs), "cpus": os.cpu_count(), "results": results, "ratios": ratios}
+        write_json(json_out, payload)
+        plot_speed(payload, json_out.with_suffix(".png"))
+        console.print(f"wrote {json_out} and {json_out.with_suffix('.png')}")

@@ -29,19 +29,14 @@ class TokenizeBatch:
 
     def __init__(self, settings: dict) -> None:
         from retrosearch.plugin.encoder.checkpoint import read_spec, resolve_model_path
-        from retrosearch.plugin.encoder.formatting import Formatter
-        from retrosearch.plugin.encoder.runtime import prepare_tokenizer
+        from retrosearch.plugin.encoder.runtime import load_text_tokenizer
 
         encoder_settings = EncoderSettings.model_validate(settings)
         path = resolve_model_path(encoder_settings.model)
-        spec = read_spec(path, encoder_settings)
-        self.tokenizer = prepare_tokenizer(path, spec)
-        self.formatter = Formatter(spec, bos=self.tokenizer.bos_token, eos=self.tokenizer.eos_token)
-        self.max_length = spec.max_length
+        self.text_tokenizer = load_text_tokenizer(path, read_spec(path, encoder_settings))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        texts = self.formatter.documents(_documents(batch))
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_attention_mask=False)["input_ids"]
+        ids = self.text_tokenizer.documents(_documents(batch))
         out = dict(batch)
         out[TOKENS_COLUMN] = np.array([np.asarray(row, dtype=np.int32) for row in ids] + [None], dtype=object)[:-1]
         return out
@@ -66,7 +61,7 @@ class EmbedBatch:
         if TOKENS_COLUMN in batch:
             token_ids = [row.tolist() for row in batch[TOKENS_COLUMN]]
         else:
-            token_ids = self.encoder.tokenize(self.encoder.formatter.documents(_documents(batch)))
+            token_ids = self.encoder.text_tokenizer.documents(_documents(batch))
         before, started = self.encoder.stats.padded_tokens, time.perf_counter()
         vectors = self.encoder.encode_token_ids(token_ids)
         seconds = time.perf_counter() - started

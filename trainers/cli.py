@@ -72,6 +72,23 @@ def _given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+# The options every ``train`` command shares: command-line parameter -> TrainConfig field.
+_TRAIN_OPTIONS = {
+    **{name: name for name in ("out", "steps", "workers", "use_gpu", "batch_size", "grad_accum", "lr", "warmup_ratio")},
+    **{name: name for name in ("scheduler", "precision", "seed", "checkpoint_every", "log_every", "name", "threads")},
+    "storage": "storage_path",
+    "ray_address": "ray_address",
+}
+
+
+def train_fields(section: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The config file's ``train`` section overlaid with the shared options given on the command line.
+
+    ``options`` is the command's parameters (its ``locals()``); only those of :data:`_TRAIN_OPTIONS` are read.
+    """
+    return {**section, **_given(**{field: options[name] for name, field in _TRAIN_OPTIONS.items()})}
+
+
 def run_training(method, train: TrainConfig) -> None:
     """Fit, then print where the model went; failures become one-line errors."""
     from ray.train import TrainingFailedError
@@ -159,30 +176,9 @@ def retromae(
         }
         if title_field is not None:
             method_fields["title_field"] = title_field or None
-        train_fields = {
-            **sections.get("train", {}),
-            **_given(
-                out=out,
-                steps=steps,
-                workers=workers,
-                use_gpu=use_gpu,
-                batch_size=batch_size,
-                grad_accum=grad_accum,
-                lr=lr,
-                warmup_ratio=warmup_ratio,
-                scheduler=scheduler,
-                precision=precision,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-                log_every=log_every,
-                storage_path=storage,
-                name=name,
-                threads=threads,
-                ray_address=ray_address,
-            ),
-        }
+        fields = train_fields(sections.get("train", {}), locals())
         method = RetroMAEMethod(RetroMAEConfig.model_validate(method_fields))
-        train = TrainConfig.model_validate(train_fields)
+        train = TrainConfig.model_validate(fields)
     except (ValueError, OSError) as exc:
         raise opt.fail(str(exc)) from None
     run_training(method, train)

@@ -24,6 +24,16 @@ class Formatter:
         before, _, after = template.partition("{text}")
         return before, after
 
+    @property
+    def query_suffix(self) -> str:
+        """What the query template puts after the text."""
+        return self._query[1]
+
+    @property
+    def passage_suffix(self) -> str:
+        """What the passage template puts after the text."""
+        return self._passage[1]
+
     def query(self, text: str) -> str:
         """The string the model sees for a query."""
         return f"{self._query[0]}{text}{self._query[1]}"

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.config import EncoderSettings, EncoderSpec
 from retrosearch.plugin.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
 from retrosearch.plugin.encoder.device import resolve_device, resolve_dtype, set_threads, tune_cpu_allocator
-from retrosearch.plugin.encoder.formatting import Formatter
 from retrosearch.plugin.encoder.model import EncoderModel
+from retrosearch.plugin.encoder.tokenization import TextTokenizer
 from retrosearch.plugin.index.base import IndexMeta
 
 # Show a progress bar only when the work takes more than a handful of batches.
@@ -80,6 +80,13 @@ def prepare_tokenizer(path: Path, spec: EncoderSpec) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_text_tokenizer(path: Path, spec: EncoderSpec) -> TextTokenizer:
+    """The runtime's formatting + tokenization of a checkpoint, without loading its weights."""
+    tokenizer = prepare_tokenizer(path, spec)
+    config = AutoConfig.from_pretrained(str(path))
+    return TextTokenizer(tokenizer, spec, min(spec.max_length, _position_limit(config, tokenizer)))
+
+
 def describe(settings: EncoderSettings) -> IndexMeta:
     """What an encoder's vectors are (name, fingerprint, dimension, similarity) without loading it.
 
@@ -112,9 +119,10 @@ class Encoder:
         self.name = name
         self.fingerprint = model_fingerprint
         self.device = device
-        self.formatter = Formatter(self.spec, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
-        self.stats = EncodeStats()
         self.max_length = min(self.spec.max_length, _position_limit(model.backbone.config, tokenizer))
+        self.text_tokenizer = TextTokenizer(tokenizer, self.spec, self.max_length)
+        self.formatter = self.text_tokenizer.formatter
+        self.stats = EncodeStats()
 
     @classmethod
     def load(cls, settings: EncoderSettings | str | Path | None = None) -> "Encoder":
@@ -147,17 +155,15 @@ class Encoder:
     # -- encoding -------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], desc: str = "queries") -> np.ndarray:
         """Vectors of queries, formatted with the query template."""
-        return self.encode_formatted(self.formatter.queries(texts), desc=desc)
+        return self.encode_token_ids(self.text_tokenizer.queries(texts), desc=desc)
 
     def encode_documents(self, docs: Sequence[Document], desc: str = "passages") -> np.ndarray:
         """Vectors of documents (title + text), formatted with the passage template."""
-        return self.encode_formatted(self.formatter.documents(docs), desc=desc)
+        return self.encode_token_ids(self.text_tokenizer.documents(docs), desc=desc)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of already formatted texts, truncated to the encoder's max length."""
-        return self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False
-        )["input_ids"]
+        """Token ids of already formatted texts, cut from the right to the encoder's max length."""
+        return self.text_tokenizer.formatted(texts)
 
     def encode_formatted(self, texts: Sequence[str], desc: str = "texts") -> np.ndarray:
         """Vectors of texts that are already formatted; rows follow the input order."""

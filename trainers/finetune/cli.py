@@ -202,16 +202,7 @@ def finetune(
             method_fields["mined_file"] = negatives_out
         elif "mined_file" not in method_fields:
             method_fields["mined_file"] = out.with_name(out.name + ".hard-negatives.jsonl")
-        train_fields = {
-            "lr": 2e-5,
-            **sections.get("train", {}),
-            **train_cli._given(
-                out=out, steps=steps, workers=workers, use_gpu=use_gpu, batch_size=batch_size,
-                grad_accum=grad_accum, lr=lr, warmup_ratio=warmup_ratio, scheduler=scheduler, precision=precision,
-                seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, storage_path=storage,
-                name=name, threads=threads, ray_address=ray_address,
-            ),
-        }
+        train_fields = {"lr": 2e-5, **train_cli.train_fields(sections.get("train", {}), locals())}
         method = FinetuneMethod(FinetuneConfig.model_validate(method_fields))
         if epochs is not None:
             if steps is not None:

@@ -18,9 +18,9 @@ from transformers import PreTrainedTokenizerBase
 
 from retrosearch.plugin.config import EncoderSettings, EncoderSpec
 from retrosearch.plugin.encoder.checkpoint import read_spec, resolve_model_path
-from retrosearch.plugin.encoder.formatting import Formatter
 from retrosearch.plugin.encoder.model import EncoderModel
 from retrosearch.plugin.encoder.runtime import prepare_tokenizer
+from retrosearch.plugin.encoder.tokenization import TextTokenizer
 from retrosearch.trainers.finetune.config import FinetuneConfig, LoraConfig
 from retrosearch.trainers.finetune.data import Example, passage_key
 from retrosearch.trainers.finetune.loss import ContrastiveOutput, InfoNCELoss
@@ -29,8 +29,8 @@ from retrosearch.trainers.finetune.loss import ContrastiveOutput, InfoNCELoss
 class ContrastiveCollator:
     """Examples -> padded tensors: queries ``[B, Lq]``, passages ``[B*G, Lp]`` and their keys.
 
-    Texts go through the spec's templates (``{eos}`` etc. bound to the tokenizer's tokens) and are
-    truncated the way the runtime truncates them; the padding side is the spec's.
+    Texts are formatted and tokenized by the runtime's own :class:`TextTokenizer` (templates with
+    ``{eos}`` etc. bound, over-long texts cut without losing the template); the padding side is the spec's.
     """
 
     def __init__(
@@ -41,22 +41,23 @@ class ContrastiveCollator:
         passage_max_length: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
-        self.formatter = Formatter(spec, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
-        self.query_max_length = min(query_max_length or spec.max_length, spec.max_length)
-        self.passage_max_length = min(passage_max_length or spec.max_length, spec.max_length)
+        self.text_tokenizer = TextTokenizer(tokenizer, spec, spec.max_length)
+        self.formatter = self.text_tokenizer.formatter
+        self.query_max_length = query_max_length
+        self.passage_max_length = passage_max_length
 
-    def _tokenize(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return encoded["input_ids"], encoded["attention_mask"]
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         sizes = {len(e.passages) for e in examples}
         if len(sizes) != 1:
             raise ValueError(f"every example needs the same number of passages, got {sorted(sizes)}")
-        queries = self.formatter.queries(e.query for e in examples)
-        passages = [self.formatter.passage(p.text, p.title) for e in examples for p in e.passages]
-        query_ids, query_mask = self._tokenize(queries, self.query_max_length)
-        passage_ids, passage_mask = self._tokenize(passages, self.passage_max_length)
+        queries = self.text_tokenizer.queries((e.query for e in examples), self.query_max_length)
+        passages = self.text_tokenizer.documents([p for e in examples for p in e.passages], self.passage_max_length)
+        query_ids, query_mask = self._pad(queries)
+        passage_ids, passage_mask = self._pad(passages)
         width = max(len(e.positive_keys) for e in examples)
         positive_keys = torch.full((len(examples), width), -1, dtype=torch.long)
         for row, example in enumerate(examples):

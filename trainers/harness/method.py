@@ -9,7 +9,7 @@ same whether it sat on worker 0 or 1, in the first or the last micro-batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -87,3 +87,49 @@ class Method(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """Settings that must not change when a run resumes from a checkpoint."""
         return {"method": self.name, **self.config.model_dump(mode="json")}
+
+
+class CheckpointMethod(Method):
+    """A method that starts from the checkpoint ``config.model`` and tokenizes with its tokenizer.
+
+    The tokenizer and the collator are built once per process and never pickled: workers rebuild
+    them from the model folder, so only the settings travel.
+    """
+
+    def __init__(self, config: BaseModel) -> None:
+        super().__init__(config)
+        self._tokenizer: Any = None
+        self._collator: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_tokenizer": None, "_collator": None}
+
+    @property
+    def model_path(self) -> Path:
+        """The local folder of the starting checkpoint."""
+        from retrosearch.plugin.encoder import resolve_model_path
+
+        return resolve_model_path(self.config.model)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer :meth:`load_tokenizer` builds (once per process)."""
+        if self._tokenizer is None:
+            self._tokenizer = self.load_tokenizer()
+        return self._tokenizer
+
+    def load_tokenizer(self) -> Any:
+        """The starting checkpoint's tokenizer; methods that add tokens extend it."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.model_path))
+
+    @abstractmethod
+    def build_collator(self) -> Callable[[Sequence[Any], Sequence[int]], Batch]:
+        """The collator :meth:`collate` uses (built once per process)."""
+
+    def collate(self, examples: Sequence[Any], seeds: Sequence[int]) -> Batch:
+        """A batch from :meth:`build_collator`'s collator."""
+        if self._collator is None:
+            self._collator = self.build_collator()
+        return self._collator(examples, seeds)

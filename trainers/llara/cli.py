@@ -95,28 +95,7 @@ def llara(
         }
         if title_field is not None:
             method_fields["title_field"] = title_field or None
-        train_fields = {
-            **sections.get("train", {}),
-            **train_cli._given(
-                out=out,
-                steps=steps,
-                workers=workers,
-                use_gpu=use_gpu,
-                batch_size=batch_size,
-                grad_accum=grad_accum,
-                lr=lr,
-                warmup_ratio=warmup_ratio,
-                scheduler=scheduler,
-                precision=precision,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-                log_every=log_every,
-                storage_path=storage,
-                name=name,
-                threads=threads,
-                ray_address=ray_address,
-            ),
-        }
+        train_fields = train_cli.train_fields(sections.get("train", {}), locals())
         method = LLaRAMethod(LLaRAConfig.model_validate(method_fields))
         train = TrainConfig.model_validate(train_fields)
     except (ValueError, OSError) as exc:

@@ -36,8 +36,9 @@ def encoder_spec(prompts: PromptSet, max_length: int, provenance: dict[str, Any]
 def save_tokenizer(tokenizer, out: Path) -> None:
     """Save ``tokenizer`` set up for prompt-final pooling.
 
-    Over-long texts are cut from the left: the runtime truncates the *templated* text, and a
-    right cut would drop the prompt and the token whose state is the embedding.
+    The runtime cuts over-long texts itself and keeps the prompt (``TextTokenizer``). Tools that
+    truncate the templated string with the tokenizer (sentence-transformers) cut from the left
+    here, so that they too keep the prompt and the token whose state is the embedding.
     """
     tokenizer.padding_side = "left"
     tokenizer.truncation_side = "left"

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from retrosearch.plugin.encoder import resolve_model_path
 from retrosearch.trainers.harness.data import read_texts
-from retrosearch.trainers.harness.method import Batch, Method, RunInfo
+from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.data import LLaRACollator, TokenPairs, build_pairs
 from retrosearch.trainers.llara.export import export_llara
@@ -21,44 +17,25 @@ from retrosearch.trainers.llara.prompt import PromptIds, PromptSet, add_prompt_t
 _MIN_EXPORT_LENGTH = 512
 
 
-class LLaRAMethod(Method):
+class LLaRAMethod(CheckpointMethod):
     """LLaRA's EBAE + EBAR post-training of a Hugging Face causal LM."""
 
     name = "llara"
     config: LLaRAConfig
-
-    def __init__(self, config: LLaRAConfig) -> None:
-        super().__init__(config)
-        self._tokenizer = None
-        self._collator: LLaRACollator | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Workers rebuild the tokenizer from the model folder; only the settings travel.
-        return {**self.__dict__, "_tokenizer": None, "_collator": None}
 
     @property
     def prompts(self) -> PromptSet:
         """The prompt wording the config names."""
         return PromptSet.named(self.config.prompt)
 
-    @property
-    def model_path(self) -> Path:
-        """The local folder of the starting checkpoint."""
-        return resolve_model_path(self.config.model)
-
-    @property
-    def tokenizer(self):
-        """The base tokenizer with the prompt's tokens added and a pad token (loaded once per process)."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
-            add_prompt_tokens(tokenizer, self.prompts)
-            if tokenizer.pad_token is None:
-                # Padding is masked out, so any id works; decoder LLMs often ship without one.
-                tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-            self._tokenizer = tokenizer
-        return self._tokenizer
+    def load_tokenizer(self):
+        """The base tokenizer with the prompt's tokens added and a pad token."""
+        tokenizer = super().load_tokenizer()
+        add_prompt_tokens(tokenizer, self.prompts)
+        if tokenizer.pad_token is None:
+            # Padding is masked out, so any id works; decoder LLMs often ship without one.
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        return tokenizer
 
     def prompt_ids(self) -> PromptIds:
         """The prompts as this tokenizer's ids."""
@@ -90,11 +67,9 @@ class LLaRAMethod(Method):
         lm = load_causal_lm(self.model_path, self.config, self.new_token_ids())
         return LLaRAModel(lm, self.config)
 
-    def collate(self, examples: Sequence[tuple[np.ndarray, np.ndarray]], seeds: Sequence[int]) -> Batch:
-        """A joint batch; see :class:`LLaRACollator`."""
-        if self._collator is None:
-            self._collator = LLaRACollator(self.tokenizer, self.config, self.prompt_ids())
-        return self._collator(examples, seeds)
+    def build_collator(self) -> LLaRACollator:
+        """Joint SELF/NEXT batches; see :class:`LLaRACollator`."""
+        return LLaRACollator(self.tokenizer, self.config, self.prompt_ids())
 
     def export(self, model: LLaRAModel, out: Path, info: RunInfo) -> None:
         """An encoder folder: EBAE prompt for passages, EBAR prompt for queries, last-token pooling."""

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 
-from retrosearch.plugin.encoder import read_spec, resolve_model_path
+from retrosearch.plugin.encoder import read_spec
 from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
-from retrosearch.trainers.harness.method import Batch, Method, RunInfo
+from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 from retrosearch.trainers.retromae.data import RetroMAECollator, special_affixes
 from retrosearch.trainers.retromae.export import export_model
@@ -26,34 +23,11 @@ def position_limit(config) -> int:
     return positions
 
 
-class RetroMAEMethod(Method):
+class RetroMAEMethod(CheckpointMethod):
     """RetroMAE / DupMAE pretraining of a BERT- or RoBERTa-family encoder."""
 
     name = "retromae"
     config: RetroMAEConfig
-
-    def __init__(self, config: RetroMAEConfig) -> None:
-        super().__init__(config)
-        self._tokenizer = None
-        self._collator: RetroMAECollator | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Workers rebuild the tokenizer from the model folder; only the settings travel.
-        return {**self.__dict__, "_tokenizer": None, "_collator": None}
-
-    @property
-    def model_path(self) -> Path:
-        """The local folder of the starting checkpoint."""
-        return resolve_model_path(self.config.model)
-
-    @property
-    def tokenizer(self):
-        """The starting checkpoint's tokenizer (loaded once per process)."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
-        return self._tokenizer
 
     def load_examples(self) -> PackedTokens:
         """The corpus as token blocks that fit ``max_length`` with the special tokens."""
@@ -73,11 +47,9 @@ class RetroMAEMethod(Method):
         """Encoder (with an MLM head) and decoder, restored from an earlier export when there is one."""
         return RetroMAEModel.from_pretrained(self.model_path, self.config)
 
-    def collate(self, examples: Sequence[np.ndarray], seeds: Sequence[int]) -> Batch:
-        """A RetroMAE batch; see :class:`RetroMAECollator`."""
-        if self._collator is None:
-            self._collator = RetroMAECollator(self.tokenizer, self.config)
-        return self._collator(examples, seeds)
+    def build_collator(self) -> RetroMAECollator:
+        """Masks and decoder inputs per example; see :class:`RetroMAECollator`."""
+        return RetroMAECollator(self.tokenizer, self.config)
 
     def export(self, model: RetroMAEModel, out: Path, info: RunInfo) -> None:
         """The encoder folder with CLS pooling recorded, and the decoder beside it."""

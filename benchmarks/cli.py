@@ -33,7 +33,7 @@ def eval_command(
     top_k: Annotated[int, typer.Option(help="Hits retrieved per query (Recall@100 needs >= 100).")] = 100,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     pooling: opt.PoolingOpt = None,
     max_length: opt.MaxLength = None,

@@ -150,7 +150,7 @@ def evaluate(
         "index_params": index.meta.params,
         "top_k": top_k,
         "device": str(encoder.device),
-        "batch_size": encoder.settings.batch_size,
+        "batch_size": encoder.batch_size,
     }
     return EvalResult(
         figures=figures,

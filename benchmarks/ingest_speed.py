@@ -83,12 +83,14 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
         settings=settings,
     )
     started = time.perf_counter()
-    summary = run_ingest(config)
-    seconds = time.perf_counter() - started
-    if sink == "opensearch":
-        from retrosearch.plugin.opensearch.client import connect
+    try:
+        summary = run_ingest(config)
+        seconds = time.perf_counter() - started
+    finally:
+        if sink == "opensearch":
+            from retrosearch.plugin.opensearch.client import connect
 
-        connect(settings.opensearch).indices.delete(index=settings.opensearch.index, ignore_unavailable=True)
+            connect(settings.opensearch).indices.delete(index=settings.opensearch.index, ignore_unavailable=True)
     docs = summary["rows_written"]
     return {"docs": docs, "seconds": seconds, "docs_per_s": docs / seconds, "summary": summary}
 

@@ -83,7 +83,7 @@ def quality(
     backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
     model: opt.Model = "minilm",
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     opensearch_url: opt.OpenSearchUrl = None,
     replicas: opt.Replicas = None,

@@ -37,7 +37,7 @@ def ingest(
     write_concurrency: Annotated[int, typer.Option(help="Parallel write tasks.")] = 2,
     ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (default: a local Ray).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Where the resume manifest lives.")] = None,
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
     threads: opt.Threads = None,

@@ -184,10 +184,14 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
     if encoder_settings["threads"] is None and not gpu and local:
         encoder_settings["threads"] = max(1, (os.cpu_count() or 1) // workers)
     # Reading and writing barely use a CPU; on a local Ray they must not wait for a slot the
-    # actors hold. A cluster schedules them on CPUs of their own (never on a 0-CPU head).
+    # actors hold. A cluster schedules them on CPUs of their own (never on a 0-CPU head). Without
+    # a CPU to reserve nothing bounds how many start at once, so the concurrency caps do: every
+    # read task at once would mean a Python process each.
     io_args: dict[str, Any] = {"num_cpus": 0} if local else {}
     source = ChunkSource(chunks, config.fields, batch_size)
-    ds = ray.data.read_datasource(source, override_num_blocks=len(source.slices()), ray_remote_args=io_args)
+    ds = ray.data.read_datasource(
+        source, override_num_blocks=len(source.slices()), ray_remote_args=io_args, concurrency=max(2, workers)
+    )
     # Two calls in flight keep an actor fed without queueing the tail of the job on a busy one.
     pool = {"size": workers, "max_tasks_in_flight_per_actor": 2}
     tokenize = config.tokenize_stage if config.tokenize_stage is not None else gpu

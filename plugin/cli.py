@@ -35,7 +35,7 @@ def index(
     backend: opt.Backend = "faiss-flat",
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     pooling: opt.PoolingOpt = None,
     max_length: opt.MaxLength = None,

@@ -13,7 +13,7 @@ from retrosearch.plugin.config import Settings
 Model = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder or packaged model name (minilm).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16.")]
-BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Texts per forward pass (default 16 on CPU, 128 on GPU).")]
 Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
 PoolingOpt = Annotated[Optional[str], typer.Option("--pooling", help="Override pooling: cls, mean or last.")]
 MaxLength = Annotated[Optional[int], typer.Option(help="Override the max tokens per text.")]

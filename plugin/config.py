@@ -70,7 +70,7 @@ class EncoderSettings(_Strict):
     model: str = "minilm"
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    batch_size: int = Field(64, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="texts per forward pass; default 16 on CPU, 128 on GPU")
     threads: int | None = Field(None, gt=0)
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.

@@ -34,7 +34,7 @@ def quickstart(
     model: opt.Model = "minilm",
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     json_out: opt.JsonOut = None,
 ) -> None:

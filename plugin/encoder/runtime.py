@@ -26,6 +26,8 @@ from retrosearch.plugin.encoder.model import EncoderModel
 from retrosearch.plugin.encoder.tokenization import TextTokenizer
 from retrosearch.plugin.index.base import IndexMeta
 
+_CPU_BATCH, _ACCELERATOR_BATCH = 16, 128
+
 # Show a progress bar only when the work takes more than a handful of batches.
 _PROGRESS_MIN_BATCHES = 4
 
@@ -121,6 +123,9 @@ class Encoder:
         self.device = device
         self.max_length = min(self.spec.max_length, _position_limit(model.backbone.config, tokenizer))
         self.text_tokenizer = TextTokenizer(tokenizer, self.spec, self.max_length)
+        # Small batches are faster on CPUs (MiniLM on SciFact, 2 threads: 16 -> ~18.7 docs/s,
+        # 64 -> ~16.2), large ones on accelerators.
+        self.batch_size = settings.batch_size or (_CPU_BATCH if device.type == "cpu" else _ACCELERATOR_BATCH)
         self.formatter = self.text_tokenizer.formatter
         self.stats = EncodeStats()
 
@@ -177,7 +182,7 @@ class Encoder:
             return out
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=count)
         order = np.argsort(-lengths, kind="stable")
-        batch_size = self.settings.batch_size
+        batch_size = self.batch_size
         show = self.settings.show_progress and count > batch_size * _PROGRESS_MIN_BATCHES
         started = time.perf_counter()
         with tqdm(total=count, desc=desc, unit="text", disable=not show, dynamic_ncols=True) as bar:

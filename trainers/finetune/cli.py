@@ -35,7 +35,7 @@ def mine_negatives(
     save_index: Annotated[Optional[Path], typer.Option(help="Save the corpus index built here, for reuse.")] = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     max_length: opt.MaxLength = None,
     quiet: opt.Quiet = False,
@@ -78,7 +78,7 @@ def _steps_for(method: Any, train_fields: dict[str, Any], epochs: float) -> int:
     return max(1, math.ceil(epochs * len(method.load_examples()) / batch))
 
 
-def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int, threads: int | None, device: str) -> None:
+def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: int | None, device: str) -> None:
     """The held-out evaluation ``retrosearch eval`` would run, written to ``OUT/eval-<split>.json``."""
     from retrosearch.benchmarks.evaluate import evaluate
     from retrosearch.benchmarks.report import print_result, write_json
@@ -160,7 +160,7 @@ def finetune(
     storage: train_cli.Storage = None,
     name: train_cli.Name = None,
     threads: opt.Threads = None,
-    eval_batch_size: Annotated[int, typer.Option(help="Texts per forward pass in the evaluation.")] = 64,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass in the evaluation (default: the runtime's).")] = None,
     eval_device: Annotated[str, typer.Option(help="Device of the evaluation (auto picks CUDA).")] = "auto",
     ray_address: train_cli.RayAddress = None,
     config: train_cli.ConfigFile = None,

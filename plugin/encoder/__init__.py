@@ -2,7 +2,7 @@
 
 from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError, read_spec, resolve_model_path, write_spec
 from retrosearch.plugin.encoder.model import EncoderModel
-from retrosearch.plugin.encoder.runtime import Encoder, EncodeStats, describe
+from retrosearch.plugin.encoder.runtime import Encoder, EncodeStats, describe, position_limit
 
 __all__ = [
     "EncodeStats",
@@ -10,6 +10,7 @@ __all__ = [
     "EncoderModel",
     "ModelNotFoundError",
     "describe",
+    "position_limit",
     "read_spec",
     "resolve_model_path",
     "write_spec",

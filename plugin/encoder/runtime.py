@@ -60,14 +60,20 @@ class EncodeStats:
         }
 
 
-def _position_limit(config: Any, tokenizer: PreTrainedTokenizerBase) -> int:
-    """The longest input the model can embed (its position table, or the tokenizer's own limit)."""
-    limits = [getattr(tokenizer, "model_max_length", None) or 0]
+def position_limit(config: Any, tokenizer: PreTrainedTokenizerBase | None = None) -> int:
+    """The longest input a model takes: its position table, and the tokenizer's own limit if given.
+
+    RoBERTa-family models number positions from ``padding_idx + 1``, so their first slots are unusable.
+    """
+    limits = [getattr(tokenizer, "model_max_length", None) or 0] if tokenizer is not None else []
     positions = getattr(config, "max_position_embeddings", None)
     if positions:
-        # RoBERTa-family models offset positions by padding_idx + 1 (2 slots unusable).
-        offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer") else 0
-        limits.append(positions - offset)
+        model_type = str(getattr(config, "model_type", ""))
+        offset = 0
+        if "roberta" in model_type or model_type in ("camembert", "longformer"):
+            pad = getattr(config, "pad_token_id", None)
+            offset = (pad if pad is not None else 1) + 1
+        limits.append(int(positions) - offset)
     usable = [n for n in limits if 0 < n < 1_000_000]
     return min(usable) if usable else 1_000_000
 
@@ -86,7 +92,7 @@ def load_text_tokenizer(path: Path, spec: EncoderSpec) -> TextTokenizer:
     """The runtime's formatting + tokenization of a checkpoint, without loading its weights."""
     tokenizer = prepare_tokenizer(path, spec)
     config = AutoConfig.from_pretrained(str(path))
-    return TextTokenizer(tokenizer, spec, min(spec.max_length, _position_limit(config, tokenizer)))
+    return TextTokenizer(tokenizer, spec, min(spec.max_length, position_limit(config, tokenizer)))
 
 
 def describe(settings: EncoderSettings) -> IndexMeta:
@@ -121,7 +127,7 @@ class Encoder:
         self.name = name
         self.fingerprint = model_fingerprint
         self.device = device
-        self.max_length = min(self.spec.max_length, _position_limit(model.backbone.config, tokenizer))
+        self.max_length = min(self.spec.max_length, position_limit(model.backbone.config, tokenizer))
         self.text_tokenizer = TextTokenizer(tokenizer, self.spec, self.max_length)
         # Small batches are faster on CPUs (MiniLM on SciFact, 2 threads: 16 -> ~18.7 docs/s,
         # 64 -> ~16.2), large ones on accelerators.

@@ -6,21 +6,13 @@ import datetime as dt
 from pathlib import Path
 
 
-from retrosearch.plugin.encoder import read_spec
+from retrosearch.plugin.encoder import position_limit, read_spec
 from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
 from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 from retrosearch.trainers.retromae.data import RetroMAECollator, special_affixes
 from retrosearch.trainers.retromae.export import export_model
 from retrosearch.trainers.retromae.model import RetroMAEModel
-
-
-def position_limit(config) -> int:
-    """Tokens the model can take: RoBERTa-style models spend the first positions on padding."""
-    positions = int(config.max_position_embeddings)
-    if "roberta" in str(config.model_type) or config.model_type == "camembert":
-        positions -= int(config.pad_token_id or 0) + 1
-    return positions
 
 
 class RetroMAEMethod(CheckpointMethod):

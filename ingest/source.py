@@ -1,10 +1,10 @@
-"""A Ray Data source that reads the planned chunks: one read task per chunk, rows tagged with it.
+"""A Ray Data source that reads the planned chunks as length-sorted blocks, rows tagged with their chunk.
 
-A read task cuts its chunk into blocks of ``block_rows`` rows after sorting them by text length.
-Small blocks keep every embedding actor busy until the end of the job (a chunk is the unit of
-resume, too coarse a unit of work for a few slow CPU actors), and sorted blocks need little
-padding when the encoder batches them. Sinks split blocks by chunk again, so neither changes
-what a chunk's manifest records.
+Each read task yields one block of ``block_rows`` rows of a chunk, taken from the chunk's rows
+sorted by text length. Small blocks keep every embedding actor busy until the end of the job (a
+chunk is the unit of resume, too coarse a unit of work for a few slow CPU actors), and sorted
+blocks need little padding when the encoder batches them. Sinks split blocks by chunk again, so
+neither changes what a chunk's manifest records.
 """
 
 from __future__ import annotations

@@ -128,6 +128,25 @@ class CheckpointMethod(Method):
     def build_collator(self) -> Callable[[Sequence[Any], Sequence[int]], Batch]:
         """The collator :meth:`collate` uses (built once per process)."""
 
+    def provenance(self, info: RunInfo, **fields: Any) -> dict[str, Any]:
+        """What an exported folder records about its run: base model, corpus, run shape, the
+        method's own ``fields``, the last losses and when it was trained."""
+        import datetime as dt
+
+        cfg = self.config
+        return {
+            "base_model": cfg.model,
+            "corpus": str(cfg.corpus),
+            "steps": info.step,
+            "batch_size": info.batch_size,
+            "workers": info.workers,
+            "seed": info.seed,
+            "max_length": cfg.max_length,
+            **fields,
+            "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
+            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
     def collate(self, examples: Sequence[Any], seeds: Sequence[int]) -> Batch:
         """A batch from :meth:`build_collator`'s collator."""
         if self._collator is None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
+from retrosearch.plugin.encoder import position_limit
 from retrosearch.trainers.harness.data import read_texts
 from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.llara.config import LLaRAConfig
@@ -50,7 +50,7 @@ class LLaRAMethod(CheckpointMethod):
         from transformers import AutoConfig
 
         cfg = self.config
-        positions = getattr(AutoConfig.from_pretrained(str(self.model_path)), "max_position_embeddings", None)
+        positions = position_limit(AutoConfig.from_pretrained(str(self.model_path)))
         longest = cfg.max_length + self.prompt_ids().overhead
         if positions and longest > positions:
             raise ValueError(
@@ -74,26 +74,14 @@ class LLaRAMethod(CheckpointMethod):
     def export(self, model: LLaRAModel, out: Path, info: RunInfo) -> None:
         """An encoder folder: EBAE prompt for passages, EBAR prompt for queries, last-token pooling."""
         cfg = self.config
-        provenance = {
-            "base_model": cfg.model,
-            "corpus": str(cfg.corpus),
-            "steps": info.step,
-            "batch_size": info.batch_size,
-            "workers": info.workers,
-            "seed": info.seed,
-            "max_length": cfg.max_length,
-            "pairs": cfg.pairs,
-            "prompt": cfg.prompt,
-            "weights": {"ebae": cfg.self_weight, "ebar": cfg.next_weight, "lm": cfg.lm_weight},
-            **(
-                {"lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "export": cfg.lora_export}}
-                if cfg.lora
-                else {}
-            ),
-            "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
-            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        positions = getattr(unwrap(model.lm).config, "max_position_embeddings", None) or _MIN_EXPORT_LENGTH
+        provenance = self.provenance(
+            info,
+            pairs=cfg.pairs,
+            prompt=cfg.prompt,
+            weights={"ebae": cfg.self_weight, "ebar": cfg.next_weight, "lm": cfg.lm_weight},
+            **({"lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "export": cfg.lora_export}} if cfg.lora else {}),
+        )
+        positions = position_limit(unwrap(model.lm).config)
         max_length = min(max(cfg.max_length + self.prompt_ids().overhead, _MIN_EXPORT_LENGTH), positions)
         export_llara(
             model.lm, self.tokenizer, out, self.prompts, max_length, provenance, cfg.lora_export == "adapter"

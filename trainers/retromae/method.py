@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 
@@ -46,21 +45,13 @@ class RetroMAEMethod(CheckpointMethod):
     def export(self, model: RetroMAEModel, out: Path, info: RunInfo) -> None:
         """The encoder folder with CLS pooling recorded, and the decoder beside it."""
         cfg = self.config
-        provenance = {
-            "base_model": cfg.model,
-            "corpus": str(cfg.corpus),
-            "steps": info.step,
-            "batch_size": info.batch_size,
-            "workers": info.workers,
-            "seed": info.seed,
-            "max_length": cfg.max_length,
-            "encoder_mask_ratio": cfg.encoder_mask_ratio,
-            "decoder_mask_ratio": cfg.decoder_mask_ratio,
-            "dupmae": cfg.dupmae,
+        provenance = self.provenance(
+            info,
+            encoder_mask_ratio=cfg.encoder_mask_ratio,
+            decoder_mask_ratio=cfg.decoder_mask_ratio,
+            dupmae=cfg.dupmae,
             **({"bow_weight": cfg.bow_weight} if cfg.dupmae else {}),
-            "final_loss": {k: round(v, 5) for k, v in info.last_metrics.items() if k.startswith("loss")},
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        )
         # Blocks are cut short for training speed; the encoder reads as far as its base model did,
         # within the positions the model has.
         max_length = min(

@@ -62,10 +62,10 @@ class EmbedBatch:
             token_ids = [row.tolist() for row in batch[TOKENS_COLUMN]]
         else:
             token_ids = self.encoder.text_tokenizer.documents(_documents(batch))
-        before, started = self.encoder.stats.padded_tokens, time.perf_counter()
-        vectors = self.encoder.encode_token_ids(token_ids)
+        started = time.perf_counter()
+        vectors, stats = self.encoder.encode_with_stats(token_ids)
         seconds = time.perf_counter() - started
-        padded = self.encoder.stats.padded_tokens - before
+        padded = stats.padded_tokens
         tokens = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
         out = {k: v for k, v in batch.items() if k != TOKENS_COLUMN}
         out[VECTOR_COLUMN] = vectors

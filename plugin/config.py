@@ -71,6 +71,9 @@ class EncoderSettings(_Strict):
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     batch_size: int | None = Field(None, gt=0, description="texts per forward pass; default 16 on CPU, 128 on GPU")
+    max_batch_tokens: int | None = Field(
+        None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"
+    )
     threads: int | None = Field(None, gt=0)
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
@@ -124,9 +127,40 @@ class OpenSearchSettings(_Strict):
     search_batch: int = Field(64, gt=0, description="knn queries per _msearch request")
 
 
+class ServeSettings(_Strict):
+    """How the query service listens, batches, limits requests and (with Ray Serve) scales.
+
+    The API key itself is never a setting: ``api_key_env`` names the environment variable that
+    holds it, so it stays out of files, command lines and logs.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, lt=65536)
+    max_batch_size: int = Field(32, gt=0, description="texts per forward pass of the batcher")
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="longest a batch waits to fill, only while requests arrive concurrently"
+    )
+    max_texts: int = Field(256, gt=0, description="texts (or queries) per request; more is HTTP 413")
+    max_chars: int = Field(20_000, gt=0, description="characters per text; more is HTTP 413")
+    max_k: int = Field(1000, gt=0, description="largest k a search may ask for")
+    embeddings_mode: Literal["query", "passage"] = Field(
+        "query", description="which template /v1/embeddings applies"
+    )
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    search_threads: int = Field(4, gt=0, description="threads running index searches")
+    ray: bool = False
+    ray_address: str | None = None
+    num_replicas: int = Field(1, gt=0, description="replicas (Ray Serve), unless autoscaling")
+    min_replicas: int | None = Field(None, ge=0, description="with max_replicas: autoscale between them")
+    max_replicas: int | None = Field(None, gt=0)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (Ray Serve)")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per replica (Ray Serve)")
+
+
 class Settings(_Strict):
     """Everything a command may be configured with."""
 
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     faiss: FaissSettings = Field(default_factory=FaissSettings)
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)

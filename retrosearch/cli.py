@@ -14,6 +14,7 @@ from retrosearch import quickstart  # noqa: E402
 from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402
 from retrosearch.ingest import cli as ingest_cli  # noqa: E402
 from retrosearch.plugin import cli as plugin_cli  # noqa: E402
+from retrosearch.plugin.serve import cli as serve_cli  # noqa: E402
 from retrosearch.trainers import cli as trainers_cli  # noqa: E402
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 plugin_cli.register(app)
+serve_cli.register(app)
 benchmarks_cli.register(app)
 ingest_cli.register(app)
 quickstart.register(app)

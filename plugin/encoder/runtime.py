@@ -7,6 +7,7 @@ best available device and returns float32 vectors in the input order.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class EncodeStats:
     tokens: int = 0
     padded_tokens: int = 0
     seconds: float = 0.0
+
+    def add(self, other: "EncodeStats") -> None:
+        """Add another call's figures to these totals."""
+        self.texts += other.texts
+        self.tokens += other.tokens
+        self.padded_tokens += other.padded_tokens
+        self.seconds += other.seconds
 
     @property
     def padding_ratio(self) -> float:
@@ -134,6 +142,7 @@ class Encoder:
         self.batch_size = settings.batch_size or (_CPU_BATCH if device.type == "cpu" else _ACCELERATOR_BATCH)
         self.formatter = self.text_tokenizer.formatter
         self.stats = EncodeStats()
+        self._stats_lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: EncoderSettings | str | Path | None = None) -> "Encoder":
@@ -181,37 +190,79 @@ class Encoder:
         return self.encode_token_ids(self.tokenize(texts), desc=desc)
 
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]], desc: str = "texts") -> np.ndarray:
-        """Vectors of pre-tokenized texts, batched by descending length to minimise padding."""
+        """Vectors of pre-tokenized texts, batched by descending length to minimise padding.
+
+        The call's figures are added to :attr:`stats` (under a lock, so concurrent callers keep
+        exact totals); use :meth:`encode_with_stats` for one call's own figures.
+        """
+        vectors, stats = self.encode_with_stats(token_ids, desc=desc)
+        with self._stats_lock:
+            self.stats.add(stats)
+        return vectors
+
+    def encode_with_stats(
+        self, token_ids: Sequence[Sequence[int]], desc: str = "texts"
+    ) -> tuple[np.ndarray, EncodeStats]:
+        """Vectors of pre-tokenized texts and the figures of this call alone.
+
+        Batches hold at most ``batch_size`` rows and, with ``max_batch_tokens`` set, at most that
+        many padded positions, so one very long text never shares a batch with many others.
+        Safe to call from one thread at a time per encoder: the model and its tokenizer are
+        shared (a server runs one consumer per replica, see :mod:`retrosearch.plugin.serve`).
+        """
         count = len(token_ids)
         out = np.empty((count, self.dim), dtype=np.float32)
+        stats = EncodeStats()
         if count == 0:
-            return out
+            return out, stats
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=count)
         order = np.argsort(-lengths, kind="stable")
-        batch_size = self.batch_size
-        show = self.settings.show_progress and count > batch_size * _PROGRESS_MIN_BATCHES
+        batches = self._batches(lengths, order)
         started = time.perf_counter()
-        with tqdm(total=count, desc=desc, unit="text", disable=not show, dynamic_ncols=True) as bar:
-            for start in range(0, count, batch_size):
-                rows = order[start : start + batch_size]
-                input_ids, attention_mask = self._pad([token_ids[i] for i in rows])
+        bar = None
+        if self.settings.show_progress and len(batches) > _PROGRESS_MIN_BATCHES:
+            bar = tqdm(total=count, desc=desc, unit="text", dynamic_ncols=True)
+        try:
+            for rows in batches:
+                input_ids, attention_mask = self._pad([token_ids[i] for i in rows], int(lengths[rows[0]]))
                 with torch.inference_mode():
                     vectors = self.model(input_ids=input_ids, attention_mask=attention_mask)
                 out[rows] = vectors.float().cpu().numpy()
-                self.stats.padded_tokens += int(attention_mask.numel())
-                bar.update(len(rows))
-        self.stats.texts += count
-        self.stats.tokens += int(lengths.sum())
-        self.stats.seconds += time.perf_counter() - started
-        return out
+                stats.padded_tokens += int(attention_mask.numel())
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+        stats.texts = count
+        stats.tokens = int(lengths.sum())
+        stats.seconds = time.perf_counter() - started
+        return out, stats
 
-    def _pad(self, batch: list[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    def _batches(self, lengths: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+        """Row groups of the length-sorted ``order``: ``batch_size`` rows, within the token budget."""
+        budget = self.settings.max_batch_tokens
+        if not budget:
+            return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches, start = [], 0
+        while start < len(order):
+            # Sorted longest first: the first row of a batch sets its padded width.
+            width = max(1, int(lengths[order[start]]))
+            rows = max(1, min(self.batch_size, budget // width))
+            batches.append(order[start : start + rows])
+            start += rows
+        return batches
+
+    def _pad(self, batch: list[Sequence[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids = np.full((len(batch), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
         left = self.spec.padding_side == "left"
         for row, ids in enumerate(batch):
-            span = slice(width - len(ids), width) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.as_tensor(ids, dtype=torch.long)
-            attention_mask[row, span] = 1
-        return input_ids.to(self.device), attention_mask.to(self.device)
+            n = len(ids)
+            start = width - n if left else 0
+            input_ids[row, start : start + n] = ids
+            attention_mask[row, start : start + n] = 1
+        return (
+            torch.from_numpy(input_ids).to(self.device, non_blocking=True),
+            torch.from_numpy(attention_mask).to(self.device, non_blocking=True),
+        )

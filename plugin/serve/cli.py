@@ -1,0 +1,182 @@
+"""``retrosearch serve``: the query service in the foreground, in the background, or on Ray Serve.
+
+``retrosearch serve stop`` and ``retrosearch serve status`` find a background service again by
+its port (pid file and log under ``<cache>/serve/<port>/``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from retrosearch.plugin import cli_options as opt
+
+serve_app = typer.Typer(
+    help="The query service: /search, /embed, OpenAI-compatible /v1/embeddings, /healthz, /readyz, /metrics.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+Port = Annotated[int, typer.Option(help="HTTP port.")]
+_MARKER = b"retrosearch"
+
+
+def _managed(port: int):
+    from retrosearch.plugin.config import cache_dir
+    from retrosearch.plugin.process import ManagedProcess, http_json
+
+    return ManagedProcess(
+        name="serve",
+        run_dir=cache_dir() / "serve" / str(port),
+        marker=_MARKER,
+        healthy=lambda: http_json(f"http://127.0.0.1:{port}/readyz", timeout=2)[0] == 200,
+    )
+
+
+@serve_app.callback()
+def serve(
+    ctx: typer.Context,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder written by `retrosearch index`/`ingest`.")] = None,
+    index_name: opt.IndexName = None,
+    opensearch_url: opt.OpenSearchUrl = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder (default: the index's model; needed without an index).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on. (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="HTTP port. (default 8000)")] = None,
+    max_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass. (default 32)")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(help="Longest a batch waits to fill under concurrent load. (default 2)")] = None,
+    max_texts: Annotated[Optional[int], typer.Option(help="Texts or queries per request; more is 413. (default 256)")] = None,
+    max_chars: Annotated[Optional[int], typer.Option(help="Characters per text; more is 413. (default 20000)")] = None,
+    max_k: Annotated[Optional[int], typer.Option(help="Largest k of a search. (default 1000)")] = None,
+    embeddings_mode: Annotated[Optional[str], typer.Option(help="Template of /v1/embeddings: query or passage. (default query)")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (requests need 'Authorization: Bearer <key>').")] = None,
+    search_threads: Annotated[Optional[int], typer.Option(help="Threads running index searches. (default 4)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run as a Ray Serve application.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to deploy on (with --ray; default a local Ray).")] = None,
+    num_replicas: Annotated[Optional[int], typer.Option("--replicas", help="Ray Serve replicas. (default 1)")] = None,
+    min_replicas: Annotated[Optional[int], typer.Option(help="Autoscale from this many replicas (with --max-replicas).")] = None,
+    max_replicas: Annotated[Optional[int], typer.Option(help="Autoscale up to this many replicas.")] = None,
+    num_gpus: Annotated[Optional[float], typer.Option(help="GPUs per Ray Serve replica. (default 0)")] = None,
+    num_cpus: Annotated[Optional[float], typer.Option(help="CPUs per Ray Serve replica. (default 1)")] = None,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = "auto",
+    batch_size: opt.BatchSize = None,
+    threads: opt.Threads = None,
+    ef_search: Annotated[Optional[int], typer.Option(help="HNSW efSearch of the index. (default 256)")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="IVF lists probed. (default 16)")] = None,
+    background: Annotated[bool, typer.Option("--background", help="Start detached, wait until ready, print the URL.")] = False,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (Prometheus /metrics counts them anyway).")] = False,
+    wait: Annotated[float, typer.Option(help="With --background: seconds to wait for /readyz.")] = 300.0,
+    config: opt.ConfigFile = None,
+) -> None:
+    """Serve dense queries over a FAISS folder (--index), an OpenSearch index (--index-name) or embeddings only (--model)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from retrosearch.plugin.serve.engine import IndexTarget
+
+    if index_dir is not None and index_name is not None:
+        raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")
+    if index_dir is None and index_name is None and model is None:
+        raise opt.fail("give --index DIR, --index-name NAME or --model M (embedding only)")
+    try:
+        settings = opt.build_settings(
+            config, device=device, dtype=dtype, batch_size=batch_size, threads=threads, url=opensearch_url,
+            hnsw_ef_search=ef_search, ivf_nprobe=nprobe, host=host, port=port, max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms, max_texts=max_texts, max_chars=max_chars, max_k=max_k,
+            embeddings_mode=embeddings_mode, api_key_env=api_key_env, search_threads=search_threads,
+            ray=ray or None, ray_address=ray_address, num_replicas=num_replicas, min_replicas=min_replicas,
+            max_replicas=max_replicas, num_gpus=num_gpus, num_cpus=num_cpus,
+        )
+    except ValueError as exc:
+        raise opt.fail(str(exc)) from None
+    if settings.serve.api_key_env and not os.environ.get(settings.serve.api_key_env):
+        raise opt.fail(f"--api-key-env {settings.serve.api_key_env}: that environment variable is not set or empty")
+    target = IndexTarget(index_dir=index_dir, index_name=index_name)
+    if index_dir is not None and not (index_dir / "meta.json").is_file():
+        raise opt.fail(f"{index_dir} is not a FAISS index folder (meta.json missing)")
+    if background:
+        _start_background(settings.serve.port, wait)
+        return
+    if settings.serve.ray:
+        from retrosearch.plugin.serve.ray_app import run_ray
+
+        run_ray(settings, target, model)
+        return
+    _run_uvicorn(settings, target, model, access_log)
+
+
+def _run_uvicorn(settings, target, model: str | None, access_log: bool) -> None:
+    import uvicorn
+
+    from retrosearch.plugin.serve.app import create_app
+    from retrosearch.plugin.serve.engine import QueryEngine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_box: dict[str, uvicorn.Server] = {}
+
+    def load() -> QueryEngine:
+        try:
+            return QueryEngine.open(settings, target, model=model)
+        except Exception as exc:
+            # A service that cannot load its model must not linger half-alive: stop with the reason.
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            server_box["server"].should_exit = True
+            server_box["failed"] = True  # type: ignore[assignment]
+            raise
+
+    try:
+        app = create_app(settings, load)
+    except ValueError as exc:
+        raise opt.fail(str(exc)) from None
+    s = settings.serve
+    config = uvicorn.Config(app, host=s.host, port=s.port, access_log=access_log, log_level="info", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    server_box["server"] = server
+    server.run()
+    if server_box.get("failed"):
+        raise typer.Exit(2)
+
+
+def _start_background(port: int, wait: float) -> None:
+    from retrosearch.plugin.process import ProcessError
+
+    managed = _managed(port)
+    if managed.pid() is not None:
+        raise opt.fail(f"a service of ours already runs on port {port} (pid {managed.pid()}); `retrosearch serve stop --port {port}`")
+    argv = [a for a in sys.argv[1:] if a != "--background"]
+    try:
+        pid = managed.start([sys.executable, "-m", "retrosearch.cli", *argv], env=dict(os.environ), wait_s=wait)
+    except ProcessError as exc:
+        raise opt.fail(str(exc), 1) from None
+    typer.echo(f"serving at http://127.0.0.1:{port} (pid {pid}); log {managed.log_file}; stop: retrosearch serve stop --port {port}")
+
+
+@serve_app.command()
+def stop(port: Port = 8000) -> None:
+    """Stop the background service on PORT."""
+    managed = _managed(port)
+    typer.echo(f"stopped the service on port {port}" if managed.stop() else f"no service of ours runs on port {port}")
+
+
+@serve_app.command()
+def status(port: Port = 8000) -> None:
+    """Whether a background service runs on PORT, and what it serves (JSON)."""
+    from retrosearch.plugin.process import http_json
+
+    managed = _managed(port)
+    code, ready = http_json(f"http://127.0.0.1:{port}/readyz", timeout=3)
+    info = {"port": port, "pid": managed.pid(), "answering": code != 0, "ready": code == 200, "readyz": ready,
+            "log": str(managed.log_file)}
+    typer.echo(json.dumps(info, indent=2))
+    if code != 200:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retrosearch serve``."""
+    app.add_typer(serve_app, name="serve")

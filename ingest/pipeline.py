@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from retrosearch.ingest.plan import OnError, plan_ingest
-from retrosearch.ingest.state import IngestState, atomic_write_text
+from retrosearch.ingest.state import atomic_write_text
 from retrosearch.plugin.collections import FieldMap
 from retrosearch.plugin.config import Settings, cache_dir
 
@@ -26,7 +27,9 @@ class IngestConfig(BaseModel):
 
     inputs: list[Path]
     sink: SinkName = "faiss"
-    out: Path | None = Field(None, description="FAISS index folder or Parquet dataset folder")
+    out: Path | None = Field(
+        None, description="FAISS index folder or Parquet dataset folder (its resume state in OUT/_ingest/)"
+    )
     faiss_backend: str = "faiss-flat"
     fields: FieldMap = Field(default_factory=FieldMap)
     on_error: OnError = "fail"
@@ -46,14 +49,36 @@ class IngestConfig(BaseModel):
     settings: Settings = Field(default_factory=Settings)
 
 
+PARQUET_STATE = "_ingest"
+OLD_PARQUET_LAYOUT = ("plan.json", "parts", "fragments")
+
+
 def _state_root(config: IngestConfig, key: str) -> Path:
     if config.state_dir:
         return config.state_dir / key
     if config.sink == "parquet":
-        return config.out  # the dataset folder itself holds parts/ and fragments/
+        return config.out / PARQUET_STATE / key  # "_": Parquet readers skip it
     if config.sink == "faiss":
         return config.out / ".ingest" / key
     return cache_dir() / "ingest" / f"opensearch-{config.settings.opensearch.index}" / key
+
+
+def _check_parquet_out(out: Path) -> None:
+    """Refuse a Parquet folder written by an earlier version (state and a ``parts/`` folder in OUT)."""
+    if any((out / name).exists() for name in OLD_PARQUET_LAYOUT):
+        raise ValueError(
+            f"{out} holds a Parquet ingest in the old layout (plan.json, parts/, fragments/; its vectors are in "
+            f"{out / 'parts'}); delete it or choose another --out, and rerun to write a readable Parquet dataset"
+        )
+
+
+def _drop_other_states(root: Path) -> None:
+    """Forget earlier ingests of other input or another encoder into the same Parquet folder; the
+    sweep in ``IngestState.pending`` then deletes their part files, so the folder holds one dataset."""
+    if root.parent.is_dir():
+        for other in root.parent.iterdir():
+            if other.is_dir() and other.name != root.name:
+                shutil.rmtree(other)
 
 
 def _make_sink(config: IngestConfig, root: Path, meta: Any):
@@ -68,7 +93,7 @@ def _make_sink(config: IngestConfig, root: Path, meta: Any):
     if config.out is None:
         raise ValueError(f"--sink {config.sink} needs --out")
     if config.sink == "parquet":
-        return sinks.ParquetSink(root)
+        return sinks.ParquetSink(root, config.out)
     return sinks.FaissSink(root, config.out, config.faiss_backend, config.settings, meta)
 
 
@@ -86,6 +111,10 @@ def run_ingest(config: IngestConfig) -> dict[str, Any]:
     """
     from retrosearch.plugin.encoder import describe
 
+    if config.sink != "opensearch" and config.out is None:
+        raise ValueError(f"--sink {config.sink} needs --out")
+    if config.sink == "parquet":
+        _check_parquet_out(config.out)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     plan = plan_ingest(config.inputs, config.fields, config.on_error, config.max_text_chars, config.chunk_rows)
@@ -96,9 +125,11 @@ def run_ingest(config: IngestConfig) -> dict[str, Any]:
     meta = describe(config.settings.encoder)
     key = hashlib.sha256(f"{plan.fingerprint}|{meta.model_fingerprint}|{config.faiss_backend}".encode()).hexdigest()[:16]
     root = _state_root(config, key)
-    state = IngestState(root)
+    if config.sink == "parquet" and not config.state_dir:
+        _drop_other_states(root)
     atomic_write_text(root / "plan.json", plan.to_json())
     sink = _make_sink(config, root, meta)
+    state = sink.state()
     pending, already = state.pending(plan)
 
     embed_stats: dict[str, Any] = sink.totals

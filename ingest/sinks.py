@@ -1,5 +1,9 @@
 """Ray Data sinks of the ingest job: OpenSearch (bulk by id), FAISS (parts, then one index), Parquet.
 
+The Parquet sink's ``--out`` is itself a Parquet dataset: flat ``part-<chunk>-<uuid>.parquet``
+files, each written under a hidden ``.``-prefixed name and renamed into place, with the resume
+state in ``OUT/_ingest/<key>/`` (Parquet readers skip ``_`` and ``.`` names).
+
 Every sink writes a block chunk by chunk and records each durable write in the
 :class:`IngestState`, which is what a rerun resumes from. The indices themselves are the
 ``plugin.index`` backends: these classes only move Ray blocks into them.
@@ -8,7 +12,6 @@ Every sink writes a block chunk by chunk and records each durable write in the
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -22,7 +25,7 @@ from ray.data import Datasink
 
 from retrosearch.ingest.embed import VECTOR_COLUMN
 from retrosearch.ingest.source import CHUNK_COLUMN
-from retrosearch.ingest.state import IngestState
+from retrosearch.ingest.state import IngestState, PartLayout
 from retrosearch.plugin.config import Settings
 from retrosearch.plugin.index.base import IndexMeta
 
@@ -54,8 +57,12 @@ class ChunkSink(Datasink):
         """Write one chunk's rows durably and record them; returns (rows written, failures)."""
         raise NotImplementedError
 
+    def state(self) -> IngestState:
+        """The resume state this sink records into."""
+        return IngestState(self.state_root)
+
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
-        state = IngestState(self.state_root)
+        state = self.state()
         stats = _empty_stats()
         for block in blocks:
             table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
@@ -138,26 +145,42 @@ class OpenSearchSink(ChunkSink):
 
 
 class _PartFileSink(ChunkSink):
-    """Sinks that keep each chunk's rows in part files under ``parts/<chunk>/``."""
+    """Sinks that keep each chunk's rows in part files (see :class:`PartLayout`)."""
 
     suffix = ".parquet"
+
+    def layout(self) -> PartLayout:
+        """Where the part files go: ``parts/<chunk>/`` under the state folder unless overridden."""
+        return PartLayout(self.state_root, self.suffix)
+
+    def state(self) -> IngestState:
+        return IngestState(self.state_root, self.layout())
 
     def write_part(self, path: Path, table: pa.Table) -> None:
         raise NotImplementedError
 
     def write_chunk(self, state: IngestState, chunk: str, table: pa.Table) -> tuple[int, list[tuple[str, str]]]:
-        relative = Path("parts") / chunk / f"{uuid.uuid4().hex}{self.suffix}"
-        target = self.state_root / relative
+        layout = self.layout()
+        relative = layout.new_part(chunk)
+        target = layout.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = layout.temporary(target)
         self.write_part(tmp, table)
         tmp.replace(target)
-        state.record(chunk, table.num_rows, str(relative))
+        state.record(chunk, table.num_rows, relative)
         return table.num_rows, []
 
 
 class ParquetSink(_PartFileSink):
-    """Writes ``id``, ``vector`` and the text fields as Parquet parts (a dataset folder)."""
+    """Writes ``id``, ``vector`` and the text fields as Parquet files directly in ``out``, which is
+    thereby a Parquet dataset (``pandas.read_parquet(out)``, ``pyarrow.dataset.dataset(out)``)."""
+
+    def __init__(self, state_root: Path, out: Path) -> None:
+        super().__init__(state_root)
+        self.out = Path(out)
+
+    def layout(self) -> PartLayout:
+        return PartLayout(self.out, self.suffix, flat=True)
 
     def write_part(self, path: Path, table: pa.Table) -> None:
         vectors = _vectors(table)
@@ -168,9 +191,12 @@ class ParquetSink(_PartFileSink):
         pq.write_table(out, path)
 
     def finalize(self) -> dict[str, Any]:
-        files = IngestState(self.state_root).data_files()
+        state = self.state()
+        # A write task retried after its rename but before its record leaves a file no record names.
+        state.sweep()
+        files = state.data_files()
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        return {"parts": len(files), "count": rows, "dataset": str(self.state_root / "parts")}
+        return {"parts": len(files), "count": rows, "dataset": str(self.out)}
 
 
 class FaissSink(_PartFileSink):
@@ -189,7 +215,7 @@ class FaissSink(_PartFileSink):
     def finalize(self) -> dict[str, Any]:
         from retrosearch.plugin.index import create_index
 
-        files = IngestState(self.state_root).data_files()
+        files = self.state().data_files()
         ids: list[str] = []
         parts = []
         for part in files:

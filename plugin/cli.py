@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +14,7 @@ from rich.table import Table
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, CollectionError, FieldMap, read_corpus
 from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
-from retrosearch.plugin.index import IndexMismatchError, create_index, load_index
+from retrosearch.plugin.index import IndexMismatchError, SearchHits, UnsupportedSearchOption, create_index, open_index
 from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
 console = Console()
@@ -90,6 +92,32 @@ def index(
     )
 
 
+def _parse_filter(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise opt.fail(f"--filter is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise opt.fail("--filter must be a JSON object (an OpenSearch query clause)")
+    return parsed
+
+
+def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
+    """``[{"query": q, "hits": [{"id", "score", "rank"[, "fields"]}]}]``: what ``search --json`` prints."""
+    out = []
+    for number, (query, ids, scores) in enumerate(zip(queries, hits.ids, hits.scores)):
+        rows = []
+        for rank, (doc_id, score) in enumerate(zip(ids, scores), start=1):
+            row = {"id": doc_id, "score": score, "rank": rank}
+            if hits.fields is not None:
+                row["fields"] = hits.fields[number][rank - 1]
+            rows.append(row)
+        out.append({"query": query, "hits": rows})
+    return out
+
+
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
@@ -98,33 +126,64 @@ def search(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Defaults to the index's model.")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
+    filter_json: Annotated[
+        Optional[str],
+        typer.Option("--filter", help='OpenSearch filter clause as JSON, e.g. \'{"term": {"lang": "en"}}\' (FAISS cannot filter).'),
+    ] = None,
+    field: Annotated[
+        Optional[list[str]], typer.Option("--field", help="Stored field to return per hit (repeatable; OpenSearch).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
     device: opt.Device = "auto",
     ef_search: opt.EfSearch = 256,
     nprobe: opt.Nprobe = 16,
 ) -> None:
-    """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, similarity, title."""
+    """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, similarity, title.
+
+    --json prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
+    when --field is given). --filter and --field need OpenSearch: FAISS refuses a filter and stores
+    no fields (each hit's fields are empty).
+    """
     settings = opt.build_settings(
         device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
         index=index_name,
     )
     if (index_dir is None) == (index_name is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
+    filter_clause, fields = _parse_filter(filter_json), list(field or [])
     try:
-        loaded = load_index(index_dir, settings, backend="opensearch" if index_name else "faiss")
+        loaded = open_index(settings, index_dir)
         settings.encoder.model = model or loaded.meta.model_name
         encoder = Encoder.load(settings.encoder)
         loaded.check_query_encoder(encoder.index_meta())
-    except (FileNotFoundError, ModelNotFoundError, IndexMismatchError, OpenSearchUnavailable, ValueError) as exc:
+        hits = loaded.search(encoder.encode_queries(queries), k, filter=filter_clause, fields=fields or None)
+    except (
+        FileNotFoundError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
+        ValueError,
+    ) as exc:
         raise opt.fail(str(exc)) from None
+    if json_out:
+        sys.stdout.write(json.dumps(hits_as_json(queries, hits), ensure_ascii=False) + "\n")
+        return
     titles = {d.id: d.title or d.text[:80] for d in BeirCollection(collection).corpus} if collection else {}
-    hits = loaded.search(encoder.encode_queries(queries), k)
-    for query, ids, scores in zip(queries, hits.ids, hits.scores):
+    for number, (query, ids, scores) in enumerate(zip(queries, hits.ids, hits.scores)):
         table = Table(title=query, title_justify="left")
-        for column in ("rank", "id", "score", *(["title"] if titles else [])):
+        for column in ("rank", "id", "score", *(["title"] if titles else []), *fields):
             table.add_column(column)
         for rank, (doc_id, score) in enumerate(zip(ids, scores), start=1):
-            table.add_row(str(rank), doc_id, f"{score:.4f}", *([titles.get(doc_id, "")] if titles else []))
+            stored = hits.fields[number][rank - 1] if hits.fields is not None else {}
+            table.add_row(
+                str(rank), doc_id, f"{score:.4f}", *([titles.get(doc_id, "")] if titles else []),
+                *(_cell(stored.get(name)) for name in fields),
+            )
         console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def opensearch(ctx: typer.Context) -> None:

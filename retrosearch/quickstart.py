@@ -47,7 +47,7 @@ def quickstart(
     index_dir = cache_dir() / "indices" / f"{beir.name}-{encoder.fingerprint[:16]}-faiss-flat"
     if (index_dir / "meta.json").exists():
         console.print(f"reusing the index in {index_dir}")
-        index = load_index(index_dir, settings)
+        index = load_index(index_dir, settings, backend="faiss-flat")
     else:
         console.print(f"embedding {beir.name} ({len(beir.corpus)} documents) with {model} on {encoder.device}")
         index, _ = build_index(beir, encoder, "faiss-flat", settings)

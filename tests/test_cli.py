@@ -114,3 +114,68 @@ def test_opensearch_errors_are_one_clear_line(small_scifact: Path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot reach OpenSearch at http://127.0.0.1:9" in proc.stderr
+
+
+def _first_queries(collection: Path, n: int) -> list[str]:
+    return [json.loads(line)["text"] for line in (collection / "queries.jsonl").read_text().splitlines()[:n]]
+
+
+def test_search_json_matches_index_search(small_scifact: Path, built_index: Path):
+    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index import load_index
+
+    queries = _first_queries(small_scifact, 2)
+    proc = run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries)
+    printed = json.loads(proc.stdout)  # nothing but the JSON on stdout
+    hits = load_index(built_index).search(Encoder.load("minilm").encode_queries(queries), 5)
+    assert [entry["query"] for entry in printed] == queries
+    for entry, ids, scores in zip(printed, hits.ids, hits.scores):
+        assert all(set(hit) == {"id", "score", "rank"} for hit in entry["hits"])
+        assert [hit["id"] for hit in entry["hits"]] == ids
+        assert [hit["rank"] for hit in entry["hits"]] == [1, 2, 3, 4, 5]
+        assert [hit["score"] for hit in entry["hits"]] == pytest.approx(scores, abs=1e-5)
+
+    with_fields = json.loads(run_cli("search", "--index", str(built_index), "--json", "--field", "title", queries[0]).stdout)
+    assert [hit["id"] for hit in with_fields[0]["hits"]][:5] == hits.ids[0]
+    assert all(hit["fields"] == {} for hit in with_fields[0]["hits"])  # FAISS stores no fields
+
+    proc = run_cli("search", "--index", str(built_index), "--filter", '{"term": {"text": "x"}}', queries[0], check=False)
+    assert proc.returncode == 2 and "cannot filter" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("search", "--index", str(built_index), "--filter", "{not json", queries[0], check=False)
+    assert proc.returncode == 2 and "--filter is not valid JSON" in proc.stderr
+
+
+@pytest.mark.integration
+def test_search_json_with_filter_and_fields_on_opensearch(small_scifact: Path, opensearch_url: str):
+    from retrosearch.plugin.config import OpenSearchSettings, Settings
+    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index import load_index
+
+    name = "cli-search-json-small-scifact"
+    run_cli(
+        "index", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
+        "--index-name", name, "--replicas", "0", "--quiet",
+    )
+    corpus = [json.loads(line) for line in (small_scifact / "corpus.jsonl").read_text().splitlines()]
+    allowed = [doc["_id"] for doc in corpus[::3]]
+    title_of = {doc["_id"]: doc["title"] for doc in corpus}
+    filter_clause = {"ids": {"values": allowed}}
+    queries = _first_queries(small_scifact, 2)
+    proc = run_cli(
+        "search", "--index-name", name, "--opensearch-url", opensearch_url, "--json", "-k", "4",
+        "--filter", json.dumps(filter_clause), "--field", "title", *queries,
+    )
+    printed = json.loads(proc.stdout)
+    settings = Settings(opensearch=OpenSearchSettings(url=opensearch_url, index=name))
+    hits = load_index(None, settings, backend="opensearch").search(
+        Encoder.load("minilm").encode_queries(queries), 4, filter=filter_clause, fields=["title"]
+    )
+    for entry, ids, scores in zip(printed, hits.ids, hits.scores):
+        assert [hit["id"] for hit in entry["hits"]] == ids and len(ids) == 4 and set(ids) <= set(allowed)
+        assert [hit["score"] for hit in entry["hits"]] == pytest.approx(scores, abs=1e-4)
+        assert [hit["fields"] for hit in entry["hits"]] == [{"title": title_of[i]} for i in ids]
+    table = run_cli("search", "--index-name", name, "--opensearch-url", opensearch_url, "--field", "title", queries[0])
+    assert "title" in table.stdout and printed[0]["hits"][0]["id"] in table.stdout
+    from retrosearch.plugin.opensearch.client import connect
+
+    connect(settings.opensearch).indices.delete(index=name, ignore_unavailable=True)

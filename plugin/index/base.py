@@ -3,6 +3,10 @@
 An index remembers the encoder it was built with (name, fingerprint, dimension, similarity) and
 refuses queries encoded by another one: vectors of two models live in unrelated spaces, and
 mixing them gives plausible-looking nonsense rather than an error.
+
+Every backend answers the same call, ``search(queries, k, filter=None, fields=None)``; its search
+parameters (efSearch, nprobe, a GPU copy) are fixed when the index is opened or built, so one
+index may be searched from many threads at once (see :meth:`VectorIndex.search`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,19 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from retrosearch.plugin.config import Similarity
+from retrosearch.plugin.config import Settings, Similarity
 
 
 class IndexMismatchError(ValueError):
     """The encoder used for a query is not the one the index was built with."""
+
+
+class UnsupportedSearchOption(ValueError):
+    """A search option the backend cannot honour: a ``filter`` on a FAISS index (refused before any
+    work is done), or a filter OpenSearch rejects as malformed (its HTTP 400).
+
+    The caller's mistake, not the server's: a query service answers it with HTTP 400.
+    """
 
 
 class IndexMeta(BaseModel):
@@ -54,10 +66,15 @@ class IndexMeta(BaseModel):
 
 @dataclass
 class SearchHits:
-    """Top-k results of a batch of queries: ``ids[q][r]`` with ``scores[q][r]`` (encoder similarity)."""
+    """Top-k results of a batch of queries: ``ids[q][r]`` with ``scores[q][r]`` (encoder similarity).
+
+    ``fields[q][r]`` holds the stored fields asked for of that hit (only those the backend has for
+    it); ``fields`` is None when the search asked for none.
+    """
 
     ids: list[list[str]]
     scores: list[list[float]]
+    fields: list[list[dict[str, Any]]] | None = None
 
     def as_run(self, query_ids: Sequence[str]) -> dict[str, dict[str, float]]:
         """The hits as a TREC-style run ``{qid: {docid: score}}``."""
@@ -69,6 +86,20 @@ class VectorIndex(ABC):
 
     meta: IndexMeta
 
+    # -- opening (what the registry calls; see registry.py) --------------------------------------
+    @classmethod
+    def create_empty(
+        cls, meta: IndexMeta, settings: Settings, kind: str | None = None, recreate: bool = False
+    ) -> "VectorIndex":
+        """A new, empty index for vectors described by ``meta`` (``kind``: the backend's variant)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be created through the registry")
+
+    @classmethod
+    def open_saved(cls, path: str | Path | None, settings: Settings, kind: str | None = None) -> "VectorIndex":
+        """An existing index (a folder at ``path``, or the one ``settings`` names on a server),
+        ready to search; ``kind`` given, it must be the variant the index was built as."""
+        raise NotImplementedError(f"{cls.__name__} cannot be opened through the registry")
+
     @abstractmethod
     def add(self, ids: Sequence[str], vectors: np.ndarray, fields: Sequence[dict[str, Any]] | None = None) -> int:
         """Add vectors by id (with optional stored fields, where the backend keeps them).
@@ -77,12 +108,46 @@ class VectorIndex(ABC):
         """
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int) -> SearchHits:
-        """Top-``k`` ids and similarities for each row of ``queries``."""
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> SearchHits:
+        """Top-``k`` ids and similarities for each row of ``queries`` (shape ``(n, dim)``).
+
+        ``filter`` restricts the candidates (a backend-native clause: an OpenSearch query for the
+        OpenSearch backend); a backend that cannot filter raises :class:`UnsupportedSearchOption`
+        rather than returning unfiltered hits. ``fields`` names stored fields to return per hit
+        in :attr:`SearchHits.fields`.
+
+        Thread safety: ``search`` changes nothing on the index, so any number of threads may search
+        one index at once and get exactly the hits serial calls would. ``add`` (and ``save``)
+        concurrent with ``search`` are not supported: finish loading, then serve.
+        """
 
     @abstractmethod
     def count(self) -> int:
         """Number of documents in the index."""
+
+    def check_search_args(self, queries: np.ndarray, k: int, fields: Sequence[str] | None = None) -> np.ndarray:
+        """``queries`` as a C-contiguous float32 ``(n, dim)`` array; a ValueError for a bad shape or ``k``."""
+        if isinstance(fields, str):
+            raise TypeError(f"fields must be a sequence of field names, not the string {fields!r}")
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.meta.dim:
+            raise ValueError(f"expected queries of shape (n, {self.meta.dim}), got {queries.shape}")
+        return queries
+
+    @staticmethod
+    def no_hits(n: int, fields: Sequence[str] | None = None) -> SearchHits:
+        """``n`` empty hit lists (an empty index, or ``k == 0``)."""
+        return SearchHits(
+            ids=[[] for _ in range(n)], scores=[[] for _ in range(n)], fields=[[] for _ in range(n)] if fields else None
+        )
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - backends that persist override
         """Persist the index (a folder for FAISS; a no-op for server-side indices)."""

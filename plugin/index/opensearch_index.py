@@ -2,21 +2,24 @@
 
 Documents go in with their id as ``_id`` (so reloading is idempotent), the vector in
 ``settings.vector_field`` and any text fields beside it. Searches are ``knn`` queries sent in
-``_msearch`` batches; scores are translated back into the encoder's similarity.
+``_msearch`` batches; scores are translated back into the encoder's similarity. A search keeps
+nothing on the index object, so one :class:`OpenSearchIndex` (and its client, whose connection
+pool is thread-safe) serves concurrent searches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
-from retrosearch.plugin.config import OpenSearchSettings
-from retrosearch.plugin.index.base import IndexMeta, SearchHits, VectorIndex
+from retrosearch.plugin.config import OpenSearchSettings, Settings
+from retrosearch.plugin.index.base import IndexMeta, SearchHits, UnsupportedSearchOption, VectorIndex
 from retrosearch.plugin.opensearch.bulk import BulkResult, bulk_index, loading_mode
 from retrosearch.plugin.opensearch.client import connect
 from retrosearch.plugin.opensearch.mapping import index_body, meta_from_mapping, score_to_similarity
@@ -29,6 +32,24 @@ class BulkLoadError(RuntimeError):
         self.result = result
         sample = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in result.failed[:3])
         super().__init__(f"{len(result.failed)} documents failed to load into {index!r} (e.g. {sample})")
+
+
+def _reason(info: Any) -> Any:
+    """The first root cause's reason of an OpenSearch error body (or the body itself)."""
+    error = info.get("error", info) if isinstance(info, dict) else info
+    if isinstance(error, dict):
+        causes = error.get("root_cause") or [error]
+        return causes[0].get("reason", error) if isinstance(causes[0], dict) else error
+    return error
+
+
+def _raise_search_error(index: str, response: dict[str, Any]) -> None:
+    """A request OpenSearch refused as malformed (HTTP 400: a bad filter, an unknown field type)
+    is the caller's :class:`UnsupportedSearchOption`; anything else is a RuntimeError."""
+    reason = _reason(response)
+    if response.get("status") == 400:
+        raise UnsupportedSearchOption(f"OpenSearch refused the search on {index!r} (HTTP 400): {reason}")
+    raise RuntimeError(f"k-NN search on {index!r} failed (HTTP {response.get('status')}): {reason}")
 
 
 def default_index_name(collection: str, fingerprint: str) -> str:
@@ -50,6 +71,23 @@ class OpenSearchIndex(VectorIndex):
         self._loading = False
 
     # -- opening --------------------------------------------------------------------------------
+    @classmethod
+    def create_empty(
+        cls, meta: IndexMeta, settings: Settings, kind: str | None = None, recreate: bool = False
+    ) -> "OpenSearchIndex":
+        """The registry's entry point: :meth:`create` ``settings.opensearch.index``."""
+        return cls.create(meta, settings.opensearch, recreate=recreate)
+
+    @classmethod
+    def open_saved(cls, path: str | Path | None, settings: Settings, kind: str | None = None) -> "OpenSearchIndex":
+        """The registry's entry point: :meth:`open` ``settings.opensearch.index`` (no folder)."""
+        if path is not None:
+            raise ValueError(
+                f"the opensearch backend opens the index named in the settings, not a folder ({path}); "
+                "give the OpenSearch index name instead"
+            )
+        return cls.open(settings.opensearch)
+
     @classmethod
     def create(
         cls, meta: IndexMeta, settings: OpenSearchSettings, client: OpenSearch | None = None, recreate: bool = False
@@ -146,14 +184,20 @@ class OpenSearchIndex(VectorIndex):
         return {hit["_id"] for hit in hits}
 
     def knn_query(
-        self, vector: np.ndarray, k: int, filter: dict[str, Any] | None = None, source: Sequence[str] | bool = False
+        self,
+        vector: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """The search body of one k-NN query."""
+        """The search body of one k-NN query: ``filter`` inside the knn clause (so it restricts the
+        candidates before the top ``k`` are taken), ``fields`` as the ``_source`` includes."""
         clause: dict[str, Any] = {"vector": np.asarray(vector, dtype=np.float32), "k": k}
         if filter:
             clause["filter"] = filter
         if self.settings.hnsw_ef_search and self.settings.engine == "lucene":
             clause["method_parameters"] = {"ef_search": max(self.settings.hnsw_ef_search, k)}
+        source: list[str] | bool = list(fields) if fields else False
         return {"size": k, "query": {"knn": {self.settings.vector_field: clause}}, "_source": source}
 
     def search(
@@ -161,31 +205,40 @@ class OpenSearchIndex(VectorIndex):
         queries: np.ndarray,
         k: int,
         filter: dict[str, Any] | None = None,
-        source: Sequence[str] | bool = False,
+        fields: Sequence[str] | None = None,
     ) -> SearchHits:
-        """Top-``k`` per query, optionally restricted by an OpenSearch ``filter`` clause.
+        """Top-``k`` per query, optionally restricted by an OpenSearch ``filter`` clause (any query,
+        e.g. ``{"term": {"lang": "en"}}``), which may leave fewer than ``k`` hits.
 
-        With ``source`` (field names) the chosen fields of each hit are kept in ``self.last_sources``.
+        ``fields`` (stored field names) come back per hit in ``hits.fields``; a hit lacking a field
+        has no key for it. Thread-safe: nothing is kept on ``self`` between or during calls.
         """
-        queries = np.asarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.meta.dim:
-            raise ValueError(f"expected queries of shape (n, {self.meta.dim}), got {queries.shape}")
+        queries = self.check_search_args(queries, k, fields)
+        if k == 0:
+            return self.no_hits(len(queries), fields)
         ids: list[list[str]] = []
         scores: list[list[float]] = []
-        self.last_sources: list[list[dict[str, Any]]] = []
+        hit_fields: list[list[dict[str, Any]]] | None = [] if fields else None
         step = self.settings.search_batch
         for start in range(0, len(queries), step):
             body: list[dict[str, Any]] = []
             for vector in queries[start : start + step]:
-                body += [{"index": self.name}, self.knn_query(vector, k, filter, source)]
-            for response in self.client.msearch(body=body)["responses"]:
+                body += [{"index": self.name}, self.knn_query(vector, k, filter, fields)]
+            try:
+                responses = self.client.msearch(body=body)["responses"]
+            except os_exc.RequestError as exc:  # HTTP 400 for the whole request: a filter that does not parse
+                raise UnsupportedSearchOption(
+                    f"OpenSearch refused the search on {self.name!r} (HTTP 400): {exc.error}: {_reason(exc.info)}"
+                ) from None
+            for response in responses:
                 if "error" in response:
-                    raise RuntimeError(f"k-NN search on {self.name!r} failed: {response['error']}")
+                    _raise_search_error(self.name, response)
                 hits = response["hits"]["hits"]
                 ids.append([hit["_id"] for hit in hits])
                 scores.append([score_to_similarity(hit["_score"], self.space) for hit in hits])
-                self.last_sources.append([hit.get("_source", {}) for hit in hits])
-        return SearchHits(ids=ids, scores=scores)
+                if hit_fields is not None:
+                    hit_fields.append([hit.get("_source", {}) for hit in hits])
+        return SearchHits(ids=ids, scores=scores, fields=hit_fields)
 
     def delete(self) -> None:
         """Drop the index."""

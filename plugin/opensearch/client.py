@@ -17,6 +17,7 @@ ENV_USER = "RETROSEARCH_OPENSEARCH_USER"
 ENV_PASSWORD = "RETROSEARCH_OPENSEARCH_PASSWORD"
 ENV_CA_CERTS = "RETROSEARCH_OPENSEARCH_CA_CERTS"
 ENV_VERIFY = "RETROSEARCH_OPENSEARCH_VERIFY_CERTS"
+POOL_MAXSIZE = 32
 
 
 class OpenSearchUnavailable(RuntimeError):
@@ -50,6 +51,9 @@ def connect(settings: OpenSearchSettings) -> OpenSearch:
         "retry_on_status": (502, 503, 504),
         "serializer": FastJSONSerializer(),
         "http_compress": False,
+        # Connections kept per host: the default of 1 makes every concurrent search (a query
+        # service's threads share one client) open and drop a connection of its own.
+        "pool_maxsize": POOL_MAXSIZE,
     }
     if user or password:
         options["http_auth"] = (user or "", password or "")

@@ -74,6 +74,10 @@ def test_bad_shapes_and_kinds_are_refused():
         FaissIndex(_meta(), "lsh")
     with pytest.raises(ValueError, match="IVF-PQ needs at least"):
         FaissIndex(_meta(), "ivfpq", FaissSettings(ivf_nlist=64)).add(["a"], np.ones((1, 16), np.float32))
+    index = FaissIndex(_meta(), "ivfpq", FaissSettings(ivf_nlist=4))
+    with pytest.raises(ValueError, match=r"at least 2\*\*pq_nbits=256 training vectors"):
+        index.add([str(i) for i in range(100)], np.ones((100, 16), np.float32))
+    assert index.count() == 0  # a failed first add leaves no ids behind
 
 
 def test_search_with_another_encoder_is_refused():

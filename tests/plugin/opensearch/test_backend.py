@@ -69,10 +69,13 @@ def test_filters_and_source_fields(settings):
     docs = _unit(60, seed=3)
     fields = [{"title": f"doc {i}", "text": "even" if i % 2 == 0 else "odd"} for i in range(60)]
     index.add([str(i) for i in range(60)], docs, fields)
-    hits = index.search(docs[:5], 7, filter={"term": {"text": "odd"}}, source=["title"])
-    for ids, sources in zip(hits.ids, index.last_sources):
+    hits = index.search(docs[:5], 7, filter={"term": {"text": "odd"}}, fields=["title"])
+    assert hits.fields is not None and len(hits.fields) == 5
+    for ids, sources in zip(hits.ids, hits.fields):
         assert len(ids) == 7 and all(int(i) % 2 == 1 for i in ids)
-        assert [s["title"] for s in sources] == [f"doc {i}" for i in ids]
+        assert sources == [{"title": f"doc {i}"} for i in ids]  # only the fields asked for
+    assert index.search(docs[:5], 7).fields is None
+    assert not hasattr(index, "last_sources")
 
 
 def test_loading_twice_is_idempotent_and_restores_settings(settings):

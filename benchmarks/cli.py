@@ -7,19 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from retrosearch.benchmarks.evaluate import evaluate
-from retrosearch.benchmarks.report import print_result, write_json
 from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import BeirCollection, CollectionError
-from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
-from retrosearch.plugin.index import IndexMismatchError, load_index
-from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
 
 def eval_command(
     collection: Annotated[Path, typer.Option(help="BEIR collection folder.")],
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     backend: opt.Backend = "faiss-flat",
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="Search this saved FAISS index instead of building one.")] = None,
     index_name: Annotated[
@@ -39,17 +33,23 @@ def eval_command(
     max_length: opt.MaxLength = None,
     query_template: opt.QueryTemplate = None,
     passage_template: opt.PassageTemplate = None,
-    hnsw_m: opt.HnswM = 32,
-    ef_construction: opt.EfConstruction = 200,
-    ef_search: opt.EfSearch = 256,
+    hnsw_m: opt.HnswM = None,
+    ef_construction: opt.EfConstruction = None,
+    ef_search: opt.EfSearch = None,
     nlist: opt.Nlist = None,
-    nprobe: opt.Nprobe = 16,
+    nprobe: opt.Nprobe = None,
     pq_m: opt.PqM = None,
     config: opt.ConfigFile = None,
     json_out: opt.JsonOut = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """NDCG@10, MRR@10, Recall@100 and MAP of MODEL on a collection, through a search backend."""
+    from retrosearch.benchmarks.evaluate import evaluate
+    from retrosearch.benchmarks.report import print_result, write_json
+    from retrosearch.plugin.collections import BeirCollection
+    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index import load_index
+
     settings = opt.build_settings(
         config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
         max_length=max_length, query_template=query_template, passage_template=passage_template,
@@ -57,7 +57,8 @@ def eval_command(
         ivf_nlist=nlist, ivf_nprobe=nprobe, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine,
         space_type=space_type, shards=shards, replicas=replicas,
     )
-    try:
+    model = settings.encoder.model
+    with opt.user_errors():
         beir = BeirCollection(collection)
         beir.qrels(split)
         encoder = Encoder.load(settings.encoder)
@@ -67,8 +68,6 @@ def eval_command(
         elif backend == "opensearch" and index_name and _opensearch_index_exists(settings):
             index = load_index(None, settings, backend="opensearch")
         result = evaluate(beir, encoder, backend, split=split, top_k=top_k, settings=settings, index=index)
-    except (CollectionError, ModelNotFoundError, IndexMismatchError, FileNotFoundError, OpenSearchUnavailable) as exc:
-        raise opt.fail(str(exc)) from None
     print_result(result, f"{beir.name}/{split} {model} {result.config['backend']}")
     if json_out:
         write_json(json_out, result.as_dict())
@@ -85,9 +84,11 @@ def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
     from retrosearch.benchmarks.ingest_speed import ingest_speed
     from retrosearch.benchmarks.quality import quality
+    from retrosearch.benchmarks.serve_speed import serve_speed
 
     app.command("eval")(eval_command)
     bench = typer.Typer(help="Benchmarks: quality over collections and backends, speed.", no_args_is_help=True)
     bench.command()(quality)
     bench.command("ingest")(ingest_speed)
+    bench.command("serve")(serve_speed)
     app.add_typer(bench, name="bench")

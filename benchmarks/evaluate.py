@@ -6,13 +6,14 @@ import platform
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from retrosearch.benchmarks.metrics import evaluate_run
 from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.config import Settings
+from retrosearch.plugin.config import Settings, cache_dir
 from retrosearch.plugin.encoder import Encoder
 from retrosearch.plugin.index import SearchHits, VectorIndex, create_index
 
@@ -102,6 +103,23 @@ def build_index(collection: BeirCollection, encoder: Encoder, backend: str, sett
     ids, vectors, seconds = embed_corpus(collection, encoder)
     seconds["build_index"] = created + fill_index(index, ids, vectors)
     return index, seconds
+
+
+def cached_index_dir(collection: BeirCollection, encoder_fingerprint: str, backend: str = "faiss-flat") -> Path:
+    """Where the embedded default keeps a collection's FAISS index for one encoder."""
+    return cache_dir() / "indices" / f"{collection.name}-{encoder_fingerprint[:16]}-{backend}"
+
+
+def cached_faiss_index(collection: BeirCollection, settings: Settings) -> Path:
+    """The cached exact FAISS index of ``collection`` for ``settings.encoder``, built on first use."""
+    from retrosearch.plugin.encoder import describe
+
+    index_dir = cached_index_dir(collection, describe(settings.encoder).model_fingerprint)
+    if not (index_dir / "meta.json").exists():
+        encoder = Encoder.load(settings.encoder)
+        index, _ = build_index(collection, encoder, "faiss-flat", settings)
+        index.save(index_dir)
+    return index_dir
 
 
 def evaluate(

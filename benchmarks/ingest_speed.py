@@ -65,7 +65,8 @@ def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]
     return {"docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds}
 
 
-def _in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+def in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``measure(*args)`` in a new spawned process: no imports, threads or allocator state inherited."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(measure, args)
 
@@ -128,7 +129,7 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
 
 def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs (default: the job's).")] = None,
     threads: opt.Threads = None,
@@ -138,6 +139,7 @@ def ingest_speed(
 ) -> None:
     """Docs/s of the raw encoder, a sentence-transformers loop, and our ingest into FAISS and OpenSearch."""
     settings = opt.build_settings(model=model, threads=threads, url=opensearch_url)
+    model = settings.encoder.model
     one_process = settings.model_copy(deep=True)
     one_process.encoder.threads = threads or os.cpu_count()
     docs = list(read_corpus(corpus))[:limit]
@@ -145,8 +147,8 @@ def ingest_speed(
         subset = Path(tmp) / "corpus.jsonl"
         subset.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
         results = {
-            "a_raw": _in_fresh_process(raw_forward, docs, one_process),
-            "b_sentence_transformers": _in_fresh_process(sentence_transformers_loop, docs, one_process),
+            "a_raw": in_fresh_process(raw_forward, docs, one_process),
+            "b_sentence_transformers": in_fresh_process(sentence_transformers_loop, docs, one_process),
         }
         results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
         if not skip_opensearch:

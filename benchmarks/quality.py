@@ -6,19 +6,19 @@ Writes a JSON file with every figure, a Markdown table and a bar chart of NDCG@1
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from retrosearch.benchmarks.evaluate import EvalResult, embed_corpus, evaluate, index_vectors
 from retrosearch.benchmarks.metrics import MEASURES
 from retrosearch.benchmarks.report import figures_table, write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
 from retrosearch.plugin.config import Settings
-from retrosearch.plugin.encoder import Encoder
-from retrosearch.plugin.index.opensearch_index import default_index_name
+
+if TYPE_CHECKING:
+    from retrosearch.benchmarks.evaluate import EvalResult
 
 console = Console()
 
@@ -27,6 +27,10 @@ def run_quality(
     collections: list[Path], backends: list[str], settings: Settings, split: str = "test", top_k: int = 100
 ) -> dict[str, EvalResult]:
     """``{"collection/backend": result}`` for every pair; each corpus is embedded only once."""
+    from retrosearch.benchmarks.evaluate import embed_corpus, evaluate, index_vectors
+    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index.opensearch_index import default_index_name
+
     encoder = Encoder.load(settings.encoder)
     results: dict[str, EvalResult] = {}
     for root in collections:
@@ -81,7 +85,7 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
 def quality(
     collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
     backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
@@ -93,6 +97,7 @@ def quality(
     settings = opt.build_settings(
         model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas
     )
+    model = settings.encoder.model
     results = run_quality(collection, backend, settings, split)
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:

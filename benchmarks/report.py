@@ -8,8 +8,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from retrosearch.benchmarks.evaluate import EvalResult
+from typing import TYPE_CHECKING
+
 from retrosearch.benchmarks.metrics import MEASURES
+
+if TYPE_CHECKING:
+    from retrosearch.benchmarks.evaluate import EvalResult
 
 
 def figures_table(results: dict[str, EvalResult], title: str = "retrieval quality") -> Table:

@@ -9,17 +9,13 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import CollectionError, FieldMap
-from retrosearch.plugin.encoder import ModelNotFoundError
-from retrosearch.plugin.index import IndexMismatchError
-from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
 
 def ingest(
     input: Annotated[list[Path], typer.Option("--input", "-i", help="JSONL/Parquet file, folder of them, or a saved HF dataset; repeatable.")],
     sink: Annotated[str, typer.Option(help="opensearch, faiss or parquet.")] = "faiss",
     out: Annotated[Optional[Path], typer.Option(help="FAISS index folder or Parquet dataset folder.")] = None,
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     faiss_backend: Annotated[str, typer.Option(help="faiss-flat, faiss-hnsw or faiss-ivfpq (FAISS sink).")] = "faiss-flat",
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
     title_field: Annotated[str, typer.Option(help="Field holding the title ('' for none).")] = "title",
@@ -47,21 +43,22 @@ def ingest(
     space_type: opt.SpaceType = None,
     shards: opt.Shards = None,
     replicas: opt.Replicas = None,
-    force_merge: opt.ForceMerge = False,
-    hnsw_m: opt.HnswM = 32,
-    ef_construction: opt.EfConstruction = 200,
+    force_merge: opt.ForceMerge = None,
+    hnsw_m: opt.HnswM = None,
+    ef_construction: opt.EfConstruction = None,
     config: opt.ConfigFile = None,
     json_out: opt.JsonOut = None,
 ) -> None:
     """Embed a collection on a Ray actor pool and bulk-load it; rerunning the same command resumes."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
+    from retrosearch.plugin.collections.records import FieldMap
 
     settings = opt.build_settings(
         config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, url=opensearch_url,
         index=index_name, engine=engine, space_type=space_type, shards=shards, replicas=replicas,
         force_merge=force_merge, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
     )
-    try:
+    with opt.user_errors():
         job = IngestConfig(
             inputs=input, sink=sink, out=out, faiss_backend=faiss_backend,
             fields=FieldMap(id=id_field, title=title_field or None, text=text_field, keep=tuple(keep_field)),
@@ -71,8 +68,6 @@ def ingest(
             write_concurrency=write_concurrency, ray_address=ray_address, state_dir=state_dir, settings=settings,
         )
         summary = run_ingest(job)
-    except (CollectionError, ModelNotFoundError, OpenSearchUnavailable, IndexMismatchError, ValueError) as exc:
-        raise opt.fail(str(exc)) from None
     typer.echo(json.dumps(summary, indent=2))
     if summary["rejects"]:
         typer.secho(f"{summary['rejects']} records rejected; see {summary['rejects_file']}", fg=typer.colors.YELLOW, err=True)

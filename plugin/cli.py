@@ -12,10 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import BeirCollection, CollectionError, FieldMap, read_corpus
-from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
-from retrosearch.plugin.index import IndexMismatchError, SearchHits, UnsupportedSearchOption, create_index, open_index
-from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
+from retrosearch.plugin.collections import BeirCollection, FieldMap, read_corpus
+from retrosearch.plugin.index import SearchHits, create_index, open_index
 
 console = Console()
 
@@ -33,7 +31,7 @@ def index(
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
     title_field: Annotated[str, typer.Option(help="Field holding the title ('' for none).")] = "title",
     text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     backend: opt.Backend = "faiss-flat",
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
@@ -41,8 +39,8 @@ def index(
     threads: opt.Threads = None,
     pooling: opt.PoolingOpt = None,
     max_length: opt.MaxLength = None,
-    hnsw_m: opt.HnswM = 32,
-    ef_construction: opt.EfConstruction = 200,
+    hnsw_m: opt.HnswM = None,
+    ef_construction: opt.EfConstruction = None,
     nlist: opt.Nlist = None,
     pq_m: opt.PqM = None,
     opensearch_url: opt.OpenSearchUrl = None,
@@ -51,7 +49,7 @@ def index(
     space_type: opt.SpaceType = None,
     shards: opt.Shards = None,
     replicas: opt.Replicas = None,
-    force_merge: opt.ForceMerge = False,
+    force_merge: opt.ForceMerge = None,
     config: opt.ConfigFile = None,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -59,6 +57,8 @@ def index(
 
     Loading is idempotent by document id: indexing the same corpus again changes nothing.
     """
+    from retrosearch.plugin.encoder import Encoder
+
     settings = opt.build_settings(
         config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
         max_length=max_length, show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
@@ -72,12 +72,10 @@ def index(
         raise opt.fail(f"--backend {backend} needs --out (the index folder)")
     path = _corpus_path(collection, corpus)
     fields = FieldMap(id=id_field, title=title_field or None, text=text_field)
-    try:
+    with opt.user_errors():
         docs = list(read_corpus(path, fields))
         encoder = Encoder.load(settings.encoder)
         built = create_index(backend, encoder.index_meta(), settings)
-    except (CollectionError, ModelNotFoundError, OpenSearchUnavailable, IndexMismatchError, ValueError) as exc:
-        raise opt.fail(str(exc)) from None
     vectors = encoder.encode_documents(docs, desc=f"embedding {path.name}")
     stored = [{"title": d.title, "text": d.text} for d in docs] if opensearch else None
     with built.loading():
@@ -135,8 +133,9 @@ def search(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
     device: opt.Device = "auto",
-    ef_search: opt.EfSearch = 256,
-    nprobe: opt.Nprobe = 16,
+    ef_search: opt.EfSearch = None,
+    nprobe: opt.Nprobe = None,
+    config: opt.ConfigFile = None,
 ) -> None:
     """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, similarity, title.
 
@@ -144,24 +143,21 @@ def search(
     when --field is given). --filter and --field need OpenSearch: FAISS refuses a filter and stores
     no fields (each hit's fields are empty).
     """
+    from retrosearch.plugin.encoder import Encoder
+
     settings = opt.build_settings(
-        device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
+        config, device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
         index=index_name,
     )
     if (index_dir is None) == (index_name is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
     filter_clause, fields = _parse_filter(filter_json), list(field or [])
-    try:
+    with opt.user_errors():
         loaded = open_index(settings, index_dir)
         settings.encoder.model = model or loaded.meta.model_name
         encoder = Encoder.load(settings.encoder)
         loaded.check_query_encoder(encoder.index_meta())
         hits = loaded.search(encoder.encode_queries(queries), k, filter=filter_clause, fields=fields or None)
-    except (
-        FileNotFoundError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
-        ValueError,
-    ) as exc:
-        raise opt.fail(str(exc)) from None
     if json_out:
         sys.stdout.write(json.dumps(hits_as_json(queries, hits), ensure_ascii=False) + "\n")
         return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,7 +12,9 @@ import typer
 
 from retrosearch.plugin.config import Settings
 
-Model = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder or packaged model name (minilm).")]
+Model = Annotated[
+    Optional[str], typer.Option("--model", "-m", help="Checkpoint folder or packaged model name. (default minilm)")
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16.")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Texts per forward pass (default 16 on CPU, 128 on GPU).")]
@@ -28,12 +32,12 @@ Engine = Annotated[Optional[str], typer.Option(help="k-NN engine: lucene (defaul
 SpaceType = Annotated[Optional[str], typer.Option(help="k-NN space: innerproduct (default), cosinesimil, l2.")]
 Shards = Annotated[Optional[int], typer.Option(help="OpenSearch primary shards.")]
 Replicas = Annotated[Optional[int], typer.Option(help="OpenSearch replicas (restored after the load).")]
-ForceMerge = Annotated[bool, typer.Option(help="Force-merge to one segment after loading.")]
-HnswM = Annotated[int, typer.Option(help="HNSW graph degree M.")]
-EfConstruction = Annotated[int, typer.Option(help="HNSW efConstruction.")]
-EfSearch = Annotated[int, typer.Option(help="HNSW efSearch.")]
+ForceMerge = Annotated[Optional[bool], typer.Option("--force-merge/--no-force-merge", help="Force-merge to one segment after loading.")]
+HnswM = Annotated[Optional[int], typer.Option(help="HNSW graph degree M. (default 32)")]
+EfConstruction = Annotated[Optional[int], typer.Option(help="HNSW efConstruction. (default 200)")]
+EfSearch = Annotated[Optional[int], typer.Option(help="HNSW efSearch. (default 256)")]
 Nlist = Annotated[Optional[int], typer.Option(help="IVF lists (default about 4*sqrt(N)).")]
-Nprobe = Annotated[int, typer.Option(help="IVF lists probed per query.")]
+Nprobe = Annotated[Optional[int], typer.Option(help="IVF lists probed per query. (default 16)")]
 PqM = Annotated[Optional[int], typer.Option(help="PQ sub-quantizers (default dim/8).")]
 ConfigFile = Annotated[
     Optional[Path], typer.Option("--config", help="JSON file with Settings; command-line options win over it.")
@@ -46,9 +50,13 @@ def build_settings(config: Path | None = None, **options: Any) -> Settings:
     """Settings from an optional JSON file, overridden by the options given on the command line.
 
     Each option is applied to every settings group that has a field of that name (so ``hnsw_m``
-    sets M for FAISS and OpenSearch alike); ``None`` means "not given".
+    sets M for FAISS and OpenSearch alike); ``None`` means "not given", which is why every
+    option's default is None: a value from the file is kept unless the command line names one.
     """
-    base = Settings.model_validate(json.loads(config.read_text())) if config else Settings()
+    try:
+        base = Settings.model_validate(json.loads(config.read_text())) if config else Settings()
+    except (OSError, ValueError) as exc:  # unreadable file, bad JSON, unknown key, wrong type
+        raise fail(f"--config {config}: {exc}") from None
     groups = {name: type(getattr(base, name)) for name in Settings.model_fields}
     known = {field for model in groups.values() for field in model.model_fields}
     unknown = set(options) - known
@@ -57,8 +65,41 @@ def build_settings(config: Path | None = None, **options: Any) -> Settings:
     merged = {}
     for name, model in groups.items():
         given = {k: v for k, v in options.items() if k in model.model_fields and v is not None}
-        merged[name] = model.model_validate({**getattr(base, name).model_dump(), **given})
+        try:
+            merged[name] = model.model_validate({**getattr(base, name).model_dump(), **given})
+        except ValueError as exc:
+            raise fail(f"bad option value: {exc}") from None
     return Settings(**merged)
+
+
+def domain_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the user's input or setup is wrong", not a bug.
+
+    Each names the file, field, model or server at fault in its message, so a command reports
+    it as one line and exit status 2, never as a traceback.
+    """
+    from retrosearch.plugin.collections.errors import CollectionError
+    from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError
+    from retrosearch.plugin.index.base import IndexMismatchError, UnsupportedSearchOption
+    from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
+
+    return (
+        CollectionError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
+        FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+    )
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn :func:`domain_errors` raised inside the block into a one-line error and exit 2."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if isinstance(exc, domain_errors()):
+            raise fail(str(exc)) from None
+        raise
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -24,7 +24,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True, **init_kwargs}
     if address:
         options["address"] = address
@@ -36,10 +35,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         # each short read or write task would then start (and import into) a new process.
         cpus = options["num_cpus"]
         options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4})
-    # The driver's environment (offline hub, thread settings) must reach every worker.
-    env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM") if k in os.environ}
-    if env:
-        options.setdefault("runtime_env", {"env_vars": env})
+    # Workers (actors, Train workers, Serve replicas) start with the driver's start-up settings.
+    from retrosearch.plugin.startup import forwarded_environment
+
+    options.setdefault("runtime_env", {"env_vars": forwarded_environment()})
     ray.init(**options)
 
 

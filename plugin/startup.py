@@ -24,9 +24,19 @@ _ENVIRONMENT = {
 FORWARDED = tuple(_ENVIRONMENT)
 
 
-def configure_process() -> None:
-    """Set the process-wide defaults above; cheap and idempotent (call it at every entry point)."""
-    for key, value in _ENVIRONMENT.items():
+# A long-running encoder sees ever new (batch, length) shapes, and oneDNN caches compiled kernels
+# per shape (1,024 by default): a query service's memory grew ~35 kB per request for 10,000
+# requests with the default, and stayed flat with a small cache at the same speed.
+_SERVING = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "DNNL_PRIMITIVE_CACHE_CAPACITY": "16"}
+
+
+def configure_process(serving: bool = False) -> None:
+    """Set the process-wide defaults above; cheap and idempotent (call it at every entry point).
+
+    ``serving`` adds the settings of a long-running service; they must be set before torch runs
+    its first operation, so the service calls this before it loads the model.
+    """
+    for key, value in {**_ENVIRONMENT, **(_SERVING if serving else {})}.items():
         os.environ.setdefault(key, value)
 
 

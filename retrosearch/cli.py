@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
-# Hub downloads are never wanted: a name that is not local must fail at once, not after retries.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from retrosearch.plugin.startup import configure_process
+
+# Before any command module is imported: offline hub, tokenizer threads, Ray auth (see startup.py).
+configure_process()
 
 from retrosearch import quickstart  # noqa: E402
 from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402

@@ -13,11 +13,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from retrosearch.benchmarks.evaluate import build_index, evaluate
 from retrosearch.benchmarks.report import print_result, write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.config import cache_dir
 from retrosearch.plugin.index import load_index
 
 console = Console()
@@ -31,20 +29,23 @@ def default_collection() -> Path:
 
 def quickstart(
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder (default: scifact from the shared data).")] = None,
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
     json_out: opt.JsonOut = None,
+    config: opt.ConfigFile = None,
 ) -> None:
     """Embed a collection into FAISS, evaluate it and show example queries with their top hits."""
+    from retrosearch.benchmarks.evaluate import build_index, cached_index_dir, evaluate
     from retrosearch.plugin.encoder import Encoder
 
     beir = BeirCollection(collection or default_collection())
-    settings = opt.build_settings(model=model, batch_size=batch_size, threads=threads)
+    settings = opt.build_settings(config, model=model, batch_size=batch_size, threads=threads)
+    model = settings.encoder.model
     encoder = Encoder.load(settings.encoder)
-    index_dir = cache_dir() / "indices" / f"{beir.name}-{encoder.fingerprint[:16]}-faiss-flat"
+    index_dir = cached_index_dir(beir, encoder.fingerprint)
     if (index_dir / "meta.json").exists():
         console.print(f"reusing the index in {index_dir}")
         index = load_index(index_dir, settings, backend="faiss-flat")

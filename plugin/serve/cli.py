@@ -78,6 +78,9 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
     from retrosearch.plugin.serve.engine import IndexTarget
+    from retrosearch.plugin.startup import configure_process
+
+    configure_process(serving=True)
 
     if index_dir is not None and index_name is not None:
         raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")

@@ -81,7 +81,7 @@ def _replica_class() -> Any:
 
             from retrosearch.plugin.startup import configure_process
 
-            configure_process()
+            configure_process(serving=True)
             self.settings = Settings.model_validate_json(settings_json)
             target = IndexTarget(index_dir=Path(index_dir) if index_dir else None, index_name=index_name)
             self.engine = QueryEngine.open(self.settings, target, model=model)

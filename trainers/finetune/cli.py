@@ -10,7 +10,7 @@ import typer
 
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, CollectionError
-from retrosearch.plugin.encoder import Encoder, ModelNotFoundError
+from retrosearch.plugin.encoder import ModelNotFoundError
 from retrosearch.plugin.index import IndexMismatchError, load_index
 from retrosearch.trainers import cli as train_cli
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
@@ -24,7 +24,7 @@ def mine_negatives(
     collection: Annotated[Path, typer.Option(help="BEIR collection folder (corpus, queries, qrels).")],
     out: Annotated[Path, typer.Option(help="JSONL training file to write (plus OUT.meta.json).")],
     split: Annotated[str, typer.Option(help="qrels split whose queries get negatives (never the test split).")] = "train",
-    model: opt.Model = "minilm",
+    model: opt.Model = None,
     rank_start: RankStart = 30,
     rank_end: RankEnd = 200,
     num_negatives: NumNegatives = 7,
@@ -39,15 +39,17 @@ def mine_negatives(
     threads: opt.Threads = None,
     max_length: opt.MaxLength = None,
     quiet: opt.Quiet = False,
+    config: opt.ConfigFile = None,
 ) -> None:
     """Mine hard negatives: encode the corpus with MODEL, search each query of SPLIT, sample from a rank window.
 
     Known positives (and documents with the same text) are never negatives.
     """
+    from retrosearch.plugin.encoder import Encoder
     from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
     settings = opt.build_settings(
-        model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, max_length=max_length,
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, max_length=max_length,
         show_progress=not quiet,
     )
     try:
@@ -83,6 +85,7 @@ def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: i
     from retrosearch.benchmarks.evaluate import evaluate
     from retrosearch.benchmarks.report import print_result, write_json
     from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.plugin.encoder import Encoder
 
     assert cfg.collection is not None and cfg.eval_split is not None
     collection = BeirCollection(cfg.collection)

@@ -10,32 +10,36 @@ Plugging in a method::
         def export(self, model, out, info) -> None: ...             # rank 0, after the last step
 
     fit(MyMethod(my_config), TrainConfig(out=Path("model"), steps=1000, workers=2))
+
+Exports are resolved on first use (PEP 562): ``TrainConfig`` alone costs no torch import, so the
+``retrosearch`` command starts quickly.
 """
 
-from retrosearch.trainers.harness.config import TrainConfig
-from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
-from retrosearch.trainers.harness.loop import StepStats, WorkerContext, WorkerLoop
-from retrosearch.trainers.harness.method import Batch, LossTerm, LossTerms, Method, RunInfo
-from retrosearch.trainers.harness.plan import BatchPlan, MicroBatch, example_seed
-from retrosearch.trainers.harness.runner import TrainResult, fit, run_dir
+from __future__ import annotations
 
-__all__ = [
-    "Batch",
-    "BatchPlan",
-    "LossTerm",
-    "LossTerms",
-    "Method",
-    "MicroBatch",
-    "PackedTokens",
-    "RunInfo",
-    "StepStats",
-    "TrainConfig",
-    "TrainResult",
-    "WorkerContext",
-    "WorkerLoop",
-    "example_seed",
-    "fit",
-    "pack_documents",
-    "read_texts",
-    "run_dir",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "config",
+    "PackedTokens": "data", "pack_documents": "data", "read_texts": "data",
+    "StepStats": "loop", "WorkerContext": "loop", "WorkerLoop": "loop",
+    "Batch": "method", "LossTerm": "method", "LossTerms": "method", "Method": "method", "RunInfo": "method",
+    "BatchPlan": "plan", "MicroBatch": "plan", "example_seed": "plan",
+    "TrainResult": "runner", "fit": "runner", "run_dir": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

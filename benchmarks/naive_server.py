@@ -1,0 +1,67 @@
+"""The baseline of ``retrosearch bench serve``: the FastAPI server people write first.
+
+One forward pass per request, run by FastAPI's thread pool (so concurrent requests run
+concurrent batch-1 forward passes on one model), then a FAISS search. Same model, index and
+response shape as our service; what it lacks is batching.
+
+    python -m retrosearch.benchmarks.naive_server --index DIR --port 8100
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Query(BaseModel):
+    """The request body (at module level: FastAPI resolves the annotation by name)."""
+
+    query: str
+    k: int = 10
+
+
+def build_app(index_dir: str, threads: int | None = None):
+    """A FastAPI app with a ``/search`` route doing one encode and one search per request."""
+    from fastapi import FastAPI
+
+    from retrosearch.plugin.config import EncoderSettings, Settings
+    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index import load_index
+
+    index = load_index(index_dir, Settings())
+    encoder = Encoder.load(EncoderSettings(model=index.meta.model_name, show_progress=False, threads=threads))
+    encoder.encode_queries(["warm-up"])
+
+    app = FastAPI()
+
+    @app.get("/readyz")
+    def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.post("/search")
+    def search(body: Query) -> dict[str, Any]:
+        hits = index.search(encoder.encode_queries([body.query]), body.k)
+        return {"hits": [{"id": i, "score": s, "rank": r} for r, (i, s) in enumerate(zip(hits.ids[0], hits.scores[0]), 1)]}
+
+    return app
+
+
+def main() -> None:
+    """Run the naive server under uvicorn."""
+    import uvicorn
+
+    from retrosearch.plugin.startup import configure_process
+
+    configure_process()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    uvicorn.run(build_app(args.index, args.threads), host="127.0.0.1", port=args.port, access_log=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

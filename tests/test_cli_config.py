@@ -1,0 +1,125 @@
+"""One option vocabulary: a value in --config is used unless the command line names another one.
+
+The commands are invoked in-process; the settings they build are captured at the point where
+they would start work (a stand-in for build_settings that records its result and stops).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retrosearch.plugin import cli_options
+
+
+class Captured(Exception):
+    def __init__(self, settings) -> None:
+        self.settings = settings
+
+
+@pytest.fixture
+def capture(monkeypatch):
+    real = cli_options.build_settings
+
+    def recording(config=None, **options):
+        raise Captured(real(config, **options))
+
+    monkeypatch.setattr(cli_options, "build_settings", recording)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({
+        "encoder": {"model": "model-from-config", "threads": 3},
+        "faiss": {"hnsw_m": 7, "hnsw_ef_search": 99},
+        "opensearch": {"hnsw_m": 7, "url": "http://127.0.0.1:9999"},
+        "serve": {"max_batch_size": 5},
+    }))
+    return path
+
+
+def _settings(args: list[str]):
+    from retrosearch.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, Captured), (result.output, result.exception)
+    return result.exception.settings
+
+
+COMMANDS = {
+    "index": ["index", "--corpus", "c.jsonl", "--out", "x"],
+    "eval": ["eval", "--collection", "c"],
+    "ingest": ["ingest", "--input", "c.jsonl"],
+    "search": ["search", "--index", "x", "q"],
+    "serve": ["serve", "--index", "x"],
+    "quickstart": ["quickstart"],
+    "mine-negatives": ["mine-negatives", "--collection", "c", "--out", "o.jsonl"],
+}
+# What each command takes from the shared vocabulary (search picks its model from the index).
+CHECKS = {
+    "index": ("model", "hnsw_m"), "eval": ("model", "hnsw_m", "ef_search"), "ingest": ("model", "hnsw_m"),
+    "search": ("ef_search",), "serve": ("ef_search", "serve"), "quickstart": ("model",), "mine-negatives": ("model",),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_config_values_are_used(command: str, capture, config_file: Path):
+    settings = _settings([*COMMANDS[command], "--config", str(config_file)])
+    checks = CHECKS[command]
+    assert settings.encoder.threads == 3
+    assert settings.opensearch.url == "http://127.0.0.1:9999"
+    if "model" in checks:
+        assert settings.encoder.model == "model-from-config"
+    if "hnsw_m" in checks:
+        assert settings.faiss.hnsw_m == 7 and settings.opensearch.hnsw_m == 7
+    if "ef_search" in checks:
+        assert settings.faiss.hnsw_ef_search == 99
+    if "serve" in checks:
+        assert settings.serve.max_batch_size == 5
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_line_wins_over_config(command: str, capture, config_file: Path):
+    checks = CHECKS[command]
+    extra = ["--threads", "1"] if command not in ("search", "serve") else []
+    if command == "serve":
+        extra = ["--threads", "1", "--max-batch-size", "9", "--ef-search", "11"]
+    if "model" in checks:
+        extra += ["--model", "model-from-cli"]
+    if "hnsw_m" in checks:
+        extra += ["--hnsw-m", "12"]
+    if command in ("eval", "search"):
+        extra += ["--ef-search", "11"]
+    if command == "search":
+        extra += ["--opensearch-url", "http://127.0.0.1:1"]
+    settings = _settings([*COMMANDS[command], "--config", str(config_file), *extra])
+    if command != "search":
+        assert settings.encoder.threads == 1
+    else:
+        assert settings.opensearch.url == "http://127.0.0.1:1"
+    if "model" in checks:
+        assert settings.encoder.model == "model-from-cli"
+    if "hnsw_m" in checks:
+        assert settings.faiss.hnsw_m == 12 and settings.opensearch.hnsw_m == 12
+    if "ef_search" in checks:
+        assert settings.faiss.hnsw_ef_search == 11
+    if command == "serve":
+        assert settings.serve.max_batch_size == 9
+
+
+def test_without_config_the_settings_defaults_apply(capture):
+    settings = _settings(COMMANDS["index"])
+    assert settings.encoder.model == "minilm" and settings.faiss.hnsw_m == 32 and settings.opensearch.hnsw_m == 32
+
+
+def test_a_bad_config_names_the_key(tmp_path: Path):
+    from retrosearch.cli import app
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"faiss": {"hnsw_mm": 3}}))
+    result = CliRunner().invoke(app, ["index", "--corpus", "c.jsonl", "--out", "x", "--config", str(bad)])
+    assert result.exit_code == 2 and "hnsw_mm" in result.output

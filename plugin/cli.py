@@ -182,20 +182,10 @@ def _cell(value: object) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def opensearch(ctx: typer.Context) -> None:
-    """Run a local OpenSearch node: start | stop | status | assemble [--port N] [--version V] [--setting k=v].
-
-    Assembled from Maven Central artifacts and cached; see plugin/opensearch/server.py.
-    """
-    from retrosearch.plugin.opensearch import server
-
-    raise typer.Exit(server.main(list(ctx.args)))
-
-
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
+    from retrosearch.plugin.opensearch.cli import register as register_opensearch
+
     app.command()(index)
     app.command()(search)
-    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})(
-        opensearch
-    )
+    register_opensearch(app)

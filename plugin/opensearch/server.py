@@ -17,7 +17,8 @@ The assembled distribution is cached under ``${RETROSEARCH_CACHE:-~/.cache/retro
 and never written by a running node: each node (one per HTTP port) gets its own config, data and
 logs under a run directory, so two nodes can run side by side from one distribution.
 
-Standard library only: this runs before the project's virtualenv exists::
+Standard library only (with plugin/process.py, the process control it shares with
+``retrosearch serve --background``): this runs before the project's virtualenv exists::
 
     python3 plugin/opensearch/server.py start --port 9250
     python3 plugin/opensearch/server.py status
@@ -28,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib.util
 import json
 import os
 import pwd
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -44,7 +45,28 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+
+def _load_process_module() -> ModuleType:
+    """plugin/process.py (pid checks, stopping), also when this file runs as a plain script."""
+    try:
+        from retrosearch.plugin import process
+
+        return process
+    except ImportError:  # run by path before the project is installed
+        path = Path(__file__).resolve().parents[1] / "process.py"
+        spec = importlib.util.spec_from_file_location("retrosearch_process", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+_process = _load_process_module()
+_pid_alive = _process.pid_alive
+_terminate = _process.terminate
 
 DEFAULT_VERSION = "2.19.1"
 DEFAULT_PORT = 9250
@@ -430,22 +452,6 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.lchown(path, uid, gid)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own exited child, or it would linger as a zombie that kill(0) still sees.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_opensearch(pid: int) -> bool:
     try:
         return _MAIN_CLASS in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -581,24 +587,6 @@ def _wait_healthy(settings: ServerSettings, pid: int, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise _startup_error(settings, "was not healthy in time")
         time.sleep(0.5)
-
-
-def _terminate(pid: int, grace_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while _pid_alive(pid):
-        time.sleep(0.1)
 
 
 def stop(settings: ServerSettings, grace_s: float = 30.0) -> bool:

@@ -1,0 +1,112 @@
+"""``retrosearch opensearch start|stop|status|assemble``: the local node, as a command group.
+
+The work is done by :mod:`retrosearch.plugin.opensearch.server` (standard library only, so
+scripts/test.sh can run it before the environment exists); this module only maps options.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from retrosearch.plugin import cli_options as opt
+
+opensearch_app = typer.Typer(
+    help="A local single-node OpenSearch with k-NN, assembled from Maven Central and cached.", no_args_is_help=True
+)
+
+Version = Annotated[Optional[str], typer.Option(help="OpenSearch version. (default 2.19.1)")]
+Port = Annotated[Optional[int], typer.Option(help="HTTP port. (default 9250)")]
+Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx. (default 1g)")]
+Setting = Annotated[Optional[list[str]], typer.Option("--setting", help="Extra opensearch.yml KEY=VALUE; repeatable.")]
+Plugin = Annotated[
+    Optional[list[str]],
+    typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable. (default opensearch-knn)"),
+]
+CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root. (default $RETROSEARCH_CACHE or ~/.cache/retrosearch)")]
+RunDir = Annotated[Optional[Path], typer.Option(help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>)")]
+
+
+def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None):
+    from retrosearch.plugin.opensearch import server
+
+    extra = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise opt.fail(f"--setting expects KEY=VALUE, got {item!r}")
+        extra[key.strip()] = value.strip()
+    defaults = server.ServerSettings()
+    return server.ServerSettings(
+        version=version or defaults.version, port=port or defaults.port, heap=heap or defaults.heap,
+        cache_dir=cache_dir or defaults.cache_dir, run_dir=run_dir, extra=extra,
+        plugins=tuple(plugin) if plugin else defaults.plugins,
+    )
+
+
+def _server_errors():
+    from retrosearch.plugin.opensearch import server
+
+    return server.ServerError
+
+
+@opensearch_app.command()
+def start(version: Version = None, port: Port = None, heap: Heap = None, setting: Setting = None, plugin: Plugin = None,
+          cache_dir: CacheDir = None, run_dir: RunDir = None,
+          wait: Annotated[float, typer.Option(help="Seconds to wait for a yellow cluster.")] = 180.0) -> None:
+    """Assemble the node if needed, start it and wait until it is healthy."""
+    from retrosearch.plugin.opensearch import server
+
+    settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir)
+    began = time.monotonic()
+    try:
+        info = server.start(settings, wait_s=wait)
+    except _server_errors() as exc:
+        raise opt.fail(str(exc), 1) from None
+    typer.echo(f"OpenSearch {info['version']} ({info['health']}) at {info['url']}, pid {info['pid']}, "
+               f"plugins {','.join(info['plugins']) or '-'} ({time.monotonic() - began:.1f}s)")
+
+
+@opensearch_app.command()
+def stop(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
+    """Stop the node of ours on PORT."""
+    from retrosearch.plugin.opensearch import server
+
+    settings = _settings(version, port, cache_dir=cache_dir, run_dir=run_dir)
+    stopped = server.stop(settings)
+    typer.echo(f"stopped node on port {settings.port}" if stopped else f"no node of ours running on port {settings.port}")
+
+
+@opensearch_app.command()
+def status(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
+    """The node's status as JSON (exit 1 when nothing answers)."""
+    from retrosearch.plugin.opensearch import server
+
+    info = server.status(_settings(version, port, cache_dir=cache_dir, run_dir=run_dir))
+    typer.echo(json.dumps(info, indent=2))
+    if not info["answering"]:
+        raise typer.Exit(1)
+
+
+@opensearch_app.command()
+def assemble(version: Version = None, plugin: Plugin = None, cache_dir: CacheDir = None) -> None:
+    """Download and assemble the distribution only (cached)."""
+    from retrosearch.plugin.opensearch import server
+
+    settings = _settings(version, None, plugin=plugin, cache_dir=cache_dir)
+    began = time.monotonic()
+    fresh = not (settings.home / server.MARKER).is_file()
+    try:
+        home = server.assemble(settings)
+    except _server_errors() as exc:
+        raise opt.fail(str(exc), 1) from None
+    typer.echo(f"{'assembled' if fresh else 'already assembled'}: {home} ({time.monotonic() - began:.1f}s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retrosearch opensearch ...``."""
+    app.add_typer(opensearch_app, name="opensearch")

@@ -25,6 +25,17 @@ def _no_blank(texts: list[str], name: str) -> list[str]:
     return texts
 
 
+def _text_or_texts(value: str | list[str], name: str) -> str | list[str]:
+    """A non-empty string, or a non-empty list of non-empty strings."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"{name} is empty")
+        return value
+    if not value:
+        raise ValueError(f"{name} is an empty list")
+    return _no_blank(value, name)
+
+
 class EmbedRequest(_Request):
     """Texts to embed, as queries (query template) or passages (passage template)."""
 
@@ -58,13 +69,7 @@ class EmbeddingsRequest(_Request):
     @field_validator("input")
     @classmethod
     def _input_not_blank(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            if not value.strip():
-                raise ValueError("input is empty")
-            return value
-        if not value:
-            raise ValueError("input is an empty list")
-        return _no_blank(value, "input")
+        return _text_or_texts(value, "input")
 
     @property
     def texts(self) -> list[str]:
@@ -107,13 +112,7 @@ class SearchRequest(_Request):
     @field_validator("query")
     @classmethod
     def _query_not_blank(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            if not value.strip():
-                raise ValueError("query is empty")
-            return value
-        if not value:
-            raise ValueError("query is an empty list")
-        return _no_blank(value, "query")
+        return _text_or_texts(value, "query")
 
     @property
     def queries(self) -> list[str]:

@@ -15,7 +15,7 @@ from retrosearch.benchmarks.metrics import evaluate_run
 from retrosearch.plugin.collections import BeirCollection
 from retrosearch.plugin.config import Settings, cache_dir
 from retrosearch.plugin.encoder import Encoder
-from retrosearch.plugin.index import SearchHits, VectorIndex, create_index
+from retrosearch.plugin.index import SearchHits, SearchMode, VectorIndex, create_index, mode_needs_vectors
 
 
 def versions() -> dict[str, str]:
@@ -68,22 +68,51 @@ def embed_corpus(collection: BeirCollection, encoder: Encoder) -> tuple[list[str
     return [d.id for d in docs], vectors, seconds
 
 
-def fill_index(index: VectorIndex, ids: list[str], vectors: np.ndarray) -> float:
-    """Load ``vectors`` into ``index`` (in the backend's bulk-loading mode); returns the seconds."""
+def corpus_vectors(
+    collection: BeirCollection, encoder: Encoder
+) -> tuple[list[str], np.ndarray, dict[str, float], Path | None]:
+    """Like :func:`embed_corpus`, but taken from this encoder's cached exact FAISS index of the
+    collection when there is one (the same vectors, without minutes of embedding); the last
+    item says where they came from (None: embedded now)."""
+    cached = cached_index_dir(collection, encoder.fingerprint)
+    if (cached / "meta.json").exists():
+        from retrosearch.plugin.index.faiss_index import FaissIndex
+
+        started = time.perf_counter()
+        stored = FaissIndex.load(cached)
+        stored.check_query_encoder(encoder.index_meta())
+        ids, vectors = stored.stored_vectors()
+        if len(ids) == len(collection.corpus):
+            return ids, vectors, {"read_cached_vectors": time.perf_counter() - started}, cached
+    ids, vectors, seconds = embed_corpus(collection, encoder)
+    return ids, vectors, seconds, None
+
+
+def fill_index(
+    index: VectorIndex, ids: list[str], vectors: np.ndarray, fields: list[dict[str, Any]] | None = None
+) -> float:
+    """Load ``vectors`` (and stored ``fields``) into ``index`` in its bulk-loading mode; the seconds."""
     started = time.perf_counter()
     with index.loading():
-        index.add(ids, vectors)
+        index.add(ids, vectors, fields)
     return time.perf_counter() - started
 
 
+def text_fields(collection: BeirCollection, ids: list[str]) -> list[dict[str, Any]]:
+    """Title and text of each id, for backends that also search lexically."""
+    docs = {d.id: d for d in collection.corpus}
+    return [{"title": docs[i].title, "text": docs[i].text} for i in ids]
+
+
 def index_vectors(
-    ids: list[str], vectors: np.ndarray, encoder: Encoder, backend: str, settings: Settings
+    ids: list[str], vectors: np.ndarray, encoder: Encoder, backend: str, settings: Settings,
+    fields: list[dict[str, Any]] | None = None,
 ) -> tuple[VectorIndex, float]:
-    """A new ``backend`` index holding ``vectors``, and the seconds it took to build."""
+    """A new ``backend`` index holding ``vectors`` (and ``fields``), and the seconds it took to build."""
     started = time.perf_counter()
     index = create_index(backend, encoder.index_meta(), settings, recreate=True)
     created = time.perf_counter() - started
-    return index, created + fill_index(index, ids, vectors)
+    return index, created + fill_index(index, ids, vectors, fields)
 
 
 def build_index(collection: BeirCollection, encoder: Encoder, backend: str, settings: Settings) -> tuple[VectorIndex, dict[str, float]]:
@@ -131,12 +160,15 @@ def evaluate(
     settings: Settings | None = None,
     index: VectorIndex | None = None,
     build_seconds: dict[str, float] | None = None,
+    mode: SearchMode = "dense",
+    dense_weight: float | None = None,
 ) -> EvalResult:
     """Retrieve the top ``top_k`` for every judged query of ``split`` and score the run.
 
     When ``index`` is given it is searched as is (after checking it was built with ``encoder``);
     otherwise the corpus is embedded and a fresh ``backend`` index is built. ``build_seconds``
-    carries the cost of building a given index into the reported timings.
+    carries the cost of building a given index into the reported timings. ``mode`` other than
+    dense (bm25, hybrid, neural) searches with OpenSearch's own queries on the same index.
     """
     settings = settings or Settings()
     qrels = collection.qrels(split)
@@ -147,11 +179,17 @@ def evaluate(
         seconds.update(built)
     else:
         index.check_query_encoder(encoder.index_meta())
+    texts = [q.text for q in queries]
+    query_vectors = None
+    if mode_needs_vectors(mode):
+        started = time.perf_counter()
+        query_vectors = encoder.encode_queries(texts, desc="embedding queries")
+        seconds["encode_queries"] = time.perf_counter() - started
     started = time.perf_counter()
-    query_vectors = encoder.encode_queries([q.text for q in queries], desc="embedding queries")
-    seconds["encode_queries"] = time.perf_counter() - started
-    started = time.perf_counter()
-    hits = index.search(query_vectors, top_k)
+    if mode == "dense":
+        hits = index.search(query_vectors, top_k)
+    else:
+        hits = index.search_texts(texts, query_vectors, top_k, mode=mode, dense_weight=dense_weight)
     seconds["search"] = time.perf_counter() - started
     query_ids = [q.id for q in queries]
     started = time.perf_counter()
@@ -165,6 +203,9 @@ def evaluate(
         "model_fingerprint": encoder.fingerprint,
         "spec": encoder.spec.model_dump(),
         "backend": index.meta.backend or backend,
+        "mode": mode,
+        **({"hybrid_dense_weight": dense_weight if dense_weight is not None else settings.opensearch.hybrid_dense_weight}
+           if mode == "hybrid" else {}),
         "index_params": index.meta.params,
         "top_k": top_k,
         "device": str(encoder.device),

@@ -23,28 +23,55 @@ if TYPE_CHECKING:
 console = Console()
 
 
+def row_label(collection: str, backend: str, mode: str) -> str:
+    """``collection/backend``, with ``:mode`` for OpenSearch's own query modes."""
+    return f"{collection}/{backend}" + ("" if mode == "dense" else f":{mode}")
+
+
 def run_quality(
-    collections: list[Path], backends: list[str], settings: Settings, split: str = "test", top_k: int = 100
+    collections: list[Path],
+    backends: list[str],
+    settings: Settings,
+    split: str = "test",
+    top_k: int = 100,
+    modes: tuple[str, ...] = ("dense",),
 ) -> dict[str, EvalResult]:
-    """``{"collection/backend": result}`` for every pair; each corpus is embedded only once."""
-    from retrosearch.benchmarks.evaluate import embed_corpus, evaluate, index_vectors
+    """``{"collection/backend[:mode]": result}`` for every combination; each corpus is embedded
+    once (or read from its cached exact index), each index built once and searched in every mode.
+
+    Modes other than dense (bm25, hybrid, neural) run on the opensearch backend only.
+    """
+    from retrosearch.benchmarks.evaluate import corpus_vectors, evaluate, index_vectors, text_fields
     from retrosearch.plugin.encoder import Encoder
+    from retrosearch.plugin.index import SEARCH_MODES
     from retrosearch.plugin.index.opensearch_index import default_index_name
 
+    unknown = [m for m in modes if m not in SEARCH_MODES]
+    if unknown:
+        raise ValueError(f"unknown search mode(s) {unknown}; choose from {', '.join(SEARCH_MODES)}")
+    if any(m != "dense" for m in modes) and "opensearch" not in backends:
+        raise ValueError(f"modes {[m for m in modes if m != 'dense']} need --backend opensearch")
     encoder = Encoder.load(settings.encoder)
     results: dict[str, EvalResult] = {}
     for root in collections:
         beir = BeirCollection(root)
-        ids, vectors, seconds = embed_corpus(beir, encoder)
+        ids, vectors, seconds, reused = corpus_vectors(beir, encoder)
+        if reused is not None:
+            console.print(f"{beir.name}: corpus vectors read from {reused}")
         for backend in backends:
             run_settings = settings
             if backend == "opensearch" and not settings.opensearch.index:
                 run_settings = settings.model_copy(deep=True)
                 run_settings.opensearch.index = default_index_name(beir.name, encoder.fingerprint)
-            index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, run_settings)
-            result = evaluate(beir, encoder, backend, split, top_k, run_settings, index=index, build_seconds=seconds)
-            results[f"{beir.name}/{backend}"] = result
-            console.print(figures_table({f"{beir.name}/{backend}": result}))
+            # OpenSearch keeps title and text beside the vectors, as ingestion does (bm25 searches them).
+            fields = text_fields(beir, ids) if backend == "opensearch" else None
+            index, seconds["build_index"] = index_vectors(ids, vectors, encoder, backend, run_settings, fields)
+            for mode in modes if backend == "opensearch" else ("dense",):
+                result = evaluate(beir, encoder, backend, split, top_k, run_settings, index=index,
+                                  build_seconds=seconds, mode=mode)
+                label = row_label(beir.name, backend, mode)
+                results[label] = result
+                console.print(figures_table({label: result}))
     return results
 
 
@@ -91,14 +118,22 @@ def quality(
     threads: opt.Threads = None,
     opensearch_url: opt.OpenSearchUrl = None,
     replicas: opt.Replicas = None,
+    mode: Annotated[
+        list[str],
+        typer.Option("--mode", help="Search mode: dense, bm25 or hybrid; repeat for several. bm25 and hybrid are "
+                     "OpenSearch's own queries on the opensearch backend's index, built from the same vectors."),
+    ] = ["dense"],
+    hybrid_weight: opt.HybridWeight = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for quality.json, quality.md and quality.png.")] = None,
 ) -> None:
-    """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections and backends."""
+    """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
     settings = opt.build_settings(
-        model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas
+        model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas,
+        hybrid_dense_weight=hybrid_weight,
     )
     model = settings.encoder.model
-    results = run_quality(collection, backend, settings, split)
+    with opt.user_errors():
+        results = run_quality(collection, backend, settings, split, modes=tuple(mode))
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:
         write_json(out / "quality.json", {label: r.as_dict() for label, r in results.items()})

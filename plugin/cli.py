@@ -132,32 +132,42 @@ def search(
         Optional[list[str]], typer.Option("--field", help="Stored field to return per hit (repeatable; OpenSearch).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
+    mode: opt.SearchModeOpt = "dense",
+    hybrid_weight: opt.HybridWeight = None,
     device: opt.Device = "auto",
     ef_search: opt.EfSearch = None,
     nprobe: opt.Nprobe = None,
     config: opt.ConfigFile = None,
 ) -> None:
-    """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, similarity, title.
+    """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, score, title.
 
     --json prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
     when --field is given). --filter and --field need OpenSearch: FAISS refuses a filter and stores
-    no fields (each hit's fields are empty).
+    no fields (each hit's fields are empty). Scores are the encoder's similarity in dense and
+    neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.
     """
     from retrosearch.plugin.encoder import Encoder
 
+    from retrosearch.plugin.index import SEARCH_MODES, mode_needs_vectors
+
     settings = opt.build_settings(
         config, device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
-        index=index_name,
+        index=index_name, hybrid_dense_weight=hybrid_weight,
     )
     if (index_dir is None) == (index_name is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
+    if mode not in SEARCH_MODES:
+        raise opt.fail(f"--mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
     filter_clause, fields = _parse_filter(filter_json), list(field or [])
     with opt.user_errors():
         loaded = open_index(settings, index_dir)
-        settings.encoder.model = model or loaded.meta.model_name
-        encoder = Encoder.load(settings.encoder)
-        loaded.check_query_encoder(encoder.index_meta())
-        hits = loaded.search(encoder.encode_queries(queries), k, filter=filter_clause, fields=fields or None)
+        vectors = None
+        if mode_needs_vectors(mode):
+            settings.encoder.model = model or loaded.meta.model_name
+            encoder = Encoder.load(settings.encoder)
+            loaded.check_query_encoder(encoder.index_meta())
+            vectors = encoder.encode_queries(queries)
+        hits = loaded.search_texts(queries, vectors, k, mode=mode, filter=filter_clause, fields=fields or None)
     if json_out:
         sys.stdout.write(json.dumps(hits_as_json(queries, hits), ensure_ascii=False) + "\n")
         return

@@ -28,6 +28,14 @@ OpenSearchUrl = Annotated[
     Optional[str], typer.Option("--opensearch-url", help="OpenSearch URL (credentials come from the environment).")
 ]
 IndexName = Annotated[Optional[str], typer.Option("--index-name", help="OpenSearch index name.")]
+SearchModeOpt = Annotated[
+    str,
+    typer.Option("--mode", help="dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the "
+                 "query with our connected model), bm25 or hybrid (bm25 + dense)."),
+]
+HybridWeight = Annotated[
+    Optional[float], typer.Option("--hybrid-weight", help="Share of the dense part in a hybrid score, 0..1. (default 0.5)")
+]
 Engine = Annotated[Optional[str], typer.Option(help="k-NN engine: lucene (default), faiss, nmslib.")]
 SpaceType = Annotated[Optional[str], typer.Option(help="k-NN space: innerproduct (default), cosinesimil, l2.")]
 Shards = Annotated[Optional[int], typer.Option(help="OpenSearch primary shards.")]
@@ -82,10 +90,11 @@ def domain_errors() -> tuple[type[BaseException], ...]:
     from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError
     from retrosearch.plugin.index.base import IndexMismatchError, UnsupportedSearchOption
     from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
+    from retrosearch.plugin.opensearch.ml_model import ConnectError, RemoteModelError
 
     return (
         CollectionError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
-        FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+        ConnectError, RemoteModelError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
     )
 
 

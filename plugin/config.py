@@ -125,6 +125,9 @@ class OpenSearchSettings(_Strict):
     bulk_max_backoff_s: float = Field(60.0, gt=0)
     force_merge: bool = False
     search_batch: int = Field(64, gt=0, description="knn queries per _msearch request")
+    hybrid_dense_weight: float = Field(
+        0.5, ge=0, le=1, description="share of the dense part in a hybrid score (the rest is BM25's)"
+    )
 
 
 class ServeSettings(_Strict):

@@ -1,23 +1,31 @@
 """Vector indices: one interface (:class:`VectorIndex`), FAISS and OpenSearch implementations."""
 
 from retrosearch.plugin.index.base import (
+    SEARCH_MODES,
     IndexMeta,
     IndexMismatchError,
     SearchHits,
+    SearchMode,
+    SearchModeUnavailable,
     UnsupportedSearchOption,
     VectorIndex,
+    mode_needs_vectors,
 )
 from retrosearch.plugin.index.registry import BACKENDS, LOAD_BACKENDS, create_index, load_index, open_index
 
 __all__ = [
     "BACKENDS",
     "LOAD_BACKENDS",
+    "SEARCH_MODES",
     "IndexMeta",
     "IndexMismatchError",
     "SearchHits",
+    "SearchMode",
+    "SearchModeUnavailable",
     "UnsupportedSearchOption",
     "VectorIndex",
     "create_index",
     "load_index",
+    "mode_needs_vectors",
     "open_index",
 ]

@@ -16,12 +16,23 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from retrosearch.plugin.config import Settings, Similarity
+
+
+# dense: our encoder's vector, any backend. The others are OpenSearch's own queries: bm25 (lexical),
+# neural (OpenSearch embeds the text with our encoder as a remote model), hybrid (bm25 + dense).
+SearchMode = Literal["dense", "neural", "bm25", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+
+
+def mode_needs_vectors(mode: str) -> bool:
+    """Whether a search mode uses query vectors computed by our encoder."""
+    return mode in ("dense", "hybrid")
 
 
 class IndexMismatchError(ValueError):
@@ -34,6 +45,11 @@ class UnsupportedSearchOption(ValueError):
 
     The caller's mistake, not the server's: a query service answers it with HTTP 400.
     """
+
+
+class SearchModeUnavailable(UnsupportedSearchOption):
+    """A search mode this index cannot run: a server-side mode on a local index, or ``neural`` on
+    an index whose OpenSearch knows no model of ours."""
 
 
 class IndexMeta(BaseModel):
@@ -126,6 +142,29 @@ class VectorIndex(ABC):
         one index at once and get exactly the hits serial calls would. ``add`` (and ``save``)
         concurrent with ``search`` are not supported: finish loading, then serve.
         """
+
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        mode: SearchMode = "dense",
+        filter: dict[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+        dense_weight: float | None = None,
+    ) -> SearchHits:
+        """Search by query text in a search ``mode``: ``dense`` (``vectors``, our encoder's),
+        or, on backends that have them, lexical and server-side modes (``bm25``, ``neural``,
+        ``hybrid``; see the OpenSearch backend). Other backends refuse those modes with
+        :class:`UnsupportedSearchOption`."""
+        if mode != "dense":
+            raise SearchModeUnavailable(
+                f"search mode {mode!r} needs the opensearch backend; a {self.meta.backend or 'local'} index searches "
+                "by vector only (mode dense)"
+            )
+        if vectors is None:
+            raise ValueError("search mode 'dense' needs one query vector per text")
+        return self.search(vectors, k, filter=filter, fields=fields)
 
     @abstractmethod
     def count(self) -> int:

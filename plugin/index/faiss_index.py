@@ -174,6 +174,12 @@ class FaissIndex(VectorIndex):
     def count(self) -> int:
         return len(self._ids)
 
+    def stored_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every id with its vector as stored (exact for flat and HNSW; PQ codes decode lossily)."""
+        if self._index is None or not self._ids:
+            return [], np.zeros((0, self.meta.dim), dtype=np.float32)
+        return list(self._ids), self._index.reconstruct_n(0, len(self._ids))
+
     def search(
         self,
         queries: np.ndarray,

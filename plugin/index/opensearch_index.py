@@ -19,10 +19,22 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from retrosearch.plugin.config import OpenSearchSettings, Settings
-from retrosearch.plugin.index.base import IndexMeta, SearchHits, UnsupportedSearchOption, VectorIndex
+from retrosearch.plugin.index.base import (
+    SEARCH_MODES,
+    IndexMeta,
+    SearchHits,
+    SearchMode,
+    SearchModeUnavailable,
+    UnsupportedSearchOption,
+    VectorIndex,
+    mode_needs_vectors,
+)
 from retrosearch.plugin.opensearch.bulk import BulkResult, bulk_index, loading_mode
 from retrosearch.plugin.opensearch.client import connect
-from retrosearch.plugin.opensearch.mapping import index_body, meta_from_mapping, score_to_similarity
+from retrosearch.plugin.opensearch.mapping import TEXT_FIELDS, index_body, meta_from_mapping, score_to_similarity
+from retrosearch.plugin.opensearch.ml_model import RemoteModelError, explain_model_failure
+from retrosearch.plugin.opensearch.pipelines import ensure_hybrid_pipeline, recorded_models
+from retrosearch.plugin.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
 
 
 class BulkLoadError(RuntimeError):
@@ -43,10 +55,14 @@ def _reason(info: Any) -> Any:
     return error
 
 
-def _raise_search_error(index: str, response: dict[str, Any]) -> None:
+def _raise_search_error(index: str, response: dict[str, Any], neural: bool = False) -> None:
     """A request OpenSearch refused as malformed (HTTP 400: a bad filter, an unknown field type)
-    is the caller's :class:`UnsupportedSearchOption`; anything else is a RuntimeError."""
+    is the caller's :class:`UnsupportedSearchOption`; a neural query whose model failed is a
+    :class:`RemoteModelError` saying what to do; anything else is a RuntimeError."""
     reason = _reason(response)
+    if neural and response.get("status") != 400:
+        raise RemoteModelError(f"neural search on {index!r} failed: "
+                               + explain_model_failure(str(reason), response.get("status")))
     if response.get("status") == 400:
         raise UnsupportedSearchOption(f"OpenSearch refused the search on {index!r} (HTTP 400): {reason}")
     raise RuntimeError(f"k-NN search on {index!r} failed (HTTP {response.get('status')}): {reason}")
@@ -69,6 +85,7 @@ class OpenSearchIndex(VectorIndex):
         self.space = meta.params.get("space_type", "innerproduct")
         self.last_result = BulkResult()
         self._loading = False
+        self.text_fields = TEXT_FIELDS
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
@@ -195,10 +212,16 @@ class OpenSearchIndex(VectorIndex):
         clause: dict[str, Any] = {"vector": np.asarray(vector, dtype=np.float32), "k": k}
         if filter:
             clause["filter"] = filter
+        if self._method_parameters(k):
+            clause["method_parameters"] = self._method_parameters(k)
+        return search_body({"knn": {self.settings.vector_field: clause}}, k, fields)
+
+    def _method_parameters(self, k: int) -> dict[str, Any] | None:
+        # Lucene's HNSW explores only k candidates unless told otherwise; the other engines take
+        # ef_search from the index settings.
         if self.settings.hnsw_ef_search and self.settings.engine == "lucene":
-            clause["method_parameters"] = {"ef_search": max(self.settings.hnsw_ef_search, k)}
-        source: list[str] | bool = list(fields) if fields else False
-        return {"size": k, "query": {"knn": {self.settings.vector_field: clause}}, "_source": source}
+            return {"ef_search": max(self.settings.hnsw_ef_search, k)}
+        return None
 
     def search(
         self,
@@ -216,28 +239,115 @@ class OpenSearchIndex(VectorIndex):
         queries = self.check_search_args(queries, k, fields)
         if k == 0:
             return self.no_hits(len(queries), fields)
+        bodies = [self.knn_query(vector, k, filter, fields) for vector in queries]
+        return self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space))
+
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        mode: SearchMode = "dense",
+        filter: dict[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+        dense_weight: float | None = None,
+    ) -> SearchHits:
+        """Top-``k`` per query text in any mode of :mod:`~retrosearch.plugin.opensearch.queries`.
+
+        ``dense`` and ``hybrid`` use ``vectors`` (our encoder's, one row per text); ``neural``
+        lets OpenSearch embed the text with the model ``retrosearch opensearch connect`` recorded
+        for this index; ``bm25`` is lexical only. Scores: the encoder's similarity (dense, neural),
+        BM25 (bm25), the pipeline's normalised combination in [0, 1] (hybrid). ``dense_weight``
+        (default the settings' ``hybrid_dense_weight``) weighs the dense part of a hybrid score.
+        """
+        if mode not in SEARCH_MODES:
+            raise SearchModeUnavailable(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+        if mode_needs_vectors(mode) and (vectors is None or len(vectors) != len(texts)):
+            raise ValueError(f"search mode {mode!r} needs one query vector per text")
+        if isinstance(fields, str):
+            raise TypeError(f"fields must be a sequence of field names, not the string {fields!r}")
+        if mode == "dense":
+            return self.search(vectors, k, filter, fields)
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        if k == 0:
+            return self.no_hits(len(texts), fields)
+        if mode == "bm25":
+            bodies = [search_body(bm25_clause(text, self.text_fields, filter), k, fields) for text in texts]
+            return self._msearch(bodies, fields, float)
+        if mode == "neural":
+            model_id = self.connected_models().get("query_model_id")
+            if not model_id:
+                raise SearchModeUnavailable(
+                    f"index {self.name!r} has no encoder model in OpenSearch for neural queries; run "
+                    f"`retrosearch opensearch connect --service-url URL --index-name {self.name}` first"
+                )
+            bodies = [search_body(neural_clause(self.settings.vector_field, text, k, model_id, filter,
+                                                self._method_parameters(k)), k, fields)
+                      for text in texts]
+            return self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space), neural=True)
+        vectors = self.check_search_args(vectors, k, fields)
+        weight = self.settings.hybrid_dense_weight if dense_weight is None else dense_weight
+        pipeline = self._hybrid_pipeline(weight)
+        bodies = []
+        for text, vector in zip(texts, vectors):
+            dense = self.knn_query(vector, k, filter, fields)["query"]
+            bodies.append(search_body(hybrid_clause(bm25_clause(text, self.text_fields, filter), dense), k, fields))
+        # _msearch takes no search pipeline, so each hybrid query is a search of its own.
+        return self._collect([self._request(lambda b=body: self.client.search(
+            index=self.name, body=b, params={"search_pipeline": pipeline})) for body in bodies], fields, float)
+
+    def connected_models(self) -> dict[str, str]:
+        """The model ids ``retrosearch opensearch connect`` recorded in the mapping (read afresh:
+        the index may have been connected after it was opened)."""
+        mapping = self.client.indices.get_mapping(index=self.name)[self.name]["mappings"]
+        return recorded_models(mapping)
+
+    def _hybrid_pipeline(self, weight: float) -> str:
+        try:
+            return ensure_hybrid_pipeline(self.client, weight)
+        except ValueError as exc:
+            raise UnsupportedSearchOption(str(exc)) from None
+        except os_exc.TransportError as exc:
+            raise UnsupportedSearchOption(
+                f"hybrid search needs OpenSearch's neural-search plugin (`retrosearch opensearch start --with-ml`): "
+                f"creating its search pipeline failed (HTTP {exc.status_code}): {_reason(exc.info)}"
+            ) from None
+
+    def _request(self, call: Any) -> dict[str, Any]:
+        try:
+            return call()
+        except os_exc.RequestError as exc:  # HTTP 400 for the whole request: a filter that does not parse
+            raise UnsupportedSearchOption(
+                f"OpenSearch refused the search on {self.name!r} (HTTP 400): {exc.error}: {_reason(exc.info)}"
+            ) from None
+
+    def _msearch(
+        self, bodies: list[dict[str, Any]], fields: Sequence[str] | None, to_score: Any, neural: bool = False
+    ) -> SearchHits:
+        responses: list[dict[str, Any]] = []
+        step = self.settings.search_batch
+        for start in range(0, len(bodies), step):
+            request: list[dict[str, Any]] = []
+            for body in bodies[start : start + step]:
+                request += [{"index": self.name}, body]
+            responses += self._request(lambda r=request: self.client.msearch(body=r))["responses"]
+        return self._collect(responses, fields, to_score, neural)
+
+    def _collect(
+        self, responses: list[dict[str, Any]], fields: Sequence[str] | None, to_score: Any, neural: bool = False
+    ) -> SearchHits:
         ids: list[list[str]] = []
         scores: list[list[float]] = []
         hit_fields: list[list[dict[str, Any]]] | None = [] if fields else None
-        step = self.settings.search_batch
-        for start in range(0, len(queries), step):
-            body: list[dict[str, Any]] = []
-            for vector in queries[start : start + step]:
-                body += [{"index": self.name}, self.knn_query(vector, k, filter, fields)]
-            try:
-                responses = self.client.msearch(body=body)["responses"]
-            except os_exc.RequestError as exc:  # HTTP 400 for the whole request: a filter that does not parse
-                raise UnsupportedSearchOption(
-                    f"OpenSearch refused the search on {self.name!r} (HTTP 400): {exc.error}: {_reason(exc.info)}"
-                ) from None
-            for response in responses:
-                if "error" in response:
-                    _raise_search_error(self.name, response)
-                hits = response["hits"]["hits"]
-                ids.append([hit["_id"] for hit in hits])
-                scores.append([score_to_similarity(hit["_score"], self.space) for hit in hits])
-                if hit_fields is not None:
-                    hit_fields.append([hit.get("_source", {}) for hit in hits])
+        for response in responses:
+            if "error" in response:
+                _raise_search_error(self.name, response, neural)
+            hits = response["hits"]["hits"]
+            ids.append([hit["_id"] for hit in hits])
+            scores.append([to_score(hit["_score"]) for hit in hits])
+            if hit_fields is not None:
+                hit_fields.append([hit.get("_source", {}) for hit in hits])
         return SearchHits(ids=ids, scores=scores, fields=hit_fields)
 
     def delete(self) -> None:

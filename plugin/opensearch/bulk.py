@@ -97,6 +97,9 @@ def bulk_index(
         raise_on_error=False,
         raise_on_exception=True,
         yield_ok=True,
+        # These documents carry their vectors: an index's default ingest pipeline (one that embeds
+        # text through a model, see pipelines.py) must not compute them again.
+        pipeline="_none",
     ):
         info = next(iter(item.values()))
         if ok:

@@ -21,7 +21,12 @@ opensearch_app = typer.Typer(
 
 Version = Annotated[Optional[str], typer.Option(help="OpenSearch version. (default 2.19.1)")]
 Port = Annotated[Optional[int], typer.Option(help="HTTP port. (default 9250)")]
-Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx. (default 1g)")]
+Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx. (default 1g, 2g with --with-ml)")]
+WithMl = Annotated[
+    bool,
+    typer.Option("--with-ml", help="Add job-scheduler, ml-commons and neural-search (neural/hybrid queries, our encoder "
+                 "as a remote model) with the settings a one-node cluster needs."),
+]
 Setting = Annotated[Optional[list[str]], typer.Option("--setting", help="Extra opensearch.yml KEY=VALUE; repeatable.")]
 Plugin = Annotated[
     Optional[list[str]],
@@ -31,7 +36,7 @@ CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root. (default $RE
 RunDir = Annotated[Optional[Path], typer.Option(help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>)")]
 
 
-def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None):
+def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None, ml=False):
     from retrosearch.plugin.opensearch import server
 
     extra = {}
@@ -41,11 +46,12 @@ def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=Non
             raise opt.fail(f"--setting expects KEY=VALUE, got {item!r}")
         extra[key.strip()] = value.strip()
     defaults = server.ServerSettings()
-    return server.ServerSettings(
+    settings = server.ServerSettings(
         version=version or defaults.version, port=port or defaults.port, heap=heap or defaults.heap,
         cache_dir=cache_dir or defaults.cache_dir, run_dir=run_dir, extra=extra,
         plugins=tuple(plugin) if plugin else defaults.plugins,
     )
+    return server.with_ml(settings, heap_given=heap is not None) if ml else settings
 
 
 def _server_errors():
@@ -56,12 +62,12 @@ def _server_errors():
 
 @opensearch_app.command()
 def start(version: Version = None, port: Port = None, heap: Heap = None, setting: Setting = None, plugin: Plugin = None,
-          cache_dir: CacheDir = None, run_dir: RunDir = None,
+          with_ml: WithMl = False, cache_dir: CacheDir = None, run_dir: RunDir = None,
           wait: Annotated[float, typer.Option(help="Seconds to wait for a yellow cluster.")] = 180.0) -> None:
     """Assemble the node if needed, start it and wait until it is healthy."""
     from retrosearch.plugin.opensearch import server
 
-    settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir)
+    settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir, ml=with_ml)
     began = time.monotonic()
     try:
         info = server.start(settings, wait_s=wait)
@@ -93,11 +99,11 @@ def status(version: Version = None, port: Port = None, cache_dir: CacheDir = Non
 
 
 @opensearch_app.command()
-def assemble(version: Version = None, plugin: Plugin = None, cache_dir: CacheDir = None) -> None:
+def assemble(version: Version = None, plugin: Plugin = None, with_ml: WithMl = False, cache_dir: CacheDir = None) -> None:
     """Download and assemble the distribution only (cached)."""
     from retrosearch.plugin.opensearch import server
 
-    settings = _settings(version, None, plugin=plugin, cache_dir=cache_dir)
+    settings = _settings(version, None, plugin=plugin, cache_dir=cache_dir, ml=with_ml)
     began = time.monotonic()
     fresh = not (settings.home / server.MARKER).is_file()
     try:
@@ -105,6 +111,70 @@ def assemble(version: Version = None, plugin: Plugin = None, cache_dir: CacheDir
     except _server_errors() as exc:
         raise opt.fail(str(exc), 1) from None
     typer.echo(f"{'assembled' if fresh else 'already assembled'}: {home} ({time.monotonic() - began:.1f}s)")
+
+
+@opensearch_app.command()
+def connect(
+    service_url: Annotated[str, typer.Option("--service-url", help="The query service OpenSearch should call, as "
+                                             "OpenSearch reaches it, e.g. http://127.0.0.1:8000.")],
+    opensearch_url: opt.OpenSearchUrl = None,
+    index_name: Annotated[Optional[str], typer.Option("--index-name", help="Also give this index search and ingest "
+                                                      "pipelines that use the model.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the service's API key "
+                                                       "(stored in the connector's encrypted credential).")] = None,
+    trust_endpoint: Annotated[bool, typer.Option("--trust-endpoint", help="Allow OpenSearch to call this URL when its "
+                                                 "settings forbid it (persistent cluster settings, this URL only).")] = False,
+    hybrid_weight: opt.HybridWeight = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
+    config: opt.ConfigFile = None,
+) -> None:
+    """Make a running `retrosearch serve` an ml-commons model of OpenSearch (one per template: query
+    and passage), deployed and checked; prints the model ids. Running it again reuses them.
+
+    With --index-name the index gets a default search pipeline (neural queries use the query model;
+    hybrid scores are normalised and weighted) and a default ingest pipeline (documents indexed
+    without a vector are embedded by the passage model).
+    """
+    import os
+
+    from retrosearch.plugin.opensearch import ml_model, pipelines
+    from retrosearch.plugin.opensearch.client import connect as os_connect
+
+    settings = opt.build_settings(config, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight)
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise opt.fail(f"--api-key-env {api_key_env}: the variable is not set")
+    with opt.user_errors():
+        client = os_connect(settings.opensearch)
+        meta = None
+        if index_name:  # checked before anything is created
+            from retrosearch.plugin.index import load_index
+
+            meta = load_index(None, settings, backend="opensearch").meta
+        connection = ml_model.connect_service(client, service_url, api_key=api_key, trust=trust_endpoint)
+        if meta is not None and meta.model_fingerprint != connection.service.fingerprint:
+            raise ml_model.ConnectError(
+                f"index {index_name!r} was built with {meta.model_name} ({meta.model_fingerprint[:12]}) but the "
+                f"service at {service_url} serves {connection.service.model} ({connection.service.fingerprint[:12]})"
+            )
+        if index_name:
+            connection.pipelines = pipelines.install(
+                client, index_name, connection.query_model_id, connection.passage_model_id,
+                settings.opensearch.vector_field, connection.service.title_separator,
+                settings.opensearch.hybrid_dense_weight, connection.service.url,
+            )
+    if json_out:
+        typer.echo(json.dumps(connection.as_dict(), indent=2))
+        return
+    for change in connection.trusted:
+        typer.echo(f"cluster setting changed: {change}")
+    for mode, remote in connection.models.items():
+        verb = "created" if remote.created else "reused"
+        typer.echo(f"{mode} model: {remote.model_id} ({verb}; connector {remote.connector_id})")
+    for kind, name in connection.pipelines.items():
+        typer.echo(f"{kind} pipeline: {name} (default of {index_name})")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,8 @@ from retrosearch.plugin.config import OpenSearchSettings
 from retrosearch.plugin.index.base import IndexMeta
 
 SpaceType = str
+# Stored and indexed for lexical search beside the vector.
+TEXT_FIELDS = ("title", "text")
 
 
 def space_for(meta: IndexMeta, settings: OpenSearchSettings) -> SpaceType:
@@ -60,7 +62,7 @@ def similarity_to_score(similarity: float, space: SpaceType) -> float:
     raise ValueError(f"unknown space type {space!r}")
 
 
-def index_body(meta: IndexMeta, settings: OpenSearchSettings, text_fields: tuple[str, ...] = ("title", "text")) -> dict[str, Any]:
+def index_body(meta: IndexMeta, settings: OpenSearchSettings, text_fields: tuple[str, ...] = TEXT_FIELDS) -> dict[str, Any]:
     """Settings and mappings of a k-NN index for vectors described by ``meta``."""
     space = space_for(meta, settings)
     method: dict[str, Any] = {

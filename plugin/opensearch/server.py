@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,10 +71,20 @@ _terminate = _process.terminate
 DEFAULT_VERSION = "2.19.1"
 DEFAULT_PORT = 9250
 DEFAULT_PLUGINS = ("opensearch-knn",)
+# neural-search needs k-NN and ml-commons, ml-commons needs job-scheduler: install order matters.
+ML_PLUGINS = ("opensearch-knn", "opensearch-job-scheduler", "opensearch-ml-plugin", "neural-search")
+# ml-commons keeps its model index and connector clients on the heap; 1g starts but runs short.
+ML_HEAP = "2g"
+LOOPBACK_ENDPOINTS = r"^https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/.*)?$"
 MARKER = "retrosearch-assembly.json"
 _MAIN_CLASS = b"org.opensearch.bootstrap.OpenSearch"
 # The node is on loopback: never route it through an $http_proxy meant for package registries.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# ingest-common and the libraries only it needs (everything else downloaded belongs to lang-painless).
+_INGEST_COMMON_ARTIFACTS = {"ingest-common", "opensearch-grok", "opensearch-dissect", "jcodings", "joni"}
+# Bumped when the assembled tree changes, so cached distributions of an older layout are rebuilt.
+ASSEMBLY_REVISION = 2
 
 # lang-painless's own code is in the jars below; everything else it needs is already in lib/.
 _PAINLESS_POLICY = """grant {
@@ -122,7 +132,7 @@ class ServerSettings:
     @property
     def home(self) -> Path:
         """The assembled distribution; its name carries the plugin list so each list has its own."""
-        return self.version_dir / ("dist-" + ("+".join(self.plugins) or "core"))
+        return self.version_dir / (f"dist{ASSEMBLY_REVISION}-" + ("+".join(self.plugins) or "core"))
 
     @property
     def node_dir(self) -> Path:
@@ -135,6 +145,35 @@ class ServerSettings:
     @property
     def console_log(self) -> Path:
         return self.node_dir / "logs" / "console.log"
+
+
+def ml_node_settings() -> dict[str, Any]:
+    """What ml-commons needs on a single local node to call a query service on loopback.
+
+    Out of the box it runs models only on dedicated ML nodes, refuses work above 90% native
+    memory (CI machines often sit there), calls only a list of commercial endpoints and never a
+    private or loopback address.
+    """
+    return {
+        "plugins.ml_commons.only_run_on_ml_node": False,
+        "plugins.ml_commons.native_memory_threshold": 100,
+        "plugins.ml_commons.connector.private_ip_enabled": True,
+        "plugins.ml_commons.trusted_connector_endpoints_regex": LOOPBACK_ENDPOINTS,
+    }
+
+
+def with_ml(settings: ServerSettings, heap_given: bool = False) -> ServerSettings:
+    """`settings` with the neural-search plugin chain and ml-commons' one-node settings added.
+
+    Plugins the caller listed beyond the chain are kept after it; explicit `extra` settings win.
+    """
+    plugins = ML_PLUGINS + tuple(p for p in settings.plugins if p not in ML_PLUGINS)
+    return replace(
+        settings,
+        plugins=plugins,
+        extra={**ml_node_settings(), **settings.extra},
+        heap=settings.heap if heap_given else ML_HEAP,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- assembly
@@ -177,8 +216,16 @@ def _build(settings: ServerSettings, work: Path) -> Path:
         raise ServerError(f"{core_zip} has no opensearch-{version}/bin/opensearch")
 
     # 2.x integ-test zips carry only transport-* modules; newer ones (3.5 at least) ship lang-painless.
+    # ingest-common holds the everyday ingest processors (script, remove, set, ...).
+    jars = _module_jars(home, artifacts)
     if not (home / "modules" / "lang-painless").is_dir():
-        _build_painless_module(home, artifacts, version)
+        _build_module(home, "lang-painless", jars["lang-painless"], version,
+                      ["org.opensearch.painless.PainlessModulePlugin", "org.opensearch.painless.PainlessPlugin"],
+                      "An easy, safe and fast scripting language for OpenSearch", policy=_PAINLESS_POLICY)
+    if not (home / "modules" / "ingest-common").is_dir():
+        _build_module(home, "ingest-common", jars["ingest-common"], version,
+                      ["org.opensearch.ingest.common.IngestCommonModulePlugin", "org.opensearch.ingest.common.IngestCommonPlugin"],
+                      "Ingest processors without extra permissions", extended="lang-painless")
 
     java_home = find_java_home(settings)
     env = _tool_env(home, java_home)
@@ -224,6 +271,7 @@ def _fetch(settings: ServerSettings, work: Path) -> Path:
         ("org.opensearch.plugin", "lang-painless", version, "jar", False),
         # Declared directly only to cut its transitive tree (the server jars), which lib/ already has.
         ("org.opensearch.plugin", "opensearch-scripting-painless-spi", version, "jar", True),
+        ("org.opensearch.plugin", "ingest-common", version, "jar", False),
     ] + [("org.opensearch.plugin", name, _plugin_version(version), "zip", False) for name in settings.plugins]
     xml_deps = "".join(
         f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version><type>{t}</type>"
@@ -277,30 +325,37 @@ def _unzip(archive: Path, dest: Path) -> None:
                 os.chmod(target, mode)
 
 
-def _build_painless_module(home: Path, artifacts: Path, version: str) -> None:
-    """Lay out modules/lang-painless as the full distribution ships it."""
-    module = home / "modules" / "lang-painless"
-    module.mkdir(parents=True)
+def _module_jars(home: Path, artifacts: Path) -> dict[str, list[Path]]:
+    """The downloaded jars each built module needs (those lib/ lacks), by module name."""
     in_lib = {_artifact_name(jar.name) for jar in (home / "lib").glob("*.jar")}
-    for jar in sorted(artifacts.glob("*.jar")):
-        if _artifact_name(jar.name) not in in_lib:
-            shutil.copy2(jar, module / jar.name)
-    painless_jar = module / f"lang-painless-{version}.jar"
-    with zipfile.ZipFile(painless_jar) as zf:
+    jars = [jar for jar in sorted(artifacts.glob("*.jar")) if _artifact_name(jar.name) not in in_lib]
+    ingest = [jar for jar in jars if _artifact_name(jar.name) in _INGEST_COMMON_ARTIFACTS]
+    return {"ingest-common": ingest, "lang-painless": [jar for jar in jars if jar not in ingest]}
+
+
+def _build_module(home: Path, name: str, jars: list[Path], version: str, classnames: list[str],
+                  description: str, extended: str = "", policy: str | None = None) -> None:
+    """Lay out modules/<name> as the full distribution ships it: its jars and a descriptor."""
+    module = home / "modules" / name
+    module.mkdir(parents=True)
+    for jar in jars:
+        shutil.copy2(jar, module / jar.name)
+    main_jar = module / f"{name}-{version}.jar"
+    with zipfile.ZipFile(main_jar) as zf:
         names = set(zf.namelist())
-    # The plugin class was renamed on newer branches; use whichever this release ships.
-    candidates = ["org.opensearch.painless.PainlessModulePlugin", "org.opensearch.painless.PainlessPlugin"]
-    classname = next((c for c in candidates if c.replace(".", "/") + ".class" in names), None)
+    # Plugin classes get renamed across branches; use whichever this release ships.
+    classname = next((c for c in classnames if c.replace(".", "/") + ".class" in names), None)
     if classname is None:
-        raise ServerError(f"{painless_jar.name} has none of {candidates}")
+        raise ServerError(f"{main_jar.name} has none of {classnames}")
     java_version = "11" if version.startswith(("1.", "2.")) else "21"
     (module / "plugin-descriptor.properties").write_text(
-        "description=An easy, safe and fast scripting language for OpenSearch\n"
-        f"version={version}\nname=lang-painless\nclassname={classname}\n"
+        f"description={description}\n"
+        f"version={version}\nname={name}\nclassname={classname}\n"
         f"java.version={java_version}\nopensearch.version={version}\n"
-        "extended.plugins=\nhas.native.controller=false\ncustom.foldername=\n"
+        f"extended.plugins={extended}\nhas.native.controller=false\ncustom.foldername=\n"
     )
-    (module / "plugin-security.policy").write_text(_PAINLESS_POLICY)
+    if policy:
+        (module / "plugin-security.policy").write_text(policy)
 
 
 def _artifact_name(jar_name: str) -> str:
@@ -636,15 +691,16 @@ def _parse_setting(text: str) -> tuple[str, str]:
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    return ServerSettings(
+    settings = ServerSettings(
         version=args.version,
         port=args.port,
-        heap=args.heap,
+        heap=args.heap or ServerSettings.heap,
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         run_dir=Path(args.run_dir) if args.run_dir else None,
         extra=dict(args.setting),
         plugins=tuple(args.plugin) if args.plugin else DEFAULT_PLUGINS,
     )
+    return with_ml(settings, heap_given=args.heap is not None) if args.with_ml else settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -654,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "--version", default=DEFAULT_VERSION, help=f"OpenSearch version (default {DEFAULT_VERSION})"
     )
     common.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
-    common.add_argument("--heap", default="1g", help="JVM heap, -Xms and -Xmx (default 1g)")
+    common.add_argument("--heap", help=f"JVM heap, -Xms and -Xmx (default 1g, {ML_HEAP} with --with-ml)")
     common.add_argument(
         "--setting",
         action="append",
@@ -669,6 +725,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="plugin artifactId under org.opensearch.plugin, repeatable, in install order "
         "(default opensearch-knn)",
+    )
+    common.add_argument(
+        "--with-ml",
+        action="store_true",
+        help="add job-scheduler, ml-commons and neural-search (neural/hybrid queries, remote models) "
+        "with the settings a one-node cluster needs",
     )
     common.add_argument("--cache-dir", help="default $RETROSEARCH_CACHE or ~/.cache/retrosearch")
     common.add_argument("--run-dir", help="node config/data/logs (default <cache>/opensearch/<v>/run/<port>)")

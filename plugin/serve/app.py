@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import logging
 import os
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retrosearch.plugin.config import ServeSettings, Settings
+from retrosearch.plugin.index.base import mode_needs_vectors
 from retrosearch.plugin.serve.batcher import BatcherClosed, DynamicBatcher, Encoded
 from retrosearch.plugin.serve.engine import EngineError, QueryEngine
 from retrosearch.plugin.serve.metrics import CONTENT_TYPE_LATEST, DefaultJSONBody, MetricsMiddleware, ServiceMetrics
@@ -247,7 +249,7 @@ def create_app(
         return _json({"vectors": encoded.vectors, "model": engine.model_name, "dim": engine.dim, "mode": body.mode})
 
     @app.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"], dependencies=protected,
-              summary="OpenAI-compatible embeddings (mode set by the server's --embeddings-mode).")
+              summary="OpenAI-compatible embeddings (template: input_type, else the server's --embeddings-mode).")
     async def embeddings(body: EmbeddingsRequest) -> Response:
         texts = body.texts
         check_texts(texts, "input")
@@ -258,7 +260,7 @@ def create_app(
         if body.dimensions is not None and body.dimensions != engine.dim:
             raise ApiError(400, f"dimensions={body.dimensions} is not available; {engine.model_name} gives {engine.dim}",
                            "dimensions")
-        engine, encoded = await encode(texts, state.serve.embeddings_mode)
+        engine, encoded = await encode(texts, body.input_type or state.serve.embeddings_mode)
         if body.encoding_format == "base64":
             vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in encoded.vectors]
         else:
@@ -288,11 +290,15 @@ def create_app(
         if engine.index is None:
             raise ApiError(404, "this service was started without an index; only /embed and /v1/embeddings are served",
                            code="no_index")
-        engine, encoded = await encode(queries, "query")
+        vectors = None
+        if mode_needs_vectors(body.mode):
+            engine, encoded = await encode(queries, "query")
+            vectors = encoded.vectors
         searched = time.perf_counter()
         try:
             hits = await asyncio.get_running_loop().run_in_executor(
-                state.executor, engine.search, encoded.vectors, body.k, body.filter, body.fields
+                state.executor, functools.partial(engine.search, vectors, body.k, body.filter, body.fields,
+                                                  texts=queries, mode=body.mode, dense_weight=body.hybrid_weight)
             )
         except EngineError as exc:
             raise ApiError(exc.status, exc.message, exc.param) from None

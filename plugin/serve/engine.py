@@ -50,6 +50,12 @@ class BackendUnavailable(EngineError):
     status = 503
 
 
+class UpstreamModelError(EngineError):
+    """OpenSearch could not run our model for a neural search (its service down, model undeployed)."""
+
+    status = 502
+
+
 class NoIndex(EngineError):
     """The service was started for embedding only."""
 
@@ -135,6 +141,7 @@ class QueryEngine:
             "pooling": spec.pooling,
             "query_template": spec.query_template,
             "passage_template": spec.passage_template,
+            "title_separator": spec.title_separator,
             "max_length": self.encoder.max_length,
             "device": str(self.encoder.device),
             "backend": self.target.backend,
@@ -161,15 +168,32 @@ class QueryEngine:
 
     # -- searching (any thread) -----------------------------------------------------------------
     def search(
-        self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, fields: Sequence[str] | None = None
+        self,
+        vectors: np.ndarray | None,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+        texts: Sequence[str] | None = None,
+        mode: str = "dense",
+        dense_weight: float | None = None,
     ) -> Any:
-        """Top-``k`` hits of each vector; errors become :class:`EngineError` subclasses."""
-        from retrosearch.plugin.index import UnsupportedSearchOption
+        """Top-``k`` hits of each query (``vectors`` for dense and hybrid, ``texts`` for the modes
+        OpenSearch computes); errors become :class:`EngineError` subclasses."""
+        from retrosearch.plugin.index.base import SearchModeUnavailable, UnsupportedSearchOption
+        from retrosearch.plugin.opensearch.ml_model import RemoteModelError
 
         if self.index is None:
             raise NoIndex("this service was started without an index (--index or --index-name); only embedding is served")
+        fields = list(fields) if fields else None
         try:
-            return self.index.search(vectors, k, filter=filter, fields=list(fields) if fields else None)
+            if mode == "dense" and texts is None:
+                return self.index.search(vectors, k, filter=filter, fields=fields)
+            return self.index.search_texts(list(texts or []), vectors, k, mode=mode, filter=filter, fields=fields,
+                                           dense_weight=dense_weight)
+        except SearchModeUnavailable as exc:
+            raise BadSearchRequest(str(exc), param="mode") from None
+        except RemoteModelError as exc:
+            raise UpstreamModelError(str(exc)) from None
         except UnsupportedSearchOption as exc:
             raise BadSearchRequest(str(exc), param="filter") from None
         except Exception as exc:  # noqa: BLE001 - translated by kind below

@@ -65,6 +65,11 @@ class EmbeddingsRequest(_Request):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0)
     user: str | None = None
+    input_type: Literal["query", "passage"] | None = Field(
+        None,
+        description="extension (as in other retrieval-model servers): which template to apply; "
+        "default the server's --embeddings-mode",
+    )
 
     @field_validator("input")
     @classmethod
@@ -108,6 +113,14 @@ class SearchRequest(_Request):
     k: int = Field(10, ge=1, description="hits per query (at most the server's --max-k)")
     filter: dict[str, Any] | None = Field(None, description="OpenSearch query clause restricting the hits")
     fields: list[str] | None = Field(None, description="stored fields to return with each hit")
+    mode: Literal["dense", "neural", "bm25", "hybrid"] = Field(
+        "dense",
+        description="dense: our encoder's vector (any backend); OpenSearch only: neural (OpenSearch embeds the "
+        "query with the connected model), bm25 (lexical), hybrid (bm25 + dense, normalised)",
+    )
+    hybrid_weight: float | None = Field(
+        None, ge=0, le=1, description="share of the dense part in a hybrid score (default: the server's setting)"
+    )
 
     @field_validator("query")
     @classmethod
@@ -124,7 +137,8 @@ class Hit(BaseModel):
     """One search result."""
 
     id: str
-    score: float = Field(description="the encoder's similarity (cosine or dot)")
+    score: float = Field(description="the encoder's similarity (dense, neural), BM25 (bm25) or the normalised "
+                         "combination (hybrid)")
     rank: int
     fields: dict[str, Any] | None = None
 

@@ -135,6 +135,24 @@ def test_settings_keep_each_plugin_list_in_its_own_home(tmp_path: Path) -> None:
     assert knn.home.parent == tmp_path / "opensearch" / server.DEFAULT_VERSION
 
 
+def test_with_ml_adds_the_plugin_chain_in_install_order_and_one_node_settings(tmp_path: Path) -> None:
+    import re
+
+    explicit = {"plugins.ml_commons.native_memory_threshold": 95}
+    settings = server.with_ml(server.ServerSettings(cache_dir=tmp_path, extra=explicit))
+    assert settings.plugins == server.ML_PLUGINS and settings.heap == server.ML_HEAP
+    text = server.render_opensearch_yml(settings)
+    assert "plugins.ml_commons.only_run_on_ml_node: false" in text
+    assert "plugins.ml_commons.connector.private_ip_enabled: true" in text
+    assert "plugins.ml_commons.native_memory_threshold: 95" in text  # the caller's value wins
+    assert re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://127.0.0.1:8000/v1/embeddings")
+    assert re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://localhost:8000/v1/embeddings")
+    assert not re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://10.0.0.7:8000/v1/embeddings")
+    more = server.with_ml(server.ServerSettings(heap="3g", plugins=("opensearch-knn", "opensearch-sql")), heap_given=True)
+    assert more.plugins == (*server.ML_PLUGINS, "opensearch-sql") and more.heap == "3g"
+    assert more.home != server.ServerSettings().home
+
+
 def test_cli_rejects_a_setting_without_value() -> None:
     with pytest.raises(SystemExit):
         server.main(["status", "--setting", "no-equals-sign"])
@@ -154,6 +172,14 @@ def test_knn_plugin_is_installed_without_native_engines(node: str) -> None:
         # The Maven Central zip carries no JNI libraries; nothing must have loaded them.
         assert node_stats["faiss_initialized"] is False
         assert node_stats["nmslib_initialized"] is False
+
+
+@pytest.mark.integration
+def test_node_has_the_ingest_processors_pipelines_need(node: str) -> None:
+    status, info = _request("GET", "/_nodes/ingest?filter_path=nodes.*.ingest.processors")
+    assert status == 200
+    processors = {p["type"] for n in info["nodes"].values() for p in n["ingest"]["processors"]}
+    assert {"script", "remove", "set", "rename"} <= processors
 
 
 @pytest.mark.integration
@@ -209,8 +235,7 @@ def test_faiss_engine_is_accepted_but_kills_the_node_at_first_flush(node: str) -
     _, root = _request("GET", "/")
     settings = server.ServerSettings(version=root["version"]["number"], port=_free_port(), heap="512m")
     settings.run_dir = settings.version_dir / "run" / f"faiss-probe-{settings.port}"
-    if not (settings.home / server.MARKER).is_file():
-        pytest.skip(f"no assembled OpenSearch at {settings.home}")
+    # start() assembles the k-NN-only distribution on first use (from the Maven cache: seconds).
     try:
         info = server.start(settings, wait_s=180)
         pid = info["pid"]

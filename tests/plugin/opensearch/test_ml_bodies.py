@@ -1,0 +1,79 @@
+"""The bodies RetroSearch sends to ml-commons and neural-search, checked without a node."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from retrosearch.plugin.opensearch import ml_model, pipelines, queries
+
+SERVICE = ml_model.ServiceInfo(url="http://127.0.0.1:8000", model="minilm", dim=384, fingerprint="f" * 64,
+                               query_template="query: {text}", passage_template="{text}")
+
+
+def test_connector_request_body_is_json_once_opensearch_substitutes_the_texts():
+    body = ml_model.connector_body(SERVICE, "passage", "name")
+    action = body["actions"][0]
+    assert action["url"] == "${parameters.endpoint}/v1/embeddings"
+    substituted = action["request_body"]
+    for key, value in {"${parameters.input}": json.dumps(["a", "b \"c\""]), "${parameters.model}": "minilm",
+                       "${parameters.input_type}": body["parameters"]["input_type"]}.items():
+        substituted = substituted.replace(key, value)
+    assert json.loads(substituted) == {"input": ["a", 'b "c"'], "model": "minilm", "input_type": "passage"}
+    assert body["credential"] == {"api_key": ml_model.NO_KEY}  # ml-commons refuses an empty credential
+    assert ml_model.connector_body(SERVICE, "query", "n", api_key="k")["credential"] == {"api_key": "k"}
+
+
+def test_each_mode_has_its_own_name():
+    names = {ml_model.object_name(SERVICE, mode) for mode in ml_model.MODES}
+    assert len(names) == 2 and all(SERVICE.url in n for n in names)
+
+
+def test_endpoint_regex_admits_exactly_one_service():
+    pattern = ml_model.endpoint_regex("http://encoder.svc:8000")
+    assert re.fullmatch(pattern, "http://encoder.svc:8000/v1/embeddings")
+    assert not re.fullmatch(pattern, "http://encoder.svc:8001/v1/embeddings")
+    assert not re.fullmatch(pattern, "http://encoderXsvc:8000/v1/embeddings")  # the dot is literal
+
+
+def test_effective_setting_prefers_transient_then_persistent_then_the_node():
+    flat = {"defaults": {"k": "a"}, "persistent": {"k": "b"}, "transient": {}}
+    assert ml_model._effective_setting(flat, "k") == "b"
+    flat["transient"]["k"] = "c"
+    assert ml_model._effective_setting(flat, "k") == "c"
+    assert ml_model._as_list('["x", "y"]') == ["x", "y"] and ml_model._as_list("^x$") == ["^x$"]
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("Error communicating with remote model: Connection refused: /127.0.0.1:8000", "cannot reach the query service"),
+    ("Model not ready yet. Please deploy the model first.", "connect` again"),
+    ("Remote inference host name has private ip address: 10.0.0.1", "refuses to call"),
+])
+def test_model_failures_say_what_to_do(reason, expected):
+    assert expected in ml_model.explain_model_failure(reason, 500)
+
+
+def test_hybrid_weights_follow_the_part_order_and_are_bounded():
+    weights = pipelines.normalization_processor(0.3)["normalization-processor"]["combination"]["parameters"]["weights"]
+    assert weights == [0.7, 0.3]
+    with pytest.raises(ValueError, match="within"):
+        pipelines.normalization_processor(1.5)
+    assert pipelines.hybrid_pipeline_name(0.3) != pipelines.hybrid_pipeline_name(0.35)
+    body = queries.hybrid_clause(queries.bm25_clause("q", ("title", "text")), {"knn": {}})
+    assert list(body["hybrid"]["queries"][0]) == ["multi_match"]
+
+
+def test_search_pipeline_sets_the_default_model_only_when_there_is_one():
+    with_model = pipelines.search_pipeline_body("m1", "embedding", 0.5)
+    enricher = with_model["request_processors"][0]["neural_query_enricher"]
+    assert enricher["default_model_id"] == "m1" and enricher["neural_field_default_id"] == {"embedding": "m1"}
+    assert "request_processors" not in pipelines.search_pipeline_body(None, "embedding", 0.5)
+
+
+def test_filters_restrict_every_part():
+    clause = queries.bm25_clause("q", ("title", "text"), {"term": {"lang": "en"}})
+    assert clause["bool"]["filter"] == [{"term": {"lang": "en"}}]
+    neural = queries.neural_clause("emb", "q", 5, "m", {"term": {"lang": "en"}}, {"ef_search": 64})["neural"]["emb"]
+    assert neural["filter"] == {"term": {"lang": "en"}} and neural["method_parameters"] == {"ef_search": 64}

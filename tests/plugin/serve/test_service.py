@@ -76,6 +76,29 @@ def test_embed_modes_are_the_runtime_templates(faiss_engine, small_scifact: Path
     assert np.allclose(passage, encoder.encode_documents([Document(id="", text=t) for t in texts]), atol=1e-5)
 
 
+def test_openai_embeddings_take_the_template_from_input_type(tmp_path: Path):
+    """``input_type`` picks the template per request; without it the server's --embeddings-mode applies."""
+    from retrosearch.plugin.config import EncoderSettings, ServeSettings, Settings
+    from retrosearch.plugin.serve.app import create_app
+    from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
+
+    settings = Settings(encoder=EncoderSettings(model="minilm", query_template="query: {text}",
+                                                passage_template="passage: {text}"),
+                        serve=ServeSettings(embeddings_mode="passage"))
+    engine = QueryEngine.open(settings, IndexTarget())
+    texts = ["protein folding in cells"]
+    with serving(create_app(settings, engine)) as url:
+        embed = {m: httpx.post(f"{url}/embed", json={"texts": texts, "mode": m}).json()["vectors"][0]
+                 for m in ("query", "passage")}
+        openai_style = {m: httpx.post(f"{url}/v1/embeddings", json={"input": texts, "input_type": m}).json()
+                        ["data"][0]["embedding"] for m in ("query", "passage")}
+        default = httpx.post(f"{url}/v1/embeddings", json={"input": texts}).json()["data"][0]["embedding"]
+    assert not np.allclose(embed["query"], embed["passage"], atol=1e-3)
+    for mode in ("query", "passage"):
+        assert np.allclose(openai_style[mode], embed[mode], atol=1e-5)
+    assert np.allclose(default, embed["passage"], atol=1e-5)
+
+
 def _limited_settings(**serve):
     from retrosearch.plugin.config import ServeSettings, Settings
 
@@ -100,11 +123,15 @@ BAD_INPUT = [
     ("/search", {"query": "ok", "filter": {"term": {"lang": "en"}}}, 400, "filter"),
     ("/search", {"query": "ok", "filter": "lang:en"}, 422, "filter"),
     ("/search", {"k": 3}, 422, "query"),
+    ("/search", {"query": "ok", "mode": "sparse"}, 422, "mode"),
+    ("/search", {"query": "ok", "mode": "bm25"}, 400, "mode"),  # FAISS has no lexical search
+    ("/search", {"query": "ok", "mode": "hybrid", "hybrid_weight": 2}, 422, "hybrid_weight"),
     ("/v1/embeddings", {"input": ""}, 422, "input"),
     ("/v1/embeddings", {"input": ["x"] * 4}, 413, "input"),
     ("/v1/embeddings", {"input": "ok", "encoding_format": "int8"}, 422, "encoding_format"),
     ("/v1/embeddings", {"input": "ok", "dimensions": 128}, 400, "dimensions"),
     ("/v1/embeddings", {"input": "ok", "model": "gpt-4"}, 404, "model"),
+    ("/v1/embeddings", {"input": "ok", "input_type": "document"}, 422, "input_type"),
 ]
 
 

@@ -77,6 +77,9 @@ def default_index_name(collection: str, fingerprint: str) -> str:
 class OpenSearchIndex(VectorIndex):
     """A k-NN index on an OpenSearch cluster."""
 
+    # The stored text fields lexical (bm25, hybrid) searches match against.
+    text_fields: tuple[str, ...] = TEXT_FIELDS
+
     def __init__(self, client: OpenSearch, name: str, meta: IndexMeta, settings: OpenSearchSettings) -> None:
         self.client = client
         self.name = name
@@ -85,7 +88,6 @@ class OpenSearchIndex(VectorIndex):
         self.space = meta.params.get("space_type", "innerproduct")
         self.last_result = BulkResult()
         self._loading = False
-        self.text_fields = TEXT_FIELDS
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod

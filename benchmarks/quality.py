@@ -89,13 +89,16 @@ def quality(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     opensearch_url: opt.OpenSearchUrl = None,
     replicas: opt.Replicas = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for quality.json, quality.md and quality.png.")] = None,
 ) -> None:
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections and backends."""
     settings = opt.build_settings(
-        model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas
+        model=model, batch_size=batch_size, threads=threads, runtime=runtime, quantize=quantize,
+        url=opensearch_url, replicas=replicas,
     )
     model = settings.encoder.model
     results = run_quality(collection, backend, settings, split)

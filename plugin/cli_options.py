@@ -87,12 +87,13 @@ def domain_errors() -> tuple[type[BaseException], ...]:
     """
     from retrosearch.plugin.collections.errors import CollectionError
     from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError
+    from retrosearch.plugin.encoder.onnx_export import OnnxExportError
     from retrosearch.plugin.index.base import IndexMismatchError, UnsupportedSearchOption
     from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
 
     return (
-        CollectionError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
-        FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+        CollectionError, ModelNotFoundError, OnnxExportError, IndexMismatchError, UnsupportedSearchOption,
+        OpenSearchUnavailable, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
     )
 
 

@@ -1,8 +1,8 @@
 """The encoder's forward pass in ONNX Runtime, called exactly like :class:`EncoderModel`.
 
 ``model(input_ids=..., attention_mask=...)`` takes the runtime's padded batch and returns the
-pooled (and, as the spec says, normalised) vectors, so :class:`~retrosearch.plugin.encoder.runtime.Encoder`
-tokenizes, batches, pads and reports the same way whichever runtime computes them.
+pooled (and, as the spec says, normalised) vectors, so the runtime's ``Encoder`` tokenizes,
+batches, pads and reports the same way whichever runtime computes them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class OnnxEncoderModel:
 
     runtime = "onnx"
 
-    def __init__(self, session: Any, spec: EncoderSpec, config: Any, device: torch.device, quantize: str) -> None:
+    def __init__(
+        self, session: Any, spec: EncoderSpec, config: Any, device: torch.device, quantize: str
+    ) -> None:
         self.session = session
         self.spec = spec
         self.config = config
@@ -36,7 +38,9 @@ class OnnxEncoderModel:
         self.quantize = quantize
 
     @classmethod
-    def load(cls, path: Path, spec: EncoderSpec, settings: EncoderSettings, model_fingerprint: str) -> "OnnxEncoderModel":
+    def load(
+        cls, path: Path, spec: EncoderSpec, settings: EncoderSettings, model_fingerprint: str
+    ) -> "OnnxEncoderModel":
         """Open the cached export of the checkpoint at ``path`` (exporting it on first use)."""
         import onnxruntime as ort
 
@@ -47,7 +51,8 @@ class OnnxEncoderModel:
             )
         providers, device = onnx_providers(settings.device, ort.get_available_providers())
         model_file = exported_model(path, spec, model_fingerprint, settings.quantize)
-        session = ort.InferenceSession(str(model_file), sess_options=session_options(settings.threads), providers=providers)
+        options = session_options(settings.threads)
+        session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
         return cls(session, spec, AutoConfig.from_pretrained(str(path)), device, settings.quantize)
 
     @property
@@ -97,8 +102,8 @@ def onnx_providers(requested: str, available: list[str]) -> tuple[list[Any], tor
     if device.type == "cuda" and _CUDA in available:
         return [(_CUDA, {"device_id": device.index or 0}), _CPU], device
     raise ValueError(
-        f"--runtime onnx cannot run on device {requested!r}: this onnxruntime offers {', '.join(available)}; "
-        "use --device cpu or --runtime torch"
+        f"--runtime onnx cannot run on device {requested!r}: this onnxruntime offers "
+        f"{', '.join(available)}; use --device cpu or --runtime torch"
     )
 
 

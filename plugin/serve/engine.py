@@ -137,6 +137,8 @@ class QueryEngine:
             "passage_template": spec.passage_template,
             "max_length": self.encoder.max_length,
             "device": str(self.encoder.device),
+            "runtime": self.encoder.runtime,
+            "quantize": self.encoder.settings.quantize,
             "backend": self.target.backend,
         }
         if self.index is not None:

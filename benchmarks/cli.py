@@ -29,6 +29,8 @@ def eval_command(
     dtype: opt.Dtype = "auto",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     pooling: opt.PoolingOpt = None,
     max_length: opt.MaxLength = None,
     query_template: opt.QueryTemplate = None,
@@ -51,10 +53,11 @@ def eval_command(
     from retrosearch.plugin.index import load_index
 
     settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
-        max_length=max_length, query_template=query_template, passage_template=passage_template,
-        show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search,
-        ivf_nlist=nlist, ivf_nprobe=nprobe, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine,
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
+        runtime=runtime, quantize=quantize, pooling=pooling, max_length=max_length,
+        query_template=query_template, passage_template=passage_template, show_progress=not quiet,
+        hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search, ivf_nlist=nlist,
+        ivf_nprobe=nprobe, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine,
         space_type=space_type, shards=shards, replicas=replicas,
     )
     model = settings.encoder.model

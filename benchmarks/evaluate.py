@@ -209,6 +209,8 @@ def evaluate(
         "index_params": index.meta.params,
         "top_k": top_k,
         "device": str(encoder.device),
+        "runtime": encoder.runtime,
+        "quantize": encoder.settings.quantize,
         "batch_size": encoder.batch_size,
     }
     return EvalResult(

@@ -9,6 +9,10 @@ b. sentence-transformers: ``SentenceTransformer(model).encode(texts)`` with its 
 c. RetroSearch ingest into FAISS (Ray Data: read, embed on an actor pool, write, build the index).
 d. RetroSearch ingest into OpenSearch (same, bulk-loading into a k-NN index).
 
+With ``--runtime-variants``, a is repeated with the forward pass in ONNX Runtime (a2: fp32, a3:
+int8), so the runtimes compare on the same batches; ``--runtime``/``--quantize`` choose the
+runtime of a, c and d themselves.
+
 a and b each run in a fresh process (neither inherits the other's imports or allocator state),
 with as many threads as the machine has cores. c and d use the ingest
 job's defaults (on a local CPU Ray: one single-threaded actor per core); their rate uses the
@@ -98,6 +102,8 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
 
 LABELS = {
     "a_raw": "a. raw forward, 1 process",
+    "a2_raw_onnx": "a2. raw forward, ONNX Runtime",
+    "a3_raw_onnx_int8": "a3. raw forward, ONNX Runtime int8",
     "b_sentence_transformers": "b. sentence-transformers encode",
     "c_ingest_faiss": "c. ingest -> FAISS (Ray)",
     "d_ingest_opensearch": "d. ingest -> OpenSearch (Ray)",
@@ -114,7 +120,9 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     names = list(payload["results"])
     rates = [payload["results"][n]["docs_per_s"] for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.4))
-    bars = ax.barh([LABELS.get(n, n) for n in names], rates, color=["#999999", "#bbbbbb", "#3b75af", "#519e3e"][: len(names)])
+    colors = {"a2_raw_onnx": "#777777", "a3_raw_onnx_int8": "#555555", "b_sentence_transformers": "#bbbbbb",
+              "c_ingest_faiss": "#3b75af", "d_ingest_opensearch": "#519e3e"}
+    bars = ax.barh([LABELS.get(n, n) for n in names], rates, color=[colors.get(n, "#999999") for n in names])
     ax.bar_label(bars, fmt="%.1f docs/s", fontsize=8, padding=3)
     ax.invert_yaxis()
     ax.set_xlim(0, max(rates) * 1.3)
@@ -133,12 +141,19 @@ def ingest_speed(
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs (default: the job's).")] = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
+    runtime_variants: Annotated[
+        bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3).")
+    ] = False,
     opensearch_url: opt.OpenSearchUrl = None,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
     json_out: opt.JsonOut = None,
 ) -> None:
     """Docs/s of the raw encoder, a sentence-transformers loop, and our ingest into FAISS and OpenSearch."""
-    settings = opt.build_settings(model=model, threads=threads, url=opensearch_url)
+    settings = opt.build_settings(
+        model=model, threads=threads, runtime=runtime, quantize=quantize, url=opensearch_url
+    )
     model = settings.encoder.model
     one_process = settings.model_copy(deep=True)
     one_process.encoder.threads = threads or os.cpu_count()
@@ -150,6 +165,11 @@ def ingest_speed(
             "a_raw": in_fresh_process(raw_forward, docs, one_process),
             "b_sentence_transformers": in_fresh_process(sentence_transformers_loop, docs, one_process),
         }
+        if runtime_variants:
+            for name, quantized in (("a2_raw_onnx", "none"), ("a3_raw_onnx_int8", "int8")):
+                variant = one_process.model_copy(deep=True)
+                variant.encoder.runtime, variant.encoder.quantize = "onnx", quantized
+                results[name] = in_fresh_process(raw_forward, docs, variant)
         results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
         if not skip_opensearch:
             results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers)
@@ -157,6 +177,9 @@ def ingest_speed(
     ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
     if "d_ingest_opensearch" in rate:
         ratios["d/a"] = rate["d_ingest_opensearch"] / rate["a_raw"]
+    for name in ("a2_raw_onnx", "a3_raw_onnx_int8"):
+        if name in rate:
+            ratios[f"{name.split('_')[0]}/a"] = rate[name] / rate["a_raw"]
     table = Table(title=f"ingest speed: {model}, {len(docs)} docs from {corpus}", title_justify="left")
     for column in ("run", "docs", "seconds", "docs/s"):
         table.add_column(column, justify="right")
@@ -165,7 +188,10 @@ def ingest_speed(
     console.print(table)
     console.print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
     if json_out:
-        payload = {"model": model, "docs": len(docs), "cpus": os.cpu_count(), "results": results, "ratios": ratios}
+        payload = {
+            "model": model, "docs": len(docs), "cpus": os.cpu_count(), "runtime": settings.encoder.runtime,
+            "quantize": settings.encoder.quantize, "results": results, "ratios": ratios,
+        }
         write_json(json_out, payload)
         plot_speed(payload, json_out.with_suffix(".png"))
         console.print(f"wrote {json_out} and {json_out.with_suffix('.png')}")

@@ -116,6 +116,8 @@ def quality(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     opensearch_url: opt.OpenSearchUrl = None,
     replicas: opt.Replicas = None,
     mode: Annotated[
@@ -128,8 +130,8 @@ def quality(
 ) -> None:
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
     settings = opt.build_settings(
-        model=model, batch_size=batch_size, threads=threads, url=opensearch_url, replicas=replicas,
-        hybrid_dense_weight=hybrid_weight,
+        model=model, batch_size=batch_size, threads=threads, runtime=runtime, quantize=quantize,
+        url=opensearch_url, replicas=replicas, hybrid_dense_weight=hybrid_weight,
     )
     model = settings.encoder.model
     with opt.user_errors():

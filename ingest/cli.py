@@ -37,6 +37,8 @@ def ingest(
     device: opt.Device = "auto",
     dtype: opt.Dtype = "auto",
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     opensearch_url: opt.OpenSearchUrl = None,
     index_name: opt.IndexName = None,
     engine: opt.Engine = None,
@@ -54,9 +56,10 @@ def ingest(
     from retrosearch.plugin.collections.records import FieldMap
 
     settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, url=opensearch_url,
-        index=index_name, engine=engine, space_type=space_type, shards=shards, replicas=replicas,
-        force_merge=force_merge, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
+        runtime=runtime, quantize=quantize, url=opensearch_url, index=index_name, engine=engine,
+        space_type=space_type, shards=shards, replicas=replicas, force_merge=force_merge, hnsw_m=hnsw_m,
+        hnsw_ef_construction=ef_construction,
     )
     with opt.user_errors():
         job = IngestConfig(

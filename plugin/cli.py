@@ -37,6 +37,8 @@ def index(
     dtype: opt.Dtype = "auto",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     pooling: opt.PoolingOpt = None,
     max_length: opt.MaxLength = None,
     hnsw_m: opt.HnswM = None,
@@ -60,10 +62,11 @@ def index(
     from retrosearch.plugin.encoder import Encoder
 
     settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, pooling=pooling,
-        max_length=max_length, show_progress=not quiet, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
-        ivf_nlist=nlist, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine, space_type=space_type,
-        shards=shards, replicas=replicas, force_merge=force_merge,
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
+        runtime=runtime, quantize=quantize, pooling=pooling, max_length=max_length, show_progress=not quiet,
+        hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, ivf_nlist=nlist, pq_m=pq_m, url=opensearch_url,
+        index=index_name, engine=engine, space_type=space_type, shards=shards, replicas=replicas,
+        force_merge=force_merge,
     )
     opensearch = backend == "opensearch"
     if opensearch and not settings.opensearch.index:
@@ -135,6 +138,8 @@ def search(
     mode: opt.SearchModeOpt = "dense",
     hybrid_weight: opt.HybridWeight = None,
     device: opt.Device = "auto",
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     ef_search: opt.EfSearch = None,
     nprobe: opt.Nprobe = None,
     config: opt.ConfigFile = None,
@@ -151,8 +156,8 @@ def search(
     from retrosearch.plugin.index import SEARCH_MODES, mode_needs_vectors
 
     settings = opt.build_settings(
-        config, device=device, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, show_progress=False, url=opensearch_url,
-        index=index_name, hybrid_dense_weight=hybrid_weight,
+        config, device=device, runtime=runtime, quantize=quantize, hnsw_ef_search=ef_search,
+        ivf_nprobe=nprobe, show_progress=False, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight,
     )
     if (index_dir is None) == (index_name is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")

@@ -19,6 +19,13 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16.")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Texts per forward pass (default 16 on CPU, 128 on GPU).")]
 Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
+Runtime = Annotated[
+    Optional[str],
+    typer.Option(help="torch, or onnx (ONNX Runtime, exported once, cached). (default auto: torch)"),
+]
+Quantize = Annotated[
+    Optional[str], typer.Option(help="none, or int8 (int8 weights, ONNX Runtime). (default none)")
+]
 PoolingOpt = Annotated[Optional[str], typer.Option("--pooling", help="Override pooling: cls, mean or last.")]
 MaxLength = Annotated[Optional[int], typer.Option(help="Override the max tokens per text.")]
 QueryTemplate = Annotated[Optional[str], typer.Option(help="Override the query template, e.g. 'query: {text}'.")]
@@ -88,13 +95,15 @@ def domain_errors() -> tuple[type[BaseException], ...]:
     """
     from retrosearch.plugin.collections.errors import CollectionError
     from retrosearch.plugin.encoder.checkpoint import ModelNotFoundError
+    from retrosearch.plugin.encoder.onnx_export import OnnxExportError
     from retrosearch.plugin.index.base import IndexMismatchError, UnsupportedSearchOption
     from retrosearch.plugin.opensearch.client import OpenSearchUnavailable
     from retrosearch.plugin.opensearch.ml_model import ConnectError, RemoteModelError
 
     return (
-        CollectionError, ModelNotFoundError, IndexMismatchError, UnsupportedSearchOption, OpenSearchUnavailable,
-        ConnectError, RemoteModelError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+        CollectionError, ModelNotFoundError, OnnxExportError, IndexMismatchError, UnsupportedSearchOption,
+        OpenSearchUnavailable, ConnectError, RemoteModelError, FileNotFoundError, NotADirectoryError, PermissionError,
+        ValueError,
     )
 
 

@@ -70,6 +70,10 @@ class EncoderSettings(_Strict):
     model: str = "minilm"
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # What runs the forward pass; "auto" is decided by encoder.device.resolve_runtime.
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # int8: dynamic int8 weights in the ONNX export (ONNX Runtime only; vectors close, not equal).
+    quantize: Literal["none", "int8"] = "none"
     batch_size: int | None = Field(None, gt=0, description="texts per forward pass; default 16 on CPU, 128 on GPU")
     max_batch_tokens: int | None = Field(
         None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"

@@ -34,6 +34,8 @@ def quickstart(
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     json_out: opt.JsonOut = None,
     config: opt.ConfigFile = None,
 ) -> None:
@@ -42,7 +44,9 @@ def quickstart(
     from retrosearch.plugin.encoder import Encoder
 
     beir = BeirCollection(collection or default_collection())
-    settings = opt.build_settings(config, model=model, batch_size=batch_size, threads=threads)
+    settings = opt.build_settings(
+        config, model=model, batch_size=batch_size, threads=threads, runtime=runtime, quantize=quantize
+    )
     model = settings.encoder.model
     encoder = Encoder.load(settings.encoder)
     index_dir = cached_index_dir(beir, encoder.fingerprint)

@@ -34,7 +34,7 @@ def capture(monkeypatch):
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({
-        "encoder": {"model": "model-from-config", "threads": 3},
+        "encoder": {"model": "model-from-config", "threads": 3, "runtime": "onnx", "quantize": "int8"},
         "faiss": {"hnsw_m": 7, "hnsw_ef_search": 99},
         "opensearch": {"hnsw_m": 7, "url": "http://127.0.0.1:9999"},
         "serve": {"max_batch_size": 5},
@@ -71,6 +71,7 @@ def test_config_values_are_used(command: str, capture, config_file: Path):
     settings = _settings([*COMMANDS[command], "--config", str(config_file)])
     checks = CHECKS[command]
     assert settings.encoder.threads == 3
+    assert settings.encoder.runtime == "onnx" and settings.encoder.quantize == "int8"
     assert settings.opensearch.url == "http://127.0.0.1:9999"
     if "model" in checks:
         assert settings.encoder.model == "model-from-config"
@@ -96,7 +97,9 @@ def test_command_line_wins_over_config(command: str, capture, config_file: Path)
         extra += ["--ef-search", "11"]
     if command == "search":
         extra += ["--opensearch-url", "http://127.0.0.1:1"]
+    extra += ["--runtime", "torch", "--quantize", "none"]
     settings = _settings([*COMMANDS[command], "--config", str(config_file), *extra])
+    assert settings.encoder.runtime == "torch" and settings.encoder.quantize == "none"
     if command != "search":
         assert settings.encoder.threads == 1
     else:
@@ -123,3 +126,10 @@ def test_a_bad_config_names_the_key(tmp_path: Path):
     bad.write_text(json.dumps({"faiss": {"hnsw_mm": 3}}))
     result = CliRunner().invoke(app, ["index", "--corpus", "c.jsonl", "--out", "x", "--config", str(bad)])
     assert result.exit_code == 2 and "hnsw_mm" in result.output
+
+
+def test_a_bad_runtime_is_one_line_error():
+    from retrosearch.cli import app
+
+    result = CliRunner().invoke(app, ["index", "--corpus", "c.jsonl", "--out", "x", "--runtime", "tensorrt"])
+    assert result.exit_code == 2 and "runtime" in result.output

@@ -36,6 +36,26 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def resolve_runtime(requested: str = "auto", quantize: str = "none") -> str:
+    """What runs the forward pass: ``torch`` or ``onnx`` (ONNX Runtime on a cached export).
+
+    ``auto`` means torch. No speed comparison of the two has been measured for this project
+    (the shared 2-core machines make timings too noisy to base a default on), and torch is the
+    path that runs every dtype on every device with no export step; ONNX stays an explicit
+    choice until such a measurement says otherwise. The one exception: ``quantize="int8"``
+    exists only as an ONNX model, so ``auto`` with int8 means onnx, and torch with int8 is refused.
+    """
+    if requested not in ("auto", "torch", "onnx"):
+        raise ValueError(f"runtime {requested!r} is not one of auto, torch, onnx")
+    if quantize not in ("none", "int8"):
+        raise ValueError(f"quantize {quantize!r} is not one of none, int8")
+    if requested == "auto":
+        return "onnx" if quantize == "int8" else "torch"
+    if requested == "torch" and quantize != "none":
+        raise ValueError(f"--quantize {quantize} needs --runtime onnx (torch runs the checkpoint's own weights)")
+    return requested
+
+
 def set_threads(threads: int | None) -> None:
     """Limit intra-op CPU threads (on a busy 2-core box 1 thread can beat 2)."""
     if threads:

@@ -21,6 +21,8 @@ from retrosearch.plugin.encoder.pooling import pool
 class EncoderModel(nn.Module):
     """``forward(input_ids, attention_mask) -> [batch, dim]`` embeddings as the spec defines them."""
 
+    runtime = "torch"
+
     def __init__(self, backbone: PreTrainedModel, spec: EncoderSpec) -> None:
         super().__init__()
         self.backbone = backbone
@@ -31,6 +33,11 @@ class EncoderModel(nn.Module):
         """Load the backbone of a checkpoint folder (an MLM or causal-LM head is dropped)."""
         backbone = AutoModel.from_pretrained(str(path), dtype=dtype)
         return cls(backbone, spec)
+
+    @property
+    def config(self):
+        """The backbone's Hugging Face config (positions, hidden size)."""
+        return self.backbone.config
 
     @property
     def dim(self) -> int:

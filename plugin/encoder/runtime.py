@@ -2,7 +2,9 @@
 
 It loads a checkpoint once, formats queries and passages with the checkpoint's templates,
 tokenizes, sorts texts by token length so batches carry little padding, runs the model on the
-best available device and returns float32 vectors in the input order.
+best available device and returns float32 vectors in the input order. The forward pass runs in
+torch or, with ``runtime="onnx"``, in ONNX Runtime on a cached export of the same model
+(:mod:`~retrosearch.plugin.encoder.onnx_model`); everything around it is shared.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,10 +24,19 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.config import EncoderSettings, EncoderSpec
 from retrosearch.plugin.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
-from retrosearch.plugin.encoder.device import resolve_device, resolve_dtype, set_threads, tune_cpu_allocator
+from retrosearch.plugin.encoder.device import (
+    resolve_device,
+    resolve_dtype,
+    resolve_runtime,
+    set_threads,
+    tune_cpu_allocator,
+)
 from retrosearch.plugin.encoder.model import EncoderModel
 from retrosearch.plugin.encoder.tokenization import TextTokenizer
 from retrosearch.plugin.index.base import IndexMeta
+
+if TYPE_CHECKING:
+    from retrosearch.plugin.encoder.onnx_model import OnnxEncoderModel
 
 _CPU_BATCH, _ACCELERATOR_BATCH = 16, 128
 
@@ -121,7 +132,7 @@ class Encoder:
 
     def __init__(
         self,
-        model: EncoderModel,
+        model: "EncoderModel | OnnxEncoderModel",
         tokenizer: PreTrainedTokenizerBase,
         settings: EncoderSettings,
         name: str,
@@ -135,7 +146,7 @@ class Encoder:
         self.name = name
         self.fingerprint = model_fingerprint
         self.device = device
-        self.max_length = min(self.spec.max_length, position_limit(model.backbone.config, tokenizer))
+        self.max_length = min(self.spec.max_length, position_limit(model.config, tokenizer))
         self.text_tokenizer = TextTokenizer(tokenizer, self.spec, self.max_length)
         # Small batches are faster on CPUs (MiniLM on SciFact, 2 threads: 16 -> ~18.7 docs/s,
         # 64 -> ~16.2), large ones on accelerators.
@@ -152,19 +163,30 @@ class Encoder:
         set_threads(settings.threads)
         path = resolve_model_path(settings.model)
         spec = read_spec(path, settings)
-        device = resolve_device(settings.device)
+        model_fingerprint = fingerprint(path, spec)
+        if resolve_runtime(settings.runtime, settings.quantize) == "onnx":
+            from retrosearch.plugin.encoder.onnx_model import OnnxEncoderModel
+
+            model = OnnxEncoderModel.load(path, spec, settings, model_fingerprint)
+            device = model.device
+        else:
+            device = resolve_device(settings.device)
+            model = EncoderModel.from_pretrained(path, spec, dtype=resolve_dtype(settings.dtype, device)).to(device)
         if device.type == "cpu":
             tune_cpu_allocator()
-        dtype = resolve_dtype(settings.dtype, device)
-        model = EncoderModel.from_pretrained(path, spec, dtype=dtype).to(device)
         tokenizer = prepare_tokenizer(path, spec)
-        return cls(model, tokenizer, settings, settings.model, fingerprint(path, spec), device)
+        return cls(model, tokenizer, settings, settings.model, model_fingerprint, device)
 
     # -- identity -------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
         """Dimension of the vectors."""
         return self.model.dim
+
+    @property
+    def runtime(self) -> str:
+        """What runs the forward pass: ``torch`` or ``onnx``."""
+        return self.model.runtime
 
     def index_meta(self) -> IndexMeta:
         """What an index built with this encoder must record."""

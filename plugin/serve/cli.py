@@ -67,6 +67,8 @@ def serve(
     dtype: opt.Dtype = "auto",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     ef_search: Annotated[Optional[int], typer.Option(help="HNSW efSearch of the index. (default 256)")] = None,
     nprobe: Annotated[Optional[int], typer.Option(help="IVF lists probed. (default 16)")] = None,
     background: Annotated[bool, typer.Option("--background", help="Start detached, wait until ready, print the URL.")] = False,
@@ -88,9 +90,10 @@ def serve(
         raise opt.fail("give --index DIR, --index-name NAME or --model M (embedding only)")
     try:
         settings = opt.build_settings(
-            config, device=device, dtype=dtype, batch_size=batch_size, threads=threads, url=opensearch_url,
-            hnsw_ef_search=ef_search, ivf_nprobe=nprobe, host=host, port=port, max_batch_size=max_batch_size,
-            max_wait_ms=max_wait_ms, max_texts=max_texts, max_chars=max_chars, max_k=max_k,
+            config, device=device, dtype=dtype, batch_size=batch_size, threads=threads, runtime=runtime,
+            quantize=quantize, url=opensearch_url, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, host=host,
+            port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_texts=max_texts,
+            max_chars=max_chars, max_k=max_k,
             embeddings_mode=embeddings_mode, api_key_env=api_key_env, search_threads=search_threads,
             ray=ray or None, ray_address=ray_address, num_replicas=num_replicas, min_replicas=min_replicas,
             max_replicas=max_replicas, num_gpus=num_gpus, num_cpus=num_cpus,

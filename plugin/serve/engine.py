@@ -144,6 +144,8 @@ class QueryEngine:
             "title_separator": spec.title_separator,
             "max_length": self.encoder.max_length,
             "device": str(self.encoder.device),
+            "runtime": self.encoder.runtime,
+            "quantize": self.encoder.settings.quantize,
             "backend": self.target.backend,
         }
         if self.index is not None:

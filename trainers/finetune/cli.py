@@ -37,6 +37,8 @@ def mine_negatives(
     dtype: opt.Dtype = "auto",
     batch_size: opt.BatchSize = None,
     threads: opt.Threads = None,
+    runtime: opt.Runtime = None,
+    quantize: opt.Quantize = None,
     max_length: opt.MaxLength = None,
     quiet: opt.Quiet = False,
     config: opt.ConfigFile = None,
@@ -49,8 +51,8 @@ def mine_negatives(
     from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
     settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads, max_length=max_length,
-        show_progress=not quiet,
+        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
+        runtime=runtime, quantize=quantize, max_length=max_length, show_progress=not quiet,
     )
     try:
         config = MiningConfig(rank_start=rank_start, rank_end=rank_end, num_negatives=num_negatives, seed=seed)

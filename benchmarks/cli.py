@@ -85,7 +85,9 @@ def _opensearch_index_exists(settings) -> bool:
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
+    from retrosearch.benchmarks.compare import compare_command
     from retrosearch.benchmarks.ingest_speed import ingest_speed
+    from retrosearch.benchmarks.methods import methods_command
     from retrosearch.benchmarks.quality import quality
     from retrosearch.benchmarks.serve_speed import serve_speed
 
@@ -94,4 +96,6 @@ def register(app: typer.Typer) -> None:
     bench.command()(quality)
     bench.command("ingest")(ingest_speed)
     bench.command("serve")(serve_speed)
+    bench.command("methods")(methods_command)
+    bench.command("compare")(compare_command)
     app.add_typer(bench, name="bench")

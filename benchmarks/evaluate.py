@@ -162,6 +162,7 @@ def evaluate(
     build_seconds: dict[str, float] | None = None,
     mode: SearchMode = "dense",
     dense_weight: float | None = None,
+    normalization: str | None = None,
 ) -> EvalResult:
     """Retrieve the top ``top_k`` for every judged query of ``split`` and score the run.
 
@@ -189,7 +190,8 @@ def evaluate(
     if mode == "dense":
         hits = index.search(query_vectors, top_k)
     else:
-        hits = index.search_texts(texts, query_vectors, top_k, mode=mode, dense_weight=dense_weight)
+        hits = index.search_texts(texts, query_vectors, top_k, mode=mode, dense_weight=dense_weight,
+                                  normalization=normalization)
     seconds["search"] = time.perf_counter() - started
     query_ids = [q.id for q in queries]
     started = time.perf_counter()
@@ -204,7 +206,8 @@ def evaluate(
         "spec": encoder.spec.model_dump(),
         "backend": index.meta.backend or backend,
         "mode": mode,
-        **({"hybrid_dense_weight": dense_weight if dense_weight is not None else settings.opensearch.hybrid_dense_weight}
+        **({"hybrid_dense_weight": dense_weight if dense_weight is not None else settings.opensearch.hybrid_dense_weight,
+            "hybrid_normalization": normalization or settings.opensearch.hybrid_normalization}
            if mode == "hybrid" else {}),
         "index_params": index.meta.params,
         "top_k": top_k,

@@ -179,7 +179,9 @@ def ingest_speed(
         ratios["d/a"] = rate["d_ingest_opensearch"] / rate["a_raw"]
     for name in ("a2_raw_onnx", "a3_raw_onnx_int8"):
         if name in rate:
-            ratios[f"{name.split('_')[0]}/a"] = rate[name] / rate["a_raw"]
+            short = name.split("_")[0]
+            ratios[f"{short}/a"] = rate[name] / rate["a_raw"]
+            ratios[f"{short}/b"] = rate[name] / rate["b_sentence_transformers"]
     table = Table(title=f"ingest speed: {model}, {len(docs)} docs from {corpus}", title_justify="left")
     for column in ("run", "docs", "seconds", "docs/s"):
         table.add_column(column, justify="right")

@@ -137,6 +137,7 @@ def search(
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
     mode: opt.SearchModeOpt = "dense",
     hybrid_weight: opt.HybridWeight = None,
+    hybrid_normalization: opt.HybridNormalization = None,
     device: opt.Device = "auto",
     runtime: opt.Runtime = None,
     quantize: opt.Quantize = None,
@@ -152,12 +153,12 @@ def search(
     neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.
     """
     from retrosearch.plugin.encoder import Encoder
-
     from retrosearch.plugin.index import SEARCH_MODES, mode_needs_vectors
 
     settings = opt.build_settings(
         config, device=device, runtime=runtime, quantize=quantize, hnsw_ef_search=ef_search,
         ivf_nprobe=nprobe, show_progress=False, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight,
+        hybrid_normalization=hybrid_normalization,
     )
     if (index_dir is None) == (index_name is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")

@@ -40,6 +40,11 @@ SearchModeOpt = Annotated[
     typer.Option("--mode", help="dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the "
                  "query with our connected model), bm25 or hybrid (bm25 + dense)."),
 ]
+HybridNormalization = Annotated[
+    Optional[str],
+    typer.Option("--hybrid-normalization", help="How each part of a hybrid score is normalised per query: min_max or "
+                 "l2. (default min_max)"),
+]
 HybridWeight = Annotated[
     Optional[float], typer.Option("--hybrid-weight", help="Share of the dense part in a hybrid score, 0..1. (default 0.5)")
 ]

@@ -132,6 +132,9 @@ class OpenSearchSettings(_Strict):
     hybrid_dense_weight: float = Field(
         0.5, ge=0, le=1, description="share of the dense part in a hybrid score (the rest is BM25's)"
     )
+    hybrid_normalization: Literal["min_max", "l2"] = Field(
+        "min_max", description="how each part's scores are normalised per query before they are combined"
+    )
 
 
 class ServeSettings(_Strict):

@@ -152,6 +152,7 @@ class VectorIndex(ABC):
         filter: dict[str, Any] | None = None,
         fields: Sequence[str] | None = None,
         dense_weight: float | None = None,
+        normalization: str | None = None,
     ) -> SearchHits:
         """Search by query text in a search ``mode``: ``dense`` (``vectors``, our encoder's),
         or, on backends that have them, lexical and server-side modes (``bm25``, ``neural``,

@@ -253,6 +253,7 @@ class OpenSearchIndex(VectorIndex):
         filter: dict[str, Any] | None = None,
         fields: Sequence[str] | None = None,
         dense_weight: float | None = None,
+        normalization: str | None = None,
     ) -> SearchHits:
         """Top-``k`` per query text in any mode of :mod:`~retrosearch.plugin.opensearch.queries`.
 
@@ -260,7 +261,8 @@ class OpenSearchIndex(VectorIndex):
         lets OpenSearch embed the text with the model ``retrosearch opensearch connect`` recorded
         for this index; ``bm25`` is lexical only. Scores: the encoder's similarity (dense, neural),
         BM25 (bm25), the pipeline's normalised combination in [0, 1] (hybrid). ``dense_weight``
-        (default the settings' ``hybrid_dense_weight``) weighs the dense part of a hybrid score.
+        (default the settings' ``hybrid_dense_weight``) weighs the dense part of a hybrid score,
+        ``normalization`` (``min_max`` or ``l2``, default the settings') normalises each part first.
         """
         if mode not in SEARCH_MODES:
             raise SearchModeUnavailable(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
@@ -290,7 +292,7 @@ class OpenSearchIndex(VectorIndex):
             return self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space), neural=True)
         vectors = self.check_search_args(vectors, k, fields)
         weight = self.settings.hybrid_dense_weight if dense_weight is None else dense_weight
-        pipeline = self._hybrid_pipeline(weight)
+        pipeline = self._hybrid_pipeline(weight, normalization or self.settings.hybrid_normalization)
         bodies = []
         for text, vector in zip(texts, vectors):
             dense = self.knn_query(vector, k, filter, fields)["query"]
@@ -305,9 +307,9 @@ class OpenSearchIndex(VectorIndex):
         mapping = self.client.indices.get_mapping(index=self.name)[self.name]["mappings"]
         return recorded_models(mapping)
 
-    def _hybrid_pipeline(self, weight: float) -> str:
+    def _hybrid_pipeline(self, weight: float, technique: str) -> str:
         try:
-            return ensure_hybrid_pipeline(self.client, weight)
+            return ensure_hybrid_pipeline(self.client, weight, technique)
         except ValueError as exc:
             raise UnsupportedSearchOption(str(exc)) from None
         except os_exc.TransportError as exc:

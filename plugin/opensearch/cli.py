@@ -125,6 +125,7 @@ def connect(
     trust_endpoint: Annotated[bool, typer.Option("--trust-endpoint", help="Allow OpenSearch to call this URL when its "
                                                  "settings forbid it (persistent cluster settings, this URL only).")] = False,
     hybrid_weight: opt.HybridWeight = None,
+    hybrid_normalization: opt.HybridNormalization = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
     config: opt.ConfigFile = None,
 ) -> None:
@@ -140,7 +141,8 @@ def connect(
     from retrosearch.plugin.opensearch import ml_model, pipelines
     from retrosearch.plugin.opensearch.client import connect as os_connect
 
-    settings = opt.build_settings(config, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight)
+    settings = opt.build_settings(config, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight,
+                                  hybrid_normalization=hybrid_normalization)
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -164,6 +166,7 @@ def connect(
                 client, index_name, connection.query_model_id, connection.passage_model_id,
                 settings.opensearch.vector_field, connection.service.title_separator,
                 settings.opensearch.hybrid_dense_weight, connection.service.url,
+                settings.opensearch.hybrid_normalization,
             )
     if json_out:
         typer.echo(json.dumps(connection.as_dict(), indent=2))

@@ -41,29 +41,36 @@ def ingest_pipeline_name(index: str) -> str:
     return f"{index}-retrosearch-ingest"
 
 
-def hybrid_pipeline_name(dense_weight: float) -> str:
-    """A shared search pipeline combining hybrid parts with this dense weight."""
-    return f"retrosearch-hybrid-{round(dense_weight * 1000):04d}"
+NORMALIZATIONS = ("min_max", "l2")
 
 
-def normalization_processor(dense_weight: float) -> dict[str, Any]:
-    """Min-max normalisation and a weighted mean of [lexical, dense] scores."""
+def hybrid_pipeline_name(dense_weight: float, technique: str = "min_max") -> str:
+    """A shared search pipeline combining hybrid parts with this normalisation and dense weight."""
+    return f"retrosearch-hybrid-{technique.replace('_', '')}-{round(dense_weight * 1000):04d}"
+
+
+def normalization_processor(dense_weight: float, technique: str = "min_max") -> dict[str, Any]:
+    """Per-query normalisation (``min_max`` or ``l2``) and a weighted mean of [lexical, dense] scores."""
     if not 0.0 <= dense_weight <= 1.0:
         raise ValueError(f"the hybrid dense weight must be within [0, 1], got {dense_weight}")
+    if technique not in NORMALIZATIONS:
+        raise ValueError(f"unknown hybrid normalization {technique!r}; choose one of {', '.join(NORMALIZATIONS)}")
     weights = [round(1.0 - dense_weight, 6), round(dense_weight, 6)]
     return {
         "normalization-processor": {
-            "normalization": {"technique": "min_max"},
+            "normalization": {"technique": technique},
             "combination": {"technique": "arithmetic_mean", "parameters": {"weights": weights}},
         }
     }
 
 
-def search_pipeline_body(query_model_id: str | None, vector_field: str, dense_weight: float) -> dict[str, Any]:
+def search_pipeline_body(
+    query_model_id: str | None, vector_field: str, dense_weight: float, technique: str = "min_max"
+) -> dict[str, Any]:
     """Default model for ``neural`` queries (when given) and the hybrid score combination."""
     body: dict[str, Any] = {
         "description": "RetroSearch: neural queries use our encoder; hybrid scores are normalised and weighted",
-        "phase_results_processors": [normalization_processor(dense_weight)],
+        "phase_results_processors": [normalization_processor(dense_weight, technique)],
     }
     if query_model_id:
         body["request_processors"] = [
@@ -88,12 +95,12 @@ def ingest_pipeline_body(passage_model_id: str, vector_field: str, title_separat
     }
 
 
-def ensure_hybrid_pipeline(client: OpenSearch, dense_weight: float) -> str:
+def ensure_hybrid_pipeline(client: OpenSearch, dense_weight: float, technique: str = "min_max") -> str:
     """Create (or overwrite with the same body) the shared hybrid pipeline for a weight; its name."""
-    name = hybrid_pipeline_name(dense_weight)
+    name = hybrid_pipeline_name(dense_weight, technique)
     client.search_pipeline.put(id=name, body={
-        "description": f"RetroSearch hybrid: dense weight {dense_weight}",
-        "phase_results_processors": [normalization_processor(dense_weight)],
+        "description": f"RetroSearch hybrid: {technique} normalisation, dense weight {dense_weight}",
+        "phase_results_processors": [normalization_processor(dense_weight, technique)],
     })
     return name
 
@@ -107,10 +114,11 @@ def install(
     title_separator: str,
     dense_weight: float,
     service_url: str,
+    technique: str = "min_max",
 ) -> dict[str, str]:
     """Create both pipelines, make them the index's defaults and record the models in its mapping."""
     search_name, ingest_name = search_pipeline_name(index), ingest_pipeline_name(index)
-    client.search_pipeline.put(id=search_name, body=search_pipeline_body(query_model_id, vector_field, dense_weight))
+    client.search_pipeline.put(id=search_name, body=search_pipeline_body(query_model_id, vector_field, dense_weight, technique))
     client.ingest.put_pipeline(id=ingest_name,
                                body=ingest_pipeline_body(passage_model_id, vector_field, title_separator))
     client.indices.put_settings(index=index, body={"index": {"search.default_pipeline": search_name,

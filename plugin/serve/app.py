@@ -298,7 +298,8 @@ def create_app(
         try:
             hits = await asyncio.get_running_loop().run_in_executor(
                 state.executor, functools.partial(engine.search, vectors, body.k, body.filter, body.fields,
-                                                  texts=queries, mode=body.mode, dense_weight=body.hybrid_weight)
+                                                  texts=queries, mode=body.mode, dense_weight=body.hybrid_weight,
+                                                  normalization=body.hybrid_normalization)
             )
         except EngineError as exc:
             raise ApiError(exc.status, exc.message, exc.param) from None

@@ -178,6 +178,7 @@ class QueryEngine:
         texts: Sequence[str] | None = None,
         mode: str = "dense",
         dense_weight: float | None = None,
+        normalization: str | None = None,
     ) -> Any:
         """Top-``k`` hits of each query (``vectors`` for dense and hybrid, ``texts`` for the modes
         OpenSearch computes); errors become :class:`EngineError` subclasses."""
@@ -191,7 +192,7 @@ class QueryEngine:
             if mode == "dense" and texts is None:
                 return self.index.search(vectors, k, filter=filter, fields=fields)
             return self.index.search_texts(list(texts or []), vectors, k, mode=mode, filter=filter, fields=fields,
-                                           dense_weight=dense_weight)
+                                           dense_weight=dense_weight, normalization=normalization)
         except SearchModeUnavailable as exc:
             raise BadSearchRequest(str(exc), param="mode") from None
         except RemoteModelError as exc:

@@ -121,6 +121,9 @@ class SearchRequest(_Request):
     hybrid_weight: float | None = Field(
         None, ge=0, le=1, description="share of the dense part in a hybrid score (default: the server's setting)"
     )
+    hybrid_normalization: Literal["min_max", "l2"] | None = Field(
+        None, description="per-query normalisation of each hybrid part (default: the server's setting)"
+    )
 
     @field_validator("query")
     @classmethod

@@ -33,6 +33,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.benchmarks.report import write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import read_corpus
@@ -112,10 +113,7 @@ LABELS = {
 
 def plot_speed(payload: dict[str, Any], path: Path) -> None:
     """Horizontal bars of docs/s per run, the ratios in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(payload["results"])
     rates = [payload["results"][n]["docs_per_s"] for n in names]
@@ -129,10 +127,7 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("documents per second (higher is better)")
     ratios = "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items())
     ax.set_title(f"{payload['model']}, {payload['docs']} docs, {payload['cpus']} CPUs\n{ratios}", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def ingest_speed(

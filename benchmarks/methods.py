@@ -26,6 +26,7 @@ import typer
 
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
 from retrosearch.benchmarks.metrics import MEASURES, evaluate_run
+from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
 from retrosearch.plugin.config import Settings
@@ -160,10 +161,7 @@ def verdicts(by_collection: dict[str, list[MethodResult]]) -> list[str]:
 
 def plot(by_collection: dict[str, list[MethodResult]], path: Path) -> None:
     """NDCG@10 per method (bars) per collection (groups)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     methods = list(dict.fromkeys(r.method for rows in by_collection.values() for r in rows))
     collections = list(by_collection)
@@ -180,10 +178,7 @@ def plot(by_collection: dict[str, list[MethodResult]], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_title("retrieval methods: NDCG@10 per collection")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def methods_command(

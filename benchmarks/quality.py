@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from retrosearch.benchmarks.metrics import MEASURES
+from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.benchmarks.report import figures_table, write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
@@ -87,10 +88,7 @@ def markdown_table(results: dict[str, EvalResult]) -> str:
 
 def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
     """Grouped bars of NDCG@10 and Recall@100 per collection/backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = list(results)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
@@ -103,10 +101,7 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def quality(

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
+from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.benchmarks.report import write_json
 from retrosearch.plugin import cli_options as opt
 
@@ -226,10 +227,7 @@ def markdown(payload: dict[str, Any]) -> str:
 
 def plot(payload: dict[str, Any], path: Path) -> None:
     """p50 latency and queries/s against concurrency, one line per server, raw as a reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (lat, qps) = plt.subplots(1, 2, figsize=(10, 3.8))
     colors = {"b_naive": "#999999", "c_service": "#3b75af", "d_service_ray": "#519e3e"}
@@ -251,10 +249,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     qps.legend(fontsize=7)
     fig.suptitle(f"{payload['model']} on {payload['collection']}, {payload['cpus']} CPUs: "
                  + "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items()), fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def serve_speed(

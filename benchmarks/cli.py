@@ -85,9 +85,11 @@ def _opensearch_index_exists(settings) -> bool:
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
+    from retrosearch.benchmarks.ann import ann_command
     from retrosearch.benchmarks.compare import compare_command
     from retrosearch.benchmarks.ingest_speed import ingest_speed
     from retrosearch.benchmarks.methods import methods_command
+    from retrosearch.benchmarks.report_markdown import report_command
     from retrosearch.benchmarks.quality import quality
     from retrosearch.benchmarks.serve_speed import serve_speed
 
@@ -98,4 +100,6 @@ def register(app: typer.Typer) -> None:
     bench.command("serve")(serve_speed)
     bench.command("methods")(methods_command)
     bench.command("compare")(compare_command)
+    bench.command("ann")(ann_command)
+    bench.command("report")(report_command)
     app.add_typer(bench, name="bench")

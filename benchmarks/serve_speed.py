@@ -42,7 +42,10 @@ LABELS = {
     "b_naive": "b. naive FastAPI, 1 forward per request",
     "c_service": "c. retrosearch serve",
     "d_service_ray": "d. retrosearch serve --ray",
+    "c2_service_onnx": "c2. retrosearch serve --runtime onnx",
+    "c3_service_onnx_int8": "c3. retrosearch serve --runtime onnx --quantize int8",
 }
+SERVERS = ("b_naive", "c_service", "c2_service_onnx", "c3_service_onnx_int8", "d_service_ray")
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -208,7 +211,7 @@ def markdown(payload: dict[str, Any]) -> str:
              "| run | clients | p50 ms | p99 ms | queries/s |", "|---|---:|---:|---:|---:|"]
     raw = payload["results"]["a_raw"]
     lines.append(f"| {LABELS['a_raw']} | 1 | {raw['p50_ms']:.2f} | {raw['p99_ms']:.2f} | {raw['qps']:.1f} |")
-    for name in ("b_naive", "c_service", "d_service_ray"):
+    for name in SERVERS:
         if name not in payload["results"]:
             continue
         for level, run in payload["results"][name]["levels"].items():
@@ -230,7 +233,8 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     plt = pyplot()
 
     fig, (lat, qps) = plt.subplots(1, 2, figsize=(10, 3.8))
-    colors = {"b_naive": "#999999", "c_service": "#3b75af", "d_service_ray": "#519e3e"}
+    colors = {"b_naive": "#999999", "c_service": "#3b75af", "c2_service_onnx": "#8e6bbf",
+              "c3_service_onnx_int8": "#d0743c", "d_service_ray": "#519e3e"}
     for name, color in colors.items():
         if name not in payload["results"]:
             continue
@@ -260,6 +264,9 @@ def serve_speed(
     requests: Annotated[int, typer.Option(help="Requests per concurrency level (at least 30 per client).")] = 300,
     soak_requests: Annotated[int, typer.Option("--soak", help="Requests of the soak at the highest level (0: none).")] = 10_000,
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Also measure d (Ray Serve).")] = True,
+    runtime_variants: Annotated[
+        bool, typer.Option(help="Also measure the service with ONNX Runtime, fp32 (c2) and int8 (c3).")
+    ] = False,
     json_out: opt.JsonOut = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
@@ -284,6 +291,9 @@ def serve_speed(
         "b_naive": [sys.executable, "-m", "retrosearch.benchmarks.naive_server", "--index", str(index_dir)],
         "c_service": [sys.executable, "-m", "retrosearch.cli", "serve", "--index", str(index_dir)],
     }
+    if runtime_variants:
+        servers["c2_service_onnx"] = [*servers["c_service"], "--runtime", "onnx"]
+        servers["c3_service_onnx_int8"] = [*servers["c_service"], "--runtime", "onnx", "--quantize", "int8"]
     if ray:
         servers["d_service_ray"] = [*servers["c_service"], "--ray"]
     soaked = None
@@ -301,6 +311,13 @@ def serve_speed(
     top = str(max(levels))
     ratios = {"c p50@1 / a p50": results["c_service"]["levels"]["1"]["p50_ms"] / results["a_raw"]["p50_ms"],
               f"c qps@{top} / b qps@{top}": results["c_service"]["levels"][top]["qps"] / results["b_naive"]["levels"][top]["qps"]}
+    for name in ("c2_service_onnx", "c3_service_onnx_int8"):
+        if name in results:
+            short = name.split("_")[0]
+            ratios[f"c p50@1 / {short} p50@1"] = (
+                results["c_service"]["levels"]["1"]["p50_ms"] / results[name]["levels"]["1"]["p50_ms"])
+            ratios[f"{short} qps@{top} / b qps@{top}"] = (
+                results[name]["levels"][top]["qps"] / results["b_naive"]["levels"][top]["qps"])
     if "d_service_ray" in results:
         ratios[f"d qps@{top} / b qps@{top}"] = (
             results["d_service_ray"]["levels"][top]["qps"] / results["b_naive"]["levels"][top]["qps"])
@@ -310,7 +327,7 @@ def serve_speed(
     for column in ("run", "clients", "p50 ms", "p99 ms", "q/s"):
         table.add_column(column, justify="right")
     table.add_row("a_raw", "1", f"{results['a_raw']['p50_ms']:.2f}", f"{results['a_raw']['p99_ms']:.2f}", f"{results['a_raw']['qps']:.1f}")
-    for name in ("b_naive", "c_service", "d_service_ray"):
+    for name in SERVERS:
         for level, run in results.get(name, {}).get("levels", {}).items():
             table.add_row(name, level, f"{run['p50_ms']:.2f}", f"{run['p99_ms']:.2f}", f"{run['qps']:.1f}")
     console.print(table)

@@ -180,6 +180,26 @@ class FaissIndex(VectorIndex):
             return [], np.zeros((0, self.meta.dim), dtype=np.float32)
         return list(self._ids), self._index.reconstruct_n(0, len(self._ids))
 
+    def search_positions(
+        self, queries: np.ndarray, k: int, ef_search: int | None = None, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw top-``k`` (scores, row positions) on the CPU index, with efSearch / nprobe for this
+        call only (FAISS search parameters: nothing on the index changes, so sweeps of these
+        settings need no rebuild and stay thread-safe)."""
+        queries = self.check_search_args(queries, k)
+        if self._index is None:
+            raise ValueError("the index is empty")
+        params = None
+        if self.kind == "hnsw" and ef_search:
+            params = faiss.SearchParametersHNSW(efSearch=ef_search)
+        elif self.kind == "ivfpq" and nprobe:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        return self._index.search(queries, min(k, len(self._ids)), params=params)
+
+    def size_bytes(self) -> int:
+        """The index's serialised size (vectors, graph or codes): what it takes in memory and on disk."""
+        return 0 if self._index is None else int(faiss.serialize_index(self._index).nbytes)
+
     def search(
         self,
         queries: np.ndarray,

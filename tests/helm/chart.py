@@ -31,6 +31,7 @@ class HelmError(RuntimeError):
     """helm exited non-zero; the message is its stderr."""
 
 
+@functools.cache
 def load_cli_schema():
     """helm/cli_schema.py (the chart's options, generated from the CLI) as a module."""
     spec = importlib.util.spec_from_file_location("cli_schema", REPO / "helm" / "cli_schema.py")
@@ -99,13 +100,8 @@ def entrypoint_argv(rayjob: dict) -> list[str]:
 def cli_command(path: tuple[str, ...]):
     """The click command of `retrosearch PATH...`; a group's own options as a plain command."""
     import typer.core
-    import typer.main
 
-    from retrosearch.cli import app
-
-    cmd = typer.main.get_command(app)
-    for name in path:
-        cmd = cmd.commands[name]
+    cmd = load_cli_schema().command(path)
     if hasattr(cmd, "commands"):  # `serve` is a group with its own options
         cmd = typer.core.TyperCommand(path[-1], params=cmd.params)
     return cmd

@@ -24,12 +24,7 @@ if [ ! -f "$RETROSEARCH_VENV/.complete" ]; then
   mkdir -p "$_rs_cache"
   "$_rs_python" -m venv "$RETROSEARCH_VENV"
   "$RETROSEARCH_VENV/bin/python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=69" wheel
-  "$RETROSEARCH_VENV/bin/python" - "$_rs_root/pyproject.toml" > "$RETROSEARCH_VENV/requirements.txt" <<'PY'
-import sys, tomllib
-project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-for req in project["dependencies"] + project.get("optional-dependencies", {}).get("dev", []):
-    print(req)
-PY
+  "$RETROSEARCH_VENV/bin/python" "$_rs_root/scripts/requirements.py" "$_rs_root/pyproject.toml" --dev > "$RETROSEARCH_VENV/requirements.txt"
   "$RETROSEARCH_VENV/bin/python" -m pip install --progress-bar off -r "$RETROSEARCH_VENV/requirements.txt"
   touch "$RETROSEARCH_VENV/.complete"
 fi

@@ -79,32 +79,10 @@ def serve(
     """Serve dense queries over a FAISS folder (--index), an OpenSearch index (--index-name) or embeddings only (--model)."""
     if ctx.invoked_subcommand is not None:
         return
-    from retrosearch.plugin.serve.engine import IndexTarget
     from retrosearch.plugin.startup import configure_process
 
     configure_process(serving=True)
-
-    if index_dir is not None and index_name is not None:
-        raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")
-    if index_dir is None and index_name is None and model is None:
-        raise opt.fail("give --index DIR, --index-name NAME or --model M (embedding only)")
-    try:
-        settings = opt.build_settings(
-            config, device=device, dtype=dtype, batch_size=batch_size, threads=threads, runtime=runtime,
-            quantize=quantize, url=opensearch_url, hnsw_ef_search=ef_search, ivf_nprobe=nprobe, host=host,
-            port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_texts=max_texts,
-            max_chars=max_chars, max_k=max_k,
-            embeddings_mode=embeddings_mode, api_key_env=api_key_env, search_threads=search_threads,
-            ray=ray or None, ray_address=ray_address, num_replicas=num_replicas, min_replicas=min_replicas,
-            max_replicas=max_replicas, num_gpus=num_gpus, num_cpus=num_cpus,
-        )
-    except ValueError as exc:
-        raise opt.fail(str(exc)) from None
-    if settings.serve.api_key_env and not os.environ.get(settings.serve.api_key_env):
-        raise opt.fail(f"--api-key-env {settings.serve.api_key_env}: that environment variable is not set or empty")
-    target = IndexTarget(index_dir=index_dir, index_name=index_name)
-    if index_dir is not None and not (index_dir / "meta.json").is_file():
-        raise opt.fail(f"{index_dir} is not a FAISS index folder (meta.json missing)")
+    settings, target, model = resolve(ctx.params)
     if background:
         _start_background(settings.serve.port, wait)
         return
@@ -114,6 +92,55 @@ def serve(
         run_ray(settings, target, model)
         return
     _run_uvicorn(settings, target, model, access_log)
+
+
+def resolve(params: dict):
+    """Settings, index target and model from the options of ``retrosearch serve`` (``ctx.params``).
+
+    Shared by the command and by :func:`retrosearch.plugin.serve.ray_app.app_builder`, which
+    receives the same options as a list of arguments (KubeRay's RayService, the Helm chart).
+    """
+    from retrosearch.plugin.serve.engine import IndexTarget
+
+    p = params
+    index_dir, index_name, model = p["index_dir"], p["index_name"], p["model"]
+    if index_dir is not None and index_name is not None:
+        raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")
+    if index_dir is None and index_name is None and model is None:
+        raise opt.fail("give --index DIR, --index-name NAME or --model M (embedding only)")
+    try:
+        settings = opt.build_settings(
+            p["config"], device=p["device"], dtype=p["dtype"], batch_size=p["batch_size"], threads=p["threads"],
+            runtime=p["runtime"], quantize=p["quantize"], url=p["opensearch_url"], hnsw_ef_search=p["ef_search"],
+            ivf_nprobe=p["nprobe"], host=p["host"],
+            port=p["port"], max_batch_size=p["max_batch_size"], max_wait_ms=p["max_wait_ms"],
+            max_texts=p["max_texts"], max_chars=p["max_chars"], max_k=p["max_k"],
+            embeddings_mode=p["embeddings_mode"], api_key_env=p["api_key_env"], search_threads=p["search_threads"],
+            ray=p["ray"] or None, ray_address=p["ray_address"], num_replicas=p["num_replicas"],
+            min_replicas=p["min_replicas"], max_replicas=p["max_replicas"], num_gpus=p["num_gpus"],
+            num_cpus=p["num_cpus"],
+        )
+    except ValueError as exc:
+        raise opt.fail(str(exc)) from None
+    if settings.serve.api_key_env and not os.environ.get(settings.serve.api_key_env):
+        raise opt.fail(f"--api-key-env {settings.serve.api_key_env}: that environment variable is not set or empty")
+    if index_dir is not None and not (index_dir / "meta.json").is_file():
+        raise opt.fail(f"{index_dir} is not a FAISS index folder (meta.json missing)")
+    return settings, IndexTarget(index_dir=index_dir, index_name=index_name), model
+
+
+def parse_argv(argv: list[str]):
+    """:func:`resolve` for the arguments of ``retrosearch serve`` given as a list (no sub-command)."""
+    import typer.core
+    import typer.main
+
+    # The group's own options as a plain command: left-over arguments are a usage error.
+    command = typer.core.TyperCommand("serve", params=typer.main.get_command(serve_app).params)
+    with command.make_context("serve", list(argv)) as ctx:
+        try:
+            return resolve(ctx.params)
+        except typer.Exit:  # the reason is already printed, as the command prints it
+            raise ValueError(f"retrosearch serve {' '.join(argv)}: refused (the reason is printed above)") from None
 
 
 def _run_uvicorn(settings, target, model: str | None, access_log: bool) -> None:

@@ -118,6 +118,37 @@ def deployment_options(serve_settings: ServeSettings) -> dict[str, Any]:
     return options
 
 
+def build_application(settings: Settings, target: IndexTarget, model: str | None) -> Any:
+    """The bound Ray Serve application: one deployment of replicas, sized by ``settings.serve``."""
+    from ray import serve
+
+    replica = serve.deployment(_replica_class()).options(**deployment_options(settings.serve))
+    return replica.bind(
+        settings.model_dump_json(),
+        str(target.index_dir) if target.index_dir else None,
+        target.index_name,
+        model,
+    )
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """The application of a Ray Serve config file (``import_path: retrosearch.plugin.serve.ray_app:app_builder``).
+
+    ``args`` is ``{"argv": [...]}``: the options of ``retrosearch serve --ray``, parsed and checked
+    exactly as the command does, so a KubeRay RayService (the Helm chart) runs the same service as
+    ``retrosearch serve --ray ...`` on a laptop. Host and port are the config's ``http_options``.
+    """
+    from retrosearch.plugin.serve.cli import parse_argv
+
+    argv = args.get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"app_builder expects args {{'argv': [str, ...]}}, got {args!r}")
+    if "--ray" not in argv:
+        raise ValueError(f"app_builder runs `retrosearch serve --ray ...`; --ray is missing from {argv}")
+    settings, target, model = parse_argv(argv)
+    return build_application(settings, target, model)
+
+
 def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
     """Deploy on Ray Serve (a local Ray, or ``serve.ray_address``) and block until interrupted."""
     import signal
@@ -130,14 +161,7 @@ def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
     s = settings.serve
     ensure_ray(s.ray_address)
     serve.start(http_options={"host": s.host, "port": s.port})
-    replica = serve.deployment(_replica_class()).options(**deployment_options(s))
-    app = replica.bind(
-        settings.model_dump_json(),
-        str(target.index_dir) if target.index_dir else None,
-        target.index_name,
-        model,
-    )
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(build_application(settings, target, model), name=APP_NAME, route_prefix="/", blocking=False)
     print(f"RetroSearch on Ray Serve at http://{s.host}:{s.port} (replicas: {deployment_options(s).get('num_replicas', 'autoscaling')})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

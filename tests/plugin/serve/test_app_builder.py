@@ -1,0 +1,42 @@
+"""The Ray Serve config entry point (KubeRay RayService): the options of `retrosearch serve --ray`."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrosearch.plugin.serve.ray_app import app_builder
+
+
+def _deployment(argv: list[str]):
+    return app_builder({"argv": argv})._bound_deployment
+
+
+def test_builder_takes_the_command_options():
+    fixed = _deployment(["--model", "minilm", "--ray", "--replicas", "3", "--num-cpus", "2", "--num-gpus", "0.5"])
+    assert fixed.num_replicas == 3
+    assert fixed.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.5}
+    assert fixed.init_args[1:] == (None, None, "minilm")
+
+    scaled = _deployment(["--index-name", "docs", "--ray", "--min-replicas", "1", "--max-replicas", "4"])
+    bounds = scaled._deployment_config.autoscaling_config
+    assert (bounds.min_replicas, bounds.max_replicas) == (1, 4)
+    assert scaled.init_args[1:] == (None, "docs", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"argv": ["--model", "minilm"]}, "--ray is missing"),
+        ({"argv": "--model minilm --ray"}, "expects args"),
+        ({"argv": ["--ray"]}, "refused"),
+        ({"argv": ["--model", "minilm", "--ray", "--min-replicas", "3", "--max-replicas", "2"]}, "below --min-replicas"),
+    ],
+)
+def test_builder_refuses_what_the_command_refuses(args, error):
+    with pytest.raises(ValueError, match=error):
+        app_builder(args)
+
+
+def test_builder_refuses_unknown_options():
+    with pytest.raises(Exception, match="No such option: --no-such-option"):
+        app_builder({"argv": ["--model", "minilm", "--ray", "--no-such-option", "1"]})

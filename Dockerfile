@@ -8,7 +8,8 @@
 #   docker build -t retrosearch-cuda:0.1.0 --build-arg TORCH_VARIANT=cuda .   # CUDA torch (PyPI's build)
 #
 # TORCH_VARIANT=cpu installs the pinned torch from PyTorch's CPU index first (PyPI's Linux wheel is
-# the multi-GB CUDA build); cuda takes it from PyPI with the rest. The host needs only the driver.
+# the multi-GB CUDA build); cuda takes it from PyPI with the rest and swaps faiss-cpu for the gpu
+# extra's faiss-gpu-cu12 (both ship the `faiss` module). The host needs only the driver.
 
 ARG PYTHON_VERSION=3.11
 
@@ -29,7 +30,11 @@ RUN python -m venv /opt/venv \
       echo "TORCH_VARIANT must be cpu or cuda, not $TORCH_VARIANT" >&2; exit 1; \
     fi \
  && /opt/venv/bin/python -m pip install -r /tmp/requirements.txt \
- && /opt/venv/bin/python -m pip install --no-deps -r /tmp/no-deps.txt
+ && /opt/venv/bin/python -m pip install --no-deps -r /tmp/no-deps.txt \
+ && if [ "$TORCH_VARIANT" = cuda ]; then \
+      /opt/venv/bin/python -m pip uninstall -y faiss-cpu \
+      && /opt/venv/bin/python -m pip install "$(python scripts/requirements.py pyproject.toml --extra gpu)"; \
+    fi
 COPY retrosearch retrosearch
 COPY plugin plugin
 COPY benchmarks benchmarks

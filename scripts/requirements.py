@@ -3,6 +3,7 @@
     python3 scripts/requirements.py pyproject.toml          # the dependencies
     python3 scripts/requirements.py pyproject.toml --dev    # and the `dev` extra
     python3 scripts/requirements.py pyproject.toml --no-deps  # [tool.retrosearch] no-deps: pip install --no-deps
+    python3 scripts/requirements.py pyproject.toml --extra gpu  # one extra only (the GPU image's faiss)
 """
 
 import sys
@@ -12,10 +13,13 @@ import tomllib
 def main(argv: list[str]) -> None:
     data = tomllib.load(open(argv[0], "rb"))
     project = data["project"]
-    if "--no-deps" in argv:
+    extras = project.get("optional-dependencies", {})
+    if "--extra" in argv:
+        wanted = extras[argv[argv.index("--extra") + 1]]
+    elif "--no-deps" in argv:
         wanted = data.get("tool", {}).get("retrosearch", {}).get("no-deps", [])
     else:
-        wanted = project["dependencies"] + (project.get("optional-dependencies", {}).get("dev", []) if "--dev" in argv else [])
+        wanted = project["dependencies"] + (extras.get("dev", []) if "--dev" in argv else [])
     for req in wanted:
         print(req)
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
+from retrosearch.benchmarks.ann import IVF_MIN_VECTORS
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
 from retrosearch.benchmarks.metrics import MEASURES, evaluate_run
 from retrosearch.benchmarks.plots import pyplot, save
@@ -94,6 +95,8 @@ def run_methods(
 
     os_index = None
     for backend in DENSE_BACKENDS if opensearch else DENSE_BACKENDS[:-1]:
+        if backend == "faiss-ivfpq" and len(ids) < IVF_MIN_VECTORS:
+            continue  # too few vectors to train its lists and 256 PQ centroids
         run_settings = settings.model_copy(deep=True)
         fields = None
         if backend == "opensearch":

@@ -66,6 +66,13 @@ class AnnSweep:
         return {"collection": self.collection, "model": self.model, "num_queries": self.num_queries, "k": K,
                 "cpus": os.cpu_count(), "points": [{"label": p.label(), **asdict(p)} for p in self.points]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AnnSweep":
+        """A sweep back from its ``as_dict`` JSON."""
+        fields = AnnPoint.__dataclass_fields__
+        points = [AnnPoint(**{k: v for k, v in p.items() if k in fields}) for p in data["points"]]
+        return cls(data["collection"], data["model"], data["num_queries"], points)
+
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -213,7 +220,7 @@ def summary(sweep: AnnSweep, target: float = 0.98) -> list[str]:
                              f"{top.label()}, {top.queries_per_s:.0f} q/s)")
             else:
                 lines.append(f"  {backend}: recall@10 {hit.recall_at_10:.3f} at {hit.label()}: "
-                             f"{hit.queries_per_s:.0f} q/s = {hit.queries_per_s / exact.queries_per_s:.1f}x exact, "
+                             f"{hit.queries_per_s:.0f} q/s = {hit.queries_per_s / exact.queries_per_s:.2g}x exact, "
                              f"p50 {hit.p50_ms:.2f} ms, built in {hit.build_seconds:.0f}s, {hit.index_bytes / 2**20:.0f} MiB")
     return lines
 

@@ -10,8 +10,8 @@ c. RetroSearch ingest into FAISS (Ray Data: read, embed on an actor pool, write,
 d. RetroSearch ingest into OpenSearch (same, bulk-loading into a k-NN index).
 
 With ``--runtime-variants``, a is repeated with the forward pass in ONNX Runtime (a2: fp32, a3:
-int8), so the runtimes compare on the same batches; ``--runtime``/``--quantize`` choose the
-runtime of a, c and d themselves.
+int8) and in torch bfloat16 (a4), so the runtimes compare on the same batches;
+``--runtime``/``--quantize`` choose the runtime of a, c and d themselves.
 
 a and b each run in a fresh process (neither inherits the other's imports or allocator state),
 with as many threads as the machine has cores. c and d use the ingest
@@ -40,6 +40,13 @@ from retrosearch.plugin.collections import read_corpus
 from retrosearch.plugin.config import Settings
 
 console = Console()
+
+#: Run a again with each of these encoder settings: (runtime, quantize, dtype).
+RUNTIME_VARIANTS = {
+    "a2_raw_onnx": ("onnx", "none", "float32"),
+    "a3_raw_onnx_int8": ("onnx", "int8", "float32"),
+    "a4_raw_torch_bf16": ("torch", "none", "bfloat16"),
+}
 
 
 def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
@@ -139,7 +146,7 @@ def ingest_speed(
     runtime: opt.Runtime = None,
     quantize: opt.Quantize = None,
     runtime_variants: Annotated[
-        bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3).")
+        bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3), and torch bf16 (a4).")
     ] = False,
     opensearch_url: opt.OpenSearchUrl = None,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
@@ -161,9 +168,9 @@ def ingest_speed(
             "b_sentence_transformers": in_fresh_process(sentence_transformers_loop, docs, one_process),
         }
         if runtime_variants:
-            for name, quantized in (("a2_raw_onnx", "none"), ("a3_raw_onnx_int8", "int8")):
+            for name, (runtime_, quantized, dtype) in RUNTIME_VARIANTS.items():
                 variant = one_process.model_copy(deep=True)
-                variant.encoder.runtime, variant.encoder.quantize = "onnx", quantized
+                variant.encoder.runtime, variant.encoder.quantize, variant.encoder.dtype = runtime_, quantized, dtype
                 results[name] = in_fresh_process(raw_forward, docs, variant)
         results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
         if not skip_opensearch:
@@ -172,7 +179,7 @@ def ingest_speed(
     ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
     if "d_ingest_opensearch" in rate:
         ratios["d/a"] = rate["d_ingest_opensearch"] / rate["a_raw"]
-    for name in ("a2_raw_onnx", "a3_raw_onnx_int8"):
+    for name in RUNTIME_VARIANTS:
         if name in rate:
             short = name.split("_")[0]
             ratios[f"{short}/a"] = rate[name] / rate["a_raw"]

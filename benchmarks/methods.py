@@ -57,6 +57,15 @@ class MethodResult:
                 "search_seconds": round(self.search_seconds, 3), "params": self.params}
 
 
+def from_json(payload: dict[str, Any]) -> dict[str, list[MethodResult]]:
+    """The rows of a ``methods.json`` back as results, per collection."""
+    return {
+        collection: [MethodResult(method=r["method"], family=r["family"], figures={m: r[m] for m in MEASURES},
+                                  search_seconds=r["search_seconds"], params=r.get("params", {})) for r in rows]
+        for collection, rows in payload["collections"].items()
+    }
+
+
 def _timed(call):
     started = time.perf_counter()
     value = call()
@@ -146,6 +155,30 @@ def markdown_table(by_collection: dict[str, list[MethodResult]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The main table's columns: heading and the method row it shows.
+SUMMARY_COLUMNS = (("bm25", "bm25"), ("dense exact", "dense faiss-flat"), ("dense HNSW", "dense faiss-hnsw"),
+                   ("RRF", "rrf bm25+dense"))
+
+
+def summary_table(by_collection: dict[str, list[MethodResult]], measure: str = "ndcg@10") -> str:
+    """The main table: a row per collection, one column per kind of method, the best hybrid with its setting.
+
+    Bold marks the collection's best figure; a method that was not run shows as "-".
+    """
+    header = ["collection", *(name for name, _ in SUMMARY_COLUMNS), "best OpenSearch hybrid", "hybrid setting"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
+    for collection, results in by_collection.items():
+        by_method = {r.method: r for r in results}
+        picked = [by_method.get(key) for _, key in SUMMARY_COLUMNS]
+        hybrid = best(results, "hybrid")
+        values = [r.figures[measure] if r else None for r in [*picked, hybrid]]
+        top = max((v for v in values if v is not None), default=None)
+        cells = ["-" if v is None else (f"**{v:.4f}**" if v == top else f"{v:.4f}") for v in values]
+        lines.append("| " + " | ".join([collection, *cells, hybrid.method.removeprefix("hybrid ") if hybrid else "-"])
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def verdicts(by_collection: dict[str, list[MethodResult]]) -> list[str]:
     """Whether the best hybrid beats both BM25 and the best dense method, per collection."""
     lines = []
@@ -169,7 +202,7 @@ def plot(by_collection: dict[str, list[MethodResult]], path: Path) -> None:
     methods = list(dict.fromkeys(r.method for rows in by_collection.values() for r in rows))
     collections = list(by_collection)
     width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(8, 2.2 * len(collections)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 2.2 * len(collections)) + 2.5, 4.5))
     cmap = plt.get_cmap("tab20")
     for i, method in enumerate(methods):
         values = [next((r.figures["ndcg@10"] for r in by_collection[c] if r.method == method), np.nan)
@@ -180,7 +213,8 @@ def plot(by_collection: dict[str, list[MethodResult]], path: Path) -> None:
     ax.set_ylabel("NDCG@10")
     ax.set_ylim(0, 1)
     ax.set_title("retrieval methods: NDCG@10 per collection")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    # Outside the axes: inside, it covers the bars of the last collections.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     save(fig, path)
 
 

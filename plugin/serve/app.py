@@ -50,10 +50,15 @@ API_VERSION = "1"
 class Embedder(Protocol):
     """Turns a request's texts into vectors as part of a batch (local batcher or Ray Serve's)."""
 
-    async def submit(self, texts: Sequence[str], mode: str) -> Encoded: ...
+    async def submit(self, texts: Sequence[str], mode: str, k: int | None = None) -> Encoded: ...
 
     @property
     def depth(self) -> int: ...
+
+    @property
+    def searches(self) -> bool:
+        """Whether ``submit(..., k=...)`` answers with hits (else the app searches by itself)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -62,8 +67,9 @@ EmbedderFactory = Callable[[QueryEngine, ServiceMetrics, ServeSettings], Embedde
 
 
 def local_embedder(engine: QueryEngine, metrics: ServiceMetrics, serve: ServeSettings) -> Embedder:
-    """The in-process dynamic batcher with one consumer thread."""
-    return DynamicBatcher(engine.encode, serve.max_batch_size, serve.max_wait_ms, on_batch=metrics.record_batch)
+    """The in-process dynamic batcher with one consumer thread; it also searches an in-process index."""
+    return DynamicBatcher(engine.encode, serve.max_batch_size, serve.max_wait_ms, on_batch=metrics.record_batch,
+                          search=engine.search if engine.searches_in_process else None)
 
 
 class ApiError(Exception):
@@ -207,12 +213,14 @@ def create_app(
                 where = f"{param}[{i}]" if len(texts) > 1 or param != "query" else param
                 raise ApiError(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}", where)
 
-    async def encode(texts: list[str], mode: str) -> tuple[QueryEngine, Encoded]:
+    async def encode(texts: list[str], mode: str, k: int | None = None) -> tuple[QueryEngine, Encoded]:
         engine, embedder_ = state.require_engine()
         try:
-            return engine, await embedder_.submit(texts, mode)
+            return engine, await embedder_.submit(texts, mode, k)
         except BatcherClosed as exc:
             raise ApiError(503, str(exc), code="shutting_down") from None
+        except EngineError as exc:  # the batcher's search
+            raise ApiError(exc.status, exc.message, exc.param) from None
         except ValueError as exc:  # e.g. a template that leaves no room for the text
             raise ApiError(422, str(exc)) from None
 
@@ -286,24 +294,29 @@ def create_app(
         check_texts(queries, "query")
         if body.k > state.serve.max_k:
             raise ApiError(422, f"k={body.k} is above this server's limit of {state.serve.max_k}", "k")
-        engine, _ = state.require_engine()
+        engine, embedder_ = state.require_engine()
         if engine.index is None:
             raise ApiError(404, "this service was started without an index; only /embed and /v1/embeddings are served",
                            code="no_index")
-        vectors = None
+        vectors, hits = None, None
         if mode_needs_vectors(body.mode):
-            engine, encoded = await encode(queries, "query")
-            vectors = encoded.vectors
-        searched = time.perf_counter()
-        try:
-            hits = await asyncio.get_running_loop().run_in_executor(
-                state.executor, functools.partial(engine.search, vectors, body.k, body.filter, body.fields,
-                                                  texts=queries, mode=body.mode, dense_weight=body.hybrid_weight,
-                                                  normalization=body.hybrid_normalization)
-            )
-        except EngineError as exc:
-            raise ApiError(exc.status, exc.message, exc.param) from None
-        state.metrics.search_seconds.observe(time.perf_counter() - searched)
+            # Plain dense top-k on an in-process index: the batcher searches the whole batch at once.
+            in_batch = body.mode == "dense" and not body.filter and not body.fields and embedder_.searches
+            engine, encoded = await encode(queries, "query", body.k if in_batch else None)
+            vectors, hits = encoded.vectors, encoded.hits
+            if hits is not None:
+                state.metrics.search_seconds.observe(encoded.search_seconds)
+        if hits is None:
+            searched = time.perf_counter()
+            try:
+                hits = await asyncio.get_running_loop().run_in_executor(
+                    state.executor, functools.partial(engine.search, vectors, body.k, body.filter, body.fields,
+                                                      texts=queries, mode=body.mode, dense_weight=body.hybrid_weight,
+                                                      normalization=body.hybrid_normalization)
+                )
+            except EngineError as exc:
+                raise ApiError(exc.status, exc.message, exc.param) from None
+            state.metrics.search_seconds.observe(time.perf_counter() - searched)
         results = []
         for q, query in enumerate(queries):
             fields = hits.fields[q] if body.fields and hits.fields is not None else None

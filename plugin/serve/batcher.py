@@ -7,6 +7,11 @@ the event loop. While the model computes, new requests pile up, so under load ba
 themselves; a lone request never waits for company: the consumer only lingers up to
 ``max_wait_ms`` for more when the previous batch was shared by several requests (the sign of
 concurrent clients). Health checks keep answering because nothing here runs on the event loop.
+
+Given a ``search`` function (an index that searches in-process, such as FAISS), requests that ask
+for top-``k`` hits get them from the same consumer: one search call for all of the batch's
+queries that share a ``k``, right after their forward pass, instead of one call per request from
+another thread.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -25,14 +31,19 @@ log = logging.getLogger(__name__)
 
 #: ``encode(texts, mode) -> (vectors, token_counts)``; called from the consumer thread only.
 EncodeFn = Callable[[Sequence[str], str], tuple[np.ndarray, np.ndarray]]
+#: ``search(vectors, k) -> SearchHits`` of an in-process index; called from the consumer thread only.
+SearchFn = Callable[[np.ndarray, int], Any]
 
 
 @dataclass
 class Encoded:
-    """One request's rows of a batch: vectors and the token count of each text."""
+    """One request's rows of a batch: vectors, the token count of each text and, when the request
+    asked for them and the batcher searches, its hits (``hits.ids[q]`` for its q-th text)."""
 
     vectors: np.ndarray
     tokens: np.ndarray
+    hits: Any = None
+    search_seconds: float = 0.0
 
 
 @dataclass
@@ -41,6 +52,7 @@ class _Item:
     mode: str
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
+    k: int | None = None
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -49,7 +61,7 @@ class BatcherClosed(RuntimeError):
 
 
 class DynamicBatcher:
-    """Gathers concurrent ``submit`` calls into batched calls of ``encode``.
+    """Gathers concurrent ``submit`` calls into batched calls of ``encode`` (and of ``search``).
 
     ``on_batch(texts, requests, seconds)`` is told about every batch (for metrics).
     """
@@ -60,6 +72,7 @@ class DynamicBatcher:
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int, int, float], None] | None = None,
+        search: SearchFn | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -67,6 +80,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._on_batch = on_batch
+        self._search = search
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._held: _Item | None = None
         self._shared_last_batch = False
@@ -75,12 +89,19 @@ class DynamicBatcher:
         self._thread.start()
 
     # -- the event loop's side ------------------------------------------------------------------
-    async def submit(self, texts: Sequence[str], mode: str) -> Encoded:
-        """Encode ``texts`` in ``mode`` (query or passage) as part of the next batch."""
+    @property
+    def searches(self) -> bool:
+        """Whether ``submit(..., k=...)`` comes back with hits."""
+        return self._search is not None
+
+    async def submit(self, texts: Sequence[str], mode: str, k: int | None = None) -> Encoded:
+        """Encode ``texts`` in ``mode`` (query or passage) as part of the next batch; with ``k``
+        (and a ``search`` function) also their top-``k`` hits. A failed search raises its error."""
         if self._closed:
             raise BatcherClosed("the encoder is shutting down")
         loop = asyncio.get_running_loop()
-        item = _Item(texts=texts, mode=mode, loop=loop, future=loop.create_future())
+        item = _Item(texts=texts, mode=mode, loop=loop, future=loop.create_future(),
+                     k=k if self._search is not None else None)
         self._queue.put(item)
         return await item.future
 
@@ -156,11 +177,46 @@ class DynamicBatcher:
         seconds = time.perf_counter() - started
         if self._on_batch is not None:
             self._on_batch(len(texts), len(batch), seconds)
-        start = 0
+        rows, start = [], 0
         for item in batch:
-            end = start + len(item.texts)
-            _resolve(item, result=Encoded(vectors=vectors[start:end], tokens=tokens[start:end]))
-            start = end
+            rows.append(slice(start, start + len(item.texts)))
+            start += len(item.texts)
+        found = self._search_batch(batch, rows, vectors)
+        for item, row in zip(batch, rows):
+            hits = found.get(id(item))
+            if isinstance(hits, BaseException):
+                _resolve(item, error=hits)
+                continue
+            encoded = Encoded(vectors=vectors[row], tokens=tokens[row])
+            if hits is not None:
+                encoded.hits, encoded.search_seconds = hits
+            _resolve(item, result=encoded)
+
+    def _search_batch(self, batch: list[_Item], rows: list[slice], vectors: np.ndarray) -> dict[int, Any]:
+        """One search per distinct ``k`` over the rows of the items that asked for it:
+        ``{id(item): (its SearchHits, seconds of the shared call) or the exception}``."""
+        found: dict[int, Any] = {}
+        for k in dict.fromkeys(item.k for item in batch if item.k is not None):
+            members = [(item, row) for item, row in zip(batch, rows) if item.k == k]
+            started = time.perf_counter()
+            try:
+                hits = self._search(np.concatenate([vectors[row] for _, row in members]), k)
+            except Exception as exc:  # noqa: BLE001 - each asking request gets the error
+                found.update((id(item), exc) for item, _ in members)
+                continue
+            seconds = time.perf_counter() - started
+            start = 0
+            for item, _ in members:
+                end = start + len(item.texts)
+                found[id(item)] = (_slice_hits(hits, start, end), seconds)
+                start = end
+        return found
+
+
+def _slice_hits(hits: Any, start: int, end: int) -> Any:
+    """The hits of queries ``start:end`` of a batched search."""
+    return replace(hits, ids=hits.ids[start:end], scores=hits.scores[start:end],
+                   fields=None if hits.fields is None else hits.fields[start:end])
 
 
 def _resolve(item: _Item, result: Encoded | None = None, error: BaseException | None = None) -> None:

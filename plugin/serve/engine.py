@@ -154,6 +154,11 @@ class QueryEngine:
             info["documents"] = self.count()
         return info
 
+    @property
+    def searches_in_process(self) -> bool:
+        """Whether searching is local CPU/GPU work (FAISS) rather than a call to a server."""
+        return self.target.backend == "faiss" and self.index is not None
+
     # -- encoding (one consumer thread) ---------------------------------------------------------
     def encode(self, texts: Sequence[str], mode: Mode) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of ``texts`` under the query or passage template, and each text's token count."""

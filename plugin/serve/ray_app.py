@@ -36,7 +36,8 @@ class ServeBatchEmbedder:
             batch_size_fn=lambda items: sum(len(texts) for texts, _mode in items),
         )(self._encode_batch)
 
-    async def submit(self, texts: Sequence[str], mode: str) -> Encoded:
+    async def submit(self, texts: Sequence[str], mode: str, k: int | None = None) -> Encoded:
+        # ``k`` is ignored (``searches`` is False): the app searches each request itself.
         self._waiting += 1
         try:
             return await self._batched((list(texts), mode))
@@ -46,6 +47,10 @@ class ServeBatchEmbedder:
     @property
     def depth(self) -> int:
         return self._waiting
+
+    @property
+    def searches(self) -> bool:
+        return False
 
     def close(self) -> None:
         """Nothing to stop: Ray Serve owns the batching loop."""

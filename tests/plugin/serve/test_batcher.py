@@ -121,3 +121,66 @@ def test_closed_batcher_refuses_new_work():
     batcher.close()
     with pytest.raises(BatcherClosed):
         run(batcher.submit(["late"], "query"))
+
+
+class TopK:
+    """Stands in for an index: the hits of a query vector [length, flag] are ids "<length>-<rank>"."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, vectors, k):
+        from retrosearch.plugin.index.base import SearchHits
+
+        self.threads.add(threading.get_ident())
+        self.calls.append((len(vectors), k))
+        if k == 13:
+            raise RuntimeError("k=13 is unlucky")
+        ids = [[f"{int(v[0])}-{r}" for r in range(k)] for v in vectors]
+        return SearchHits(ids=ids, scores=[[float(-r) for r in range(k)] for _ in vectors])
+
+
+def test_requests_asking_for_hits_share_one_search_per_k():
+    encoder, search = SlowEncoder(0.05), TopK()
+    batcher = DynamicBatcher(encoder, max_batch_size=64, max_wait_ms=10, search=search)
+    assert batcher.searches
+
+    async def main():
+        jobs = [batcher.submit(["x" * (i + 1), "y" * (i + 30)], "query", k=2 + i % 2) for i in range(20)]
+        jobs.append(batcher.submit(["no hits wanted"], "query"))
+        return await asyncio.gather(*jobs)
+
+    *asked, plain = run(main())
+    batcher.close()
+    for i, result in enumerate(asked):
+        k = 2 + i % 2
+        # Each request gets the hits of its own texts, in order, with its own k.
+        assert result.hits.ids == [[f"{i + 1}-{r}" for r in range(k)], [f"{i + 30}-{r}" for r in range(k)]]
+        assert result.search_seconds >= 0.0
+    assert plain.hits is None
+    # Far fewer searches than requests: one per distinct k per batch, from the consumer thread.
+    assert len(search.calls) < 10 and sum(n for n, _ in search.calls) == 40
+    assert search.threads == encoder.threads and len(search.threads) == 1
+
+
+def test_a_failed_search_fails_only_the_requests_that_asked_for_it():
+    batcher = DynamicBatcher(SlowEncoder(0.05), max_batch_size=64, max_wait_ms=20, search=TopK())
+
+    async def main():
+        jobs = [batcher.submit([f"q{i}"], "query", k=13 if i == 2 else (None if i == 3 else 5)) for i in range(6)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = run(main())
+    batcher.close()
+    assert isinstance(results[2], RuntimeError) and "unlucky" in str(results[2])
+    assert results[3].hits is None and results[3].vectors.shape == (1, 2)
+    assert all(len(results[i].hits.ids[0]) == 5 for i in (0, 1, 4, 5))
+
+
+def test_without_a_search_function_k_is_ignored():
+    batcher = DynamicBatcher(SlowEncoder(0.0), max_batch_size=4)
+    assert not batcher.searches
+    result = run(batcher.submit(["a"], "query", k=10))
+    batcher.close()
+    assert result.hits is None and result.vectors.shape == (1, 2)

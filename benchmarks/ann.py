@@ -261,14 +261,14 @@ def plot(sweep: AnnSweep, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- command
 
 
+@opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL)
 def ann_command(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose real embeddings are swept.")],
-    model: opt.Model = None,
     scale: Annotated[int, typer.Option(help="Vectors of the synthetic scale point; 0 for none.")] = 1_000_000,
     num_queries: Annotated[int, typer.Option(help="Queries per measurement (real ones, then noisy copies).")] = 1000,
-    opensearch_url: opt.OpenSearchUrl = None,
     skip_opensearch: Annotated[bool, typer.Option(help="FAISS only.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for ann.json, ann.md and ann.png.")] = None,
+    settings: Settings = None,
 ) -> None:
     """Recall@10 vs queries/s and p50 latency of HNSW (efSearch, M, efConstruction) and IVF-PQ (nprobe)
     in FAISS and of OpenSearch's HNSW, on real embeddings and a synthetic scale point."""
@@ -280,7 +280,6 @@ def ann_command(
     from retrosearch.plugin.encoder import Encoder
 
     console = Console()
-    settings = opt.build_settings(model=model, url=opensearch_url)
     with opt.user_errors():
         beir = BeirCollection(collection)
         cached_faiss_index(beir, settings)

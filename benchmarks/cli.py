@@ -8,58 +8,33 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.config import Settings
 
 
+@opt.with_settings(opt.ENCODER, opt.ENCODER_SPEC, opt.FAISS_BUILD, opt.INDEX_SEARCH, opt.OPENSEARCH,
+                   opt.OPENSEARCH_BUILD)
 def eval_command(
     collection: Annotated[Path, typer.Option(help="BEIR collection folder.")],
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
-    model: opt.Model = None,
     backend: opt.Backend = "faiss-flat",
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="Search this saved FAISS index instead of building one.")] = None,
-    index_name: Annotated[
-        Optional[str], typer.Option("--index-name", help="OpenSearch index: searched as is when it exists, else built.")
-    ] = None,
-    opensearch_url: opt.OpenSearchUrl = None,
-    engine: opt.Engine = None,
-    space_type: opt.SpaceType = None,
-    shards: opt.Shards = None,
-    replicas: opt.Replicas = None,
     top_k: Annotated[int, typer.Option(help="Hits retrieved per query (Recall@100 needs >= 100).")] = 100,
-    device: opt.Device = "auto",
-    dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    pooling: opt.PoolingOpt = None,
-    max_length: opt.MaxLength = None,
-    query_template: opt.QueryTemplate = None,
-    passage_template: opt.PassageTemplate = None,
-    hnsw_m: opt.HnswM = None,
-    ef_construction: opt.EfConstruction = None,
-    ef_search: opt.EfSearch = None,
-    nlist: opt.Nlist = None,
-    nprobe: opt.Nprobe = None,
-    pq_m: opt.PqM = None,
-    config: opt.ConfigFile = None,
     json_out: opt.JsonOut = None,
     quiet: opt.Quiet = False,
+    settings: Settings = None,
 ) -> None:
-    """NDCG@10, MRR@10, Recall@100 and MAP of MODEL on a collection, through a search backend."""
+    """NDCG@10, MRR@10, Recall@100 and MAP of MODEL on a collection, through a search backend.
+
+    With --backend opensearch, an existing --index-name is searched as it is; otherwise it is built.
+    """
     from retrosearch.benchmarks.evaluate import evaluate
     from retrosearch.benchmarks.report import print_result, write_json
     from retrosearch.plugin.collections import BeirCollection
     from retrosearch.plugin.encoder import Encoder
     from retrosearch.plugin.index import load_index
 
-    settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
-        runtime=runtime, quantize=quantize, pooling=pooling, max_length=max_length,
-        query_template=query_template, passage_template=passage_template, show_progress=not quiet,
-        hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search, ivf_nlist=nlist,
-        ivf_nprobe=nprobe, pq_m=pq_m, url=opensearch_url, index=index_name, engine=engine,
-        space_type=space_type, shards=shards, replicas=replicas,
-    )
+    if quiet:
+        settings.encoder.show_progress = False
     model = settings.encoder.model
     with opt.user_errors():
         beir = BeirCollection(collection)
@@ -68,7 +43,7 @@ def eval_command(
         index = None
         if index_dir:
             index = load_index(index_dir, settings)
-        elif backend == "opensearch" and index_name and _opensearch_index_exists(settings):
+        elif backend == "opensearch" and settings.opensearch.index and _opensearch_index_exists(settings):
             index = load_index(None, settings, backend="opensearch")
         result = evaluate(beir, encoder, backend, split=split, top_k=top_k, settings=settings, index=index)
     print_result(result, f"{beir.name}/{split} {model} {result.config['backend']}")

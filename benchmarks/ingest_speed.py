@@ -137,28 +137,22 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     save(fig, path)
 
 
+@opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL)
 def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
-    model: opt.Model = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs (default: the job's).")] = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
     runtime_variants: Annotated[
         bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3), and torch bf16 (a4).")
     ] = False,
-    opensearch_url: opt.OpenSearchUrl = None,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
     json_out: opt.JsonOut = None,
+    settings: Settings = None,
 ) -> None:
     """Docs/s of the raw encoder, a sentence-transformers loop, and our ingest into FAISS and OpenSearch."""
-    settings = opt.build_settings(
-        model=model, threads=threads, runtime=runtime, quantize=quantize, url=opensearch_url
-    )
     model = settings.encoder.model
     one_process = settings.model_copy(deep=True)
-    one_process.encoder.threads = threads or os.cpu_count()
+    one_process.encoder.threads = settings.encoder.threads or os.cpu_count()
     docs = list(read_corpus(corpus))[:limit]
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "corpus.jsonl"

@@ -218,11 +218,10 @@ def plot(by_collection: dict[str, list[MethodResult]], path: Path) -> None:
     save(fig, path)
 
 
+@opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL)
 def methods_command(
     collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
-    model: opt.Model = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
-    opensearch_url: opt.OpenSearchUrl = None,
     weight: Annotated[
         Optional[list[float]],
         typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable. (default 0.3 0.5 0.7)"),
@@ -231,6 +230,7 @@ def methods_command(
         bool, typer.Option(help="FAISS rows only (no bm25, hybrid or OpenSearch k-NN).")
     ] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for methods.json, methods.md and methods.png.")] = None,
+    settings: Settings = None,
 ) -> None:
     """BM25, dense (exact and ANN) and hybrid (RRF, OpenSearch min-max / l2 over a weight grid), per collection."""
     from rich.console import Console
@@ -238,7 +238,7 @@ def methods_command(
     from retrosearch.benchmarks.report import write_json
 
     console = Console()
-    settings = opt.build_settings(model=model, url=opensearch_url, replicas=0)
+    settings.opensearch.replicas = 0  # one node: a replica could never be assigned
     by_collection: dict[str, list[MethodResult]] = {}
     with opt.user_errors():
         for root in collection:

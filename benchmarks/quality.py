@@ -104,30 +104,20 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
     save(fig, path)
 
 
+@opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL, opt.OPENSEARCH_BUILD, opt.HYBRID)
 def quality(
     collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
     backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
-    model: opt.Model = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    opensearch_url: opt.OpenSearchUrl = None,
-    replicas: opt.Replicas = None,
     mode: Annotated[
         list[str],
         typer.Option("--mode", help="Search mode: dense, bm25 or hybrid; repeat for several. bm25 and hybrid are "
                      "OpenSearch's own queries on the opensearch backend's index, built from the same vectors."),
     ] = ["dense"],
-    hybrid_weight: opt.HybridWeight = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for quality.json, quality.md and quality.png.")] = None,
+    settings: Settings = None,
 ) -> None:
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
-    settings = opt.build_settings(
-        model=model, batch_size=batch_size, threads=threads, runtime=runtime, quantize=quantize,
-        url=opensearch_url, replicas=replicas, hybrid_dense_weight=hybrid_weight,
-    )
     model = settings.encoder.model
     with opt.user_errors():
         results = run_quality(collection, backend, settings, split, modes=tuple(mode))

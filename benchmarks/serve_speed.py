@@ -34,6 +34,7 @@ from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.benchmarks.report import write_json
 from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.config import Settings
 
 console = Console()
 
@@ -256,10 +257,10 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     save(fig, path)
 
 
+@opt.with_settings(opt.MODEL)
 def serve_speed(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose queries (and corpus) are used.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS folder of the collection (default: built once into the cache).")] = None,
-    model: opt.Model = None,
     concurrency: Annotated[str, typer.Option(help="Comma-separated client counts.")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="Requests per concurrency level (at least 30 per client).")] = 300,
     soak_requests: Annotated[int, typer.Option("--soak", help="Requests of the soak at the highest level (0: none).")] = 10_000,
@@ -268,13 +269,13 @@ def serve_speed(
         bool, typer.Option(help="Also measure the service with ONNX Runtime, fp32 (c2) and int8 (c3).")
     ] = False,
     json_out: opt.JsonOut = None,
+    settings: Settings = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
     from retrosearch.benchmarks.evaluate import cached_faiss_index
     from retrosearch.plugin.collections import BeirCollection
 
     beir = BeirCollection(collection)
-    settings = opt.build_settings(model=model)
     model = settings.encoder.model
     queries = [q.text for q in beir.queries.values()]
     index_dir = index_dir or cached_faiss_index(beir, settings)

@@ -73,12 +73,16 @@ def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
         annotation = param.type_descriptor.annotation
         repeatable = typing.get_origin(annotation) is list
         base = typing.get_args(annotation)[0] if repeatable else annotation
+        choices = list(typing.get_args(base)) if typing.get_origin(base) is typing.Literal else None
+        if choices:
+            base = type(choices[0])
         if base not in _JSON_TYPES:
             raise TypeError(f"{' '.join(path)} {long[0]}: no JSON type for {annotation!r}")
         negative = next((o for o in param.secondary_opts if o.startswith("--")), None)
         out.append({
             "key": camel(long[0]), "option": long[0], "negative": negative, "type": _JSON_TYPES[base],
             "repeatable": repeatable, "required": bool(param.required), "help": (param.help or "").strip(),
+            "choices": choices,
         })
     return out
 
@@ -87,6 +91,8 @@ def definition(options: list[dict], path: tuple[str, ...]) -> dict:
     properties = {}
     for o in options:
         item = {"type": o["type"]}
+        if o["choices"]:
+            item["enum"] = o["choices"]
         if o["type"] == "string" and o["required"]:
             item["minLength"] = 1
         prop = {"type": "array", "minItems": 1, "items": item} if o["repeatable"] else dict(item)

@@ -9,13 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.config import Settings
 
 
+@opt.with_settings(opt.ENCODER, opt.FAISS_BUILD, opt.OPENSEARCH, opt.OPENSEARCH_BUILD)
 def ingest(
     input: Annotated[list[Path], typer.Option("--input", "-i", help="JSONL/Parquet file, folder of them, or a saved HF dataset; repeatable.")],
     sink: Annotated[str, typer.Option(help="opensearch, faiss or parquet.")] = "faiss",
     out: Annotated[Optional[Path], typer.Option(help="FAISS index folder or Parquet dataset folder.")] = None,
-    model: opt.Model = None,
     faiss_backend: Annotated[str, typer.Option(help="faiss-flat, faiss-hnsw or faiss-ivfpq (FAISS sink).")] = "faiss-flat",
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
     title_field: Annotated[str, typer.Option(help="Field holding the title ('' for none).")] = "title",
@@ -31,36 +32,15 @@ def ingest(
     ray_batch_size: Annotated[Optional[int], typer.Option(help="Rows per block and actor call, length-sorted (default 128 on CPU, 1024 on GPU).")] = None,
     tokenize_stage: Annotated[Optional[bool], typer.Option("--tokenize-stage/--no-tokenize-stage", help="Tokenize in a separate CPU stage (default: with GPUs).")] = None,
     write_concurrency: Annotated[int, typer.Option(help="Parallel write tasks.")] = 2,
-    ray_address: Annotated[Optional[str], typer.Option(help="Existing Ray cluster (default: a local Ray).")] = None,
+    ray_address: opt.RayAddress = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Where the resume manifest lives.")] = None,
-    batch_size: opt.BatchSize = None,
-    device: opt.Device = "auto",
-    dtype: opt.Dtype = "auto",
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    opensearch_url: opt.OpenSearchUrl = None,
-    index_name: opt.IndexName = None,
-    engine: opt.Engine = None,
-    space_type: opt.SpaceType = None,
-    shards: opt.Shards = None,
-    replicas: opt.Replicas = None,
-    force_merge: opt.ForceMerge = None,
-    hnsw_m: opt.HnswM = None,
-    ef_construction: opt.EfConstruction = None,
-    config: opt.ConfigFile = None,
     json_out: opt.JsonOut = None,
+    settings: Settings = None,
 ) -> None:
     """Embed a collection on a Ray actor pool and bulk-load it; rerunning the same command resumes."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
     from retrosearch.plugin.collections.records import FieldMap
 
-    settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
-        runtime=runtime, quantize=quantize, url=opensearch_url, index=index_name, engine=engine,
-        space_type=space_type, shards=shards, replicas=replicas, force_merge=force_merge, hnsw_m=hnsw_m,
-        hnsw_ef_construction=ef_construction,
-    )
     with opt.user_errors():
         job = IngestConfig(
             inputs=input, sink=sink, out=out, faiss_backend=faiss_backend,

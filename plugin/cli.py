@@ -13,6 +13,7 @@ from rich.table import Table
 
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, FieldMap, read_corpus
+from retrosearch.plugin.config import Settings
 from retrosearch.plugin.index import SearchHits, create_index, open_index
 
 console = Console()
@@ -24,6 +25,7 @@ def _corpus_path(collection: Path | None, corpus: Path | None) -> Path:
     return corpus if corpus is not None else collection / "corpus.jsonl"
 
 
+@opt.with_settings(opt.ENCODER, opt.ENCODER_SPEC, opt.FAISS_BUILD, opt.OPENSEARCH, opt.OPENSEARCH_BUILD)
 def index(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write a FAISS index to.")] = None,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR collection folder.")] = None,
@@ -31,29 +33,9 @@ def index(
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
     title_field: Annotated[str, typer.Option(help="Field holding the title ('' for none).")] = "title",
     text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
-    model: opt.Model = None,
     backend: opt.Backend = "faiss-flat",
-    device: opt.Device = "auto",
-    dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    pooling: opt.PoolingOpt = None,
-    max_length: opt.MaxLength = None,
-    hnsw_m: opt.HnswM = None,
-    ef_construction: opt.EfConstruction = None,
-    nlist: opt.Nlist = None,
-    pq_m: opt.PqM = None,
-    opensearch_url: opt.OpenSearchUrl = None,
-    index_name: opt.IndexName = None,
-    engine: opt.Engine = None,
-    space_type: opt.SpaceType = None,
-    shards: opt.Shards = None,
-    replicas: opt.Replicas = None,
-    force_merge: opt.ForceMerge = None,
-    config: opt.ConfigFile = None,
     quiet: opt.Quiet = False,
+    settings: Settings = None,
 ) -> None:
     """Embed a corpus into a FAISS index folder (--out) or an OpenSearch k-NN index (--index-name).
 
@@ -61,13 +43,8 @@ def index(
     """
     from retrosearch.plugin.encoder import Encoder
 
-    settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
-        runtime=runtime, quantize=quantize, pooling=pooling, max_length=max_length, show_progress=not quiet,
-        hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction, ivf_nlist=nlist, pq_m=pq_m, url=opensearch_url,
-        index=index_name, engine=engine, space_type=space_type, shards=shards, replicas=replicas,
-        force_merge=force_merge,
-    )
+    if quiet:
+        settings.encoder.show_progress = False
     opensearch = backend == "opensearch"
     if opensearch and not settings.opensearch.index:
         raise opt.fail("--backend opensearch needs --index-name")
@@ -119,11 +96,10 @@ def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
     return out
 
 
+@opt.with_settings(opt.ENCODER_RUNTIME, opt.INDEX_SEARCH, opt.OPENSEARCH, opt.HYBRID)
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
-    index_name: opt.IndexName = None,
-    opensearch_url: opt.OpenSearchUrl = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Defaults to the index's model.")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
@@ -136,14 +112,7 @@ def search(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
     mode: opt.SearchModeOpt = "dense",
-    hybrid_weight: opt.HybridWeight = None,
-    hybrid_normalization: opt.HybridNormalization = None,
-    device: opt.Device = "auto",
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    ef_search: opt.EfSearch = None,
-    nprobe: opt.Nprobe = None,
-    config: opt.ConfigFile = None,
+    settings: Settings = None,
 ) -> None:
     """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, score, title.
 
@@ -155,12 +124,8 @@ def search(
     from retrosearch.plugin.encoder import Encoder
     from retrosearch.plugin.index import SEARCH_MODES, mode_needs_vectors
 
-    settings = opt.build_settings(
-        config, device=device, runtime=runtime, quantize=quantize, hnsw_ef_search=ef_search,
-        ivf_nprobe=nprobe, show_progress=False, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight,
-        hybrid_normalization=hybrid_normalization,
-    )
-    if (index_dir is None) == (index_name is None):
+    settings.encoder.show_progress = False
+    if (index_dir is None) == (settings.opensearch.index is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
     if mode not in SEARCH_MODES:
         raise opt.fail(f"--mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,53 +16,155 @@ import typer
 
 from retrosearch.plugin.config import Settings
 
-Model = Annotated[
-    Optional[str], typer.Option("--model", "-m", help="Checkpoint folder or packaged model name. (default minilm)")
-]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
-Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, float16, bfloat16.")]
-BatchSize = Annotated[Optional[int], typer.Option(help="Texts per forward pass (default 16 on CPU, 128 on GPU).")]
-Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
-Runtime = Annotated[
-    Optional[str],
-    typer.Option(help="torch, or onnx (ONNX Runtime, exported once, cached). (default auto: torch)"),
-]
-Quantize = Annotated[
-    Optional[str], typer.Option(help="none, or int8 (int8 weights, ONNX Runtime). (default none)")
-]
-PoolingOpt = Annotated[Optional[str], typer.Option("--pooling", help="Override pooling: cls, mean or last.")]
-MaxLength = Annotated[Optional[int], typer.Option(help="Override the max tokens per text.")]
-QueryTemplate = Annotated[Optional[str], typer.Option(help="Override the query template, e.g. 'query: {text}'.")]
-PassageTemplate = Annotated[Optional[str], typer.Option(help="Override the passage template, e.g. 'passage: {text}'.")]
+# -- options that set a Settings field: declared once, derived from the field ---------------------
+@dataclass(frozen=True)
+class SettingOption:
+    """How the command line names one Settings field.
+
+    The type, the help text and the default shown come from the field itself (its annotation,
+    description and default); a given value is applied to every settings group that has a field
+    of that name (``--hnsw-m`` sets M for FAISS and OpenSearch alike). Not given is None, so a
+    ``--config`` file's value stands unless the command line names one.
+    """
+
+    field: str
+    flags: tuple[str, ...] = ()
+    help: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The option's names: ``flags``, else ``--field-name``."""
+        return self.flags or ("--" + self.field.replace("_", "-"),)
+
+
+#: Every Settings field the command line can set, with the option names users already know.
+SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
+    SettingOption("model", ("--model", "-m")),
+    SettingOption("device"), SettingOption("dtype"), SettingOption("batch_size"), SettingOption("threads"),
+    SettingOption("runtime"), SettingOption("quantize"),
+    SettingOption("pooling"), SettingOption("max_length"), SettingOption("query_template"),
+    SettingOption("passage_template"),
+    SettingOption("hnsw_m"), SettingOption("hnsw_ef_construction", ("--ef-construction",)),
+    SettingOption("hnsw_ef_search", ("--ef-search",)), SettingOption("ivf_nlist", ("--nlist",)),
+    SettingOption("ivf_nprobe", ("--nprobe",)), SettingOption("pq_m"),
+    SettingOption("url", ("--opensearch-url",)), SettingOption("index", ("--index-name",)),
+    SettingOption("engine"), SettingOption("space_type"), SettingOption("shards"), SettingOption("replicas"),
+    SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
+    SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
+    SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
+    SettingOption("max_texts"), SettingOption("max_chars"), SettingOption("max_k"), SettingOption("embeddings_mode"),
+    SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),
+    SettingOption("ray_address"), SettingOption("num_replicas", ("--replicas",)), SettingOption("min_replicas"),
+    SettingOption("max_replicas"), SettingOption("num_gpus"), SettingOption("num_cpus"),
+)}
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Settings fields that commands take together, shown under one heading of ``--help``."""
+
+    title: str
+    fields: tuple[str, ...]
+
+
+MODEL = OptionGroup("Encoder", ("model",))
+ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize"))
+ENCODER = OptionGroup("Encoder", ("model", *ENCODER_RUNTIME.fields))
+ENCODER_SPEC = OptionGroup("Encoder spec overrides", ("pooling", "max_length", "query_template", "passage_template"))
+FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf_nlist", "pq_m"))
+INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe"))
+OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
+OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
+OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "space_type", "shards", "replicas", "force_merge"))
+HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalization"))
+SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_wait_ms", "max_texts", "max_chars", "max_k",
+                                  "embeddings_mode", "api_key_env", "search_threads"))
+SCALE_OUT = OptionGroup("Ray Serve", ("ray", "ray_address", "num_replicas", "min_replicas", "max_replicas", "num_gpus",
+                                      "num_cpus"))
+
+
+def _field(name: str) -> Any:
+    for group in Settings.model_fields.values():
+        fields = group.annotation.model_fields
+        if name in fields:
+            return fields[name]
+    raise KeyError(f"no settings field {name!r}")
+
+
+def setting_option(name: str, panel: str | None = None) -> Any:
+    """The ``Annotated`` type of the option that sets field ``name`` (default None: not given)."""
+    spec, info = SETTING_OPTIONS[name], _field(name)
+    kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
+    base = kinds[0] if len(kinds) == 1 else info.annotation
+    text = (spec.help or info.description or "").rstrip(".") + "."
+    if info.default is not None and info.default is not False and "default" not in text:
+        text += f" (default {info.default})"
+    return Annotated[Optional[base], typer.Option(*spec.names, help=text, rich_help_panel=panel)]
+
+
+def settings_from(values: dict[str, Any], config: Path | None = None) -> Settings:
+    """:func:`build_settings` from option values keyed by field (a lone ``--flag`` bool not given is False)."""
+    given = {k: (None if v is False and "/" not in SETTING_OPTIONS[k].names[0] else v) for k, v in values.items()}
+    return build_settings(config, **given)
+
+
+def with_settings(*groups: OptionGroup, config: bool = True):
+    """Give a command the options of ``groups`` (and ``--config``); it receives the built ``settings``.
+
+    The command declares a ``settings: Settings`` parameter and its own options; the groups'
+    options are added to its signature for Typer, so the same options read the same way in every
+    command and ``duplicates`` finds no option blocks to copy.
+    """
+    fields = list(dict.fromkeys(f for group in groups for f in group.fields))
+    panels = {f: group.title for group in reversed(groups) for f in group.fields}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(command, include_extras=True)
+        signature = inspect.signature(command)
+        if "settings" not in signature.parameters:
+            raise TypeError(f"{command.__name__} needs a 'settings' parameter to receive the built Settings")
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+               if p.name != "settings"]
+        clash = {p.name for p in own} & {*fields, "config"}
+        if clash:
+            raise TypeError(f"{command.__name__}: own parameters {sorted(clash)} hide settings options")
+        added = [inspect.Parameter(f, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=setting_option(f, panels[f])) for f in fields]
+        if config:
+            added.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                           annotation=ConfigFile))
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            values = {f: kwargs.pop(f) for f in fields}
+            return command(settings=settings_from(values, kwargs.pop("config", None)), **kwargs)
+
+        params = own + added
+        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        del run.__wrapped__  # Typer must read the new signature, not the command's own
+        run.settings_fields = tuple(fields)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+# Single options of commands that pass them on rather than build Settings (the trainers' own
+# configuration, `bench report` handing them to each benchmark).
+Model = setting_option("model")
+OpenSearchUrl = setting_option("url")
+Threads = setting_option("threads")
+RayAddress = setting_option("ray_address")
+PoolingOpt = setting_option("pooling")
+QueryTemplate = setting_option("query_template")
+PassageTemplate = setting_option("passage_template")
+
 Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw, faiss-ivfpq or opensearch.")]
-OpenSearchUrl = Annotated[
-    Optional[str], typer.Option("--opensearch-url", help="OpenSearch URL (credentials come from the environment).")
-]
-IndexName = Annotated[Optional[str], typer.Option("--index-name", help="OpenSearch index name.")]
 SearchModeOpt = Annotated[
     str,
     typer.Option("--mode", help="dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the "
                  "query with our connected model), bm25 or hybrid (bm25 + dense)."),
 ]
-HybridNormalization = Annotated[
-    Optional[str],
-    typer.Option("--hybrid-normalization", help="How each part of a hybrid score is normalised per query: min_max or "
-                 "l2. (default min_max)"),
-]
-HybridWeight = Annotated[
-    Optional[float], typer.Option("--hybrid-weight", help="Share of the dense part in a hybrid score, 0..1. (default 0.5)")
-]
-Engine = Annotated[Optional[str], typer.Option(help="k-NN engine: lucene (default), faiss, nmslib.")]
-SpaceType = Annotated[Optional[str], typer.Option(help="k-NN space: innerproduct (default), cosinesimil, l2.")]
-Shards = Annotated[Optional[int], typer.Option(help="OpenSearch primary shards.")]
-Replicas = Annotated[Optional[int], typer.Option(help="OpenSearch replicas (restored after the load).")]
-ForceMerge = Annotated[Optional[bool], typer.Option("--force-merge/--no-force-merge", help="Force-merge to one segment after loading.")]
-HnswM = Annotated[Optional[int], typer.Option(help="HNSW graph degree M. (default 32)")]
-EfConstruction = Annotated[Optional[int], typer.Option(help="HNSW efConstruction. (default 200)")]
-EfSearch = Annotated[Optional[int], typer.Option(help="HNSW efSearch. (default 256)")]
-Nlist = Annotated[Optional[int], typer.Option(help="IVF lists (default about 4*sqrt(N)).")]
-Nprobe = Annotated[Optional[int], typer.Option(help="IVF lists probed per query. (default 16)")]
-PqM = Annotated[Optional[int], typer.Option(help="PQ sub-quantizers (default dim/8).")]
 ConfigFile = Annotated[
     Optional[Path], typer.Option("--config", help="JSON file with Settings; command-line options win over it.")
 ]

@@ -67,35 +67,39 @@ class EncoderSpec(_Strict):
 class EncoderSettings(_Strict):
     """Run-time choices for the encoder runtime; none of them changes the vectors' meaning."""
 
-    model: str = "minilm"
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    model: str = Field("minilm", description="checkpoint folder or packaged model name")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bf16 (or fp16) on GPUs, fp32 on the CPU"
+    )
     # What runs the forward pass; "auto" is decided by encoder.device.resolve_runtime.
-    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="torch, or onnx (ONNX Runtime, exported once and cached); auto: torch"
+    )
     # int8: dynamic int8 weights in the ONNX export (ONNX Runtime only; vectors close, not equal).
-    quantize: Literal["none", "int8"] = "none"
+    quantize: Literal["none", "int8"] = Field("none", description="int8: int8 weights (ONNX Runtime only)")
     batch_size: int | None = Field(None, gt=0, description="texts per forward pass; default 16 on CPU, 128 on GPU")
     max_batch_tokens: int | None = Field(
         None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"
     )
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; default torch's choice")
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
-    pooling: Pooling | None = None
-    max_length: int | None = Field(None, gt=0)
-    query_template: str | None = None
-    passage_template: str | None = None
+    pooling: Pooling | None = Field(None, description="override the checkpoint's pooling")
+    max_length: int | None = Field(None, gt=0, description="override the checkpoint's max tokens per text")
+    query_template: str | None = Field(None, description="override the query template, e.g. 'query: {text}'")
+    passage_template: str | None = Field(None, description="override the passage template, e.g. 'passage: {text}'")
 
 
 class FaissSettings(_Strict):
     """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq``)."""
 
-    hnsw_m: int = Field(32, gt=1)
-    hnsw_ef_construction: int = Field(200, gt=0)
-    hnsw_ef_search: int = Field(256, gt=0)
-    ivf_nlist: int | None = Field(None, gt=0, description="default: about 4*sqrt(N)")
-    ivf_nprobe: int = Field(16, gt=0)
-    pq_m: int | None = Field(None, gt=0, description="default: dimension/8 sub-quantizers")
+    hnsw_m: int = Field(32, gt=1, description="HNSW graph degree M (FAISS and OpenSearch)")
+    hnsw_ef_construction: int = Field(200, gt=0, description="HNSW efConstruction (FAISS and OpenSearch)")
+    hnsw_ef_search: int = Field(256, gt=0, description="HNSW efSearch (FAISS and OpenSearch)")
+    ivf_nlist: int | None = Field(None, gt=0, description="IVF lists; default about 4*sqrt(N)")
+    ivf_nprobe: int = Field(16, gt=0, description="IVF lists probed per query")
+    pq_m: int | None = Field(None, gt=0, description="PQ sub-quantizers; default dimension/8")
     pq_nbits: int = Field(8, gt=0, le=16)
     use_gpu: Literal["auto", "never"] = "auto"
 
@@ -108,26 +112,26 @@ class OpenSearchSettings(_Strict):
     ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from settings files or the command line.
     """
 
-    url: str = "http://127.0.0.1:9250"
-    index: str | None = None
+    url: str = Field("http://127.0.0.1:9250", description="OpenSearch URL (credentials come from the environment)")
+    index: str | None = Field(None, description="OpenSearch index name")
     vector_field: str = "embedding"
     # The Maven Central k-NN build has no native libraries; faiss needs a full distribution.
-    engine: Literal["lucene", "faiss", "nmslib"] = "lucene"
+    engine: Literal["lucene", "faiss", "nmslib"] = Field("lucene", description="k-NN engine")
     space_type: Literal["innerproduct", "cosinesimil", "l2"] | None = Field(
-        None, description="default: innerproduct (the encoder's similarity on its own vectors)"
+        None, description="k-NN space; default innerproduct (the encoder's similarity on its own vectors)"
     )
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_construction: int = Field(200, gt=0)
     hnsw_ef_search: int | None = Field(256, gt=0)
-    shards: int = Field(1, gt=0)
-    replicas: int = Field(1, ge=0)
+    shards: int = Field(1, gt=0, description="OpenSearch primary shards")
+    replicas: int = Field(1, ge=0, description="OpenSearch replicas (restored after the load)")
     request_timeout_s: float = Field(120.0, gt=0)
     bulk_docs: int = Field(500, gt=0)
     bulk_bytes: int = Field(10 * 1024 * 1024, gt=0)
     bulk_retries: int = Field(8, ge=0)
     bulk_initial_backoff_s: float = Field(1.0, gt=0)
     bulk_max_backoff_s: float = Field(60.0, gt=0)
-    force_merge: bool = False
+    force_merge: bool = Field(False, description="force-merge to one segment after loading")
     search_batch: int = Field(64, gt=0, description="knn queries per _msearch request")
     hybrid_dense_weight: float = Field(
         0.5, ge=0, le=1, description="share of the dense part in a hybrid score (the rest is BM25's)"
@@ -144,25 +148,28 @@ class ServeSettings(_Strict):
     holds it, so it stays out of files, command lines and logs.
     """
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, lt=65536)
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, lt=65536, description="HTTP port")
     max_batch_size: int = Field(32, gt=0, description="texts per forward pass of the batcher")
     max_wait_ms: float = Field(
-        2.0, ge=0, description="longest a batch waits to fill, only while requests arrive concurrently"
+        2.0, ge=0, description="longest a batch waits to fill under concurrent load"
     )
-    max_texts: int = Field(256, gt=0, description="texts (or queries) per request; more is HTTP 413")
-    max_chars: int = Field(20_000, gt=0, description="characters per text; more is HTTP 413")
+    max_texts: int = Field(256, gt=0, description="texts or queries per request; more is 413")
+    max_chars: int = Field(20_000, gt=0, description="characters per text; more is 413")
     max_k: int = Field(1000, gt=0, description="largest k a search may ask for")
     embeddings_mode: Literal["query", "passage"] = Field(
-        "query", description="which template /v1/embeddings applies"
+        "query", description="template of /v1/embeddings"
     )
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (requests need 'Authorization: Bearer <key>')"
+    )
     search_threads: int = Field(4, gt=0, description="threads running index searches")
-    ray: bool = False
-    ray_address: str | None = None
-    num_replicas: int = Field(1, gt=0, description="replicas (Ray Serve), unless autoscaling")
-    min_replicas: int | None = Field(None, ge=0, description="with max_replicas: autoscale between them")
-    max_replicas: int | None = Field(None, gt=0)
+    ray: bool = Field(False, description="run as a Ray Serve application")
+    ray_address: str | None = Field(None, description="Ray cluster to run on, e.g. ray://head:10001 or auto "
+                                                      "(default: a local Ray)")
+    num_replicas: int = Field(1, gt=0, description="Ray Serve replicas, unless autoscaling")
+    min_replicas: int | None = Field(None, ge=0, description="autoscale from this many replicas (with --max-replicas)")
+    max_replicas: int | None = Field(None, gt=0, description="autoscale up to this many replicas")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (Ray Serve)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per replica (Ray Serve)")
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from retrosearch.benchmarks.report import print_result, write_json
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection
+from retrosearch.plugin.config import Settings
 from retrosearch.plugin.index import load_index
 
 console = Console()
@@ -27,26 +28,19 @@ def default_collection() -> Path:
     return Path(data) / "scifact"
 
 
+@opt.with_settings(opt.ENCODER)
 def quickstart(
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder (default: scifact from the shared data).")] = None,
-    model: opt.Model = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
     json_out: opt.JsonOut = None,
-    config: opt.ConfigFile = None,
+    settings: Settings = None,
 ) -> None:
     """Embed a collection into FAISS, evaluate it and show example queries with their top hits."""
     from retrosearch.benchmarks.evaluate import build_index, cached_index_dir, evaluate
     from retrosearch.plugin.encoder import Encoder
 
     beir = BeirCollection(collection or default_collection())
-    settings = opt.build_settings(
-        config, model=model, batch_size=batch_size, threads=threads, runtime=runtime, quantize=quantize
-    )
     model = settings.encoder.model
     encoder = Encoder.load(settings.encoder)
     index_dir = cached_index_dir(beir, encoder.fingerprint)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from retrosearch.plugin import cli_options
@@ -133,3 +134,83 @@ def test_a_bad_runtime_is_one_line_error():
 
     result = CliRunner().invoke(app, ["index", "--corpus", "c.jsonl", "--out", "x", "--runtime", "tensorrt"])
     assert result.exit_code == 2 and "runtime" in result.output
+
+
+# Commands that take only part of the vocabulary: a value from --config for one of their options
+# is used, and the same option on the command line wins.
+PARTIAL = {
+    "bench quality": (["bench", "quality", "--collection", "c"], "--threads", "1", lambda s: s.encoder.threads),
+    "bench ann": (["bench", "ann", "--collection", "c"], "--opensearch-url", "http://127.0.0.1:1",
+                  lambda s: s.opensearch.url),
+    "bench methods": (["bench", "methods", "--collection", "c"], "--model", "m-cli", lambda s: s.encoder.model),
+    "bench ingest": (["bench", "ingest", "--corpus", "c.jsonl"], "--runtime", "torch", lambda s: s.encoder.runtime),
+    "bench serve": (["bench", "serve", "--collection", "c"], "--model", "m-cli", lambda s: s.encoder.model),
+    "opensearch connect": (["opensearch", "connect", "--service-url", "http://127.0.0.1:2"], "--opensearch-url",
+                           "http://127.0.0.1:1", lambda s: s.opensearch.url),
+}
+FROM_CONFIG = {"--threads": 3, "--opensearch-url": "http://127.0.0.1:9999", "--model": "model-from-config",
+               "--runtime": "onnx"}
+
+
+@pytest.mark.parametrize("command", sorted(PARTIAL))
+def test_every_settings_command_reads_config_and_the_command_line_wins(command: str, capture, config_file: Path):
+    args, flag, value, read = PARTIAL[command]
+    assert read(_settings([*args, "--config", str(config_file)])) == FROM_CONFIG[flag]
+    assert str(read(_settings([*args, "--config", str(config_file), flag, value]))) == value
+
+
+# Options that share a name with a setting but mean something else in that command.
+OWN_MEANING = {
+    ("search", "--model"), ("serve", "--model"),  # default: the index's model
+    ("bench report", "--model"),  # handed to each benchmark as given
+    # Training: the start checkpoint, examples per optimiser step, tokens per training block.
+    *((f"train {m}", o) for m in ("retromae", "llara", "finetune") for o in ("--model", "--batch-size", "--max-length")),
+    # The OpenSearch node's port, a background service's port, the key a connector sends.
+    *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
+    ("serve status", "--port"), ("opensearch connect", "--api-key-env"),
+    ("bench serve", "--ray"),  # whether to measure the Ray Serve run
+}
+
+
+def _commands(group, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _commands(command, (*path, name))
+    if getattr(group, "params", None) is not None and path:
+        yield " ".join(path), group
+
+
+def test_one_vocabulary_every_settings_option_reads_the_same_everywhere():
+    import typer.main
+
+    from retrosearch.cli import app
+
+    derived = {}
+    for field, spec in cli_options.SETTING_OPTIONS.items():
+        info = typer.main.get_command(_probe(field)).params[0]
+        # --replicas names two settings: OpenSearch's index replicas and Ray Serve's replicas.
+        derived.setdefault(spec.names[0].split("/")[0], []).append((info.help, repr(info.type_descriptor.annotation)))
+    seen = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        for param in command.params:
+            long = next((o for o in param.opts if o.startswith("--")), None)
+            if long in derived and (path, long) not in OWN_MEANING:
+                assert (param.help, repr(param.type_descriptor.annotation)) in derived[long], (path, long)
+                seen += 1
+    assert seen > 100  # the shared options of a dozen commands
+
+
+def _probe(field: str):
+    probe = typer.Typer()
+
+    @probe.command()
+    @cli_options.with_settings(cli_options.OptionGroup("probe", (field,)), config=False)
+    def one(settings=None) -> None:
+        """Only the option under test."""
+
+    return probe
+
+
+def test_an_option_that_hides_a_setting_is_refused():
+    with pytest.raises(TypeError, match="hide settings options"):
+        @cli_options.with_settings(cli_options.ENCODER)
+        def clash(model: str = "", settings=None) -> None: ...

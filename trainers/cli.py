@@ -43,7 +43,7 @@ CheckpointEvery = Annotated[Optional[int], typer.Option(help="Steps between chec
 LogEvery = Annotated[Optional[int], typer.Option(help="Steps between progress lines. (default 10)")]
 Storage = Annotated[Optional[Path], typer.Option(help="Checkpoint storage folder. (default OUT.train)")]
 Name = Annotated[Optional[str], typer.Option(help="Run name in the storage folder (re-run it to resume).")]
-RayAddress = Annotated[Optional[str], typer.Option(help="Join this Ray cluster instead of a local Ray.")]
+RayAddress = opt.RayAddress
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option(

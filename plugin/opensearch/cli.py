@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.config import Settings
 
 opensearch_app = typer.Typer(
     help="A local single-node OpenSearch with k-NN, assembled from Maven Central and cached.", no_args_is_help=True
@@ -114,20 +115,16 @@ def assemble(version: Version = None, plugin: Plugin = None, with_ml: WithMl = F
 
 
 @opensearch_app.command()
+@opt.with_settings(opt.OPENSEARCH, opt.HYBRID)
 def connect(
     service_url: Annotated[str, typer.Option("--service-url", help="The query service OpenSearch should call, as "
                                              "OpenSearch reaches it, e.g. http://127.0.0.1:8000.")],
-    opensearch_url: opt.OpenSearchUrl = None,
-    index_name: Annotated[Optional[str], typer.Option("--index-name", help="Also give this index search and ingest "
-                                                      "pipelines that use the model.")] = None,
     api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the service's API key "
                                                        "(stored in the connector's encrypted credential).")] = None,
     trust_endpoint: Annotated[bool, typer.Option("--trust-endpoint", help="Allow OpenSearch to call this URL when its "
                                                  "settings forbid it (persistent cluster settings, this URL only).")] = False,
-    hybrid_weight: opt.HybridWeight = None,
-    hybrid_normalization: opt.HybridNormalization = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
-    config: opt.ConfigFile = None,
+    settings: Settings = None,
 ) -> None:
     """Make a running `retrosearch serve` an ml-commons model of OpenSearch (one per template: query
     and passage), deployed and checked; prints the model ids. Running it again reuses them.
@@ -141,8 +138,7 @@ def connect(
     from retrosearch.plugin.opensearch import ml_model, pipelines
     from retrosearch.plugin.opensearch.client import connect as os_connect
 
-    settings = opt.build_settings(config, url=opensearch_url, index=index_name, hybrid_dense_weight=hybrid_weight,
-                                  hybrid_normalization=hybrid_normalization)
+    index_name = settings.opensearch.index
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.plugin import cli_options as opt
+from retrosearch.plugin.config import Settings
 
 serve_app = typer.Typer(
     help="The query service: /search, /embed, OpenAI-compatible /v1/embeddings, /healthz, /readyz, /metrics.",
@@ -40,41 +41,15 @@ def _managed(port: int):
 
 
 @serve_app.callback()
+@opt.with_settings(opt.ENCODER_RUNTIME, opt.INDEX_SEARCH, opt.OPENSEARCH, opt.SERVICE, opt.SCALE_OUT)
 def serve(
     ctx: typer.Context,
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder written by `retrosearch index`/`ingest`.")] = None,
-    index_name: opt.IndexName = None,
-    opensearch_url: opt.OpenSearchUrl = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder (default: the index's model; needed without an index).")] = None,
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on. (default 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="HTTP port. (default 8000)")] = None,
-    max_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass. (default 32)")] = None,
-    max_wait_ms: Annotated[Optional[float], typer.Option(help="Longest a batch waits to fill under concurrent load. (default 2)")] = None,
-    max_texts: Annotated[Optional[int], typer.Option(help="Texts or queries per request; more is 413. (default 256)")] = None,
-    max_chars: Annotated[Optional[int], typer.Option(help="Characters per text; more is 413. (default 20000)")] = None,
-    max_k: Annotated[Optional[int], typer.Option(help="Largest k of a search. (default 1000)")] = None,
-    embeddings_mode: Annotated[Optional[str], typer.Option(help="Template of /v1/embeddings: query or passage. (default query)")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (requests need 'Authorization: Bearer <key>').")] = None,
-    search_threads: Annotated[Optional[int], typer.Option(help="Threads running index searches. (default 4)")] = None,
-    ray: Annotated[bool, typer.Option("--ray", help="Run as a Ray Serve application.")] = False,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to deploy on (with --ray; default a local Ray).")] = None,
-    num_replicas: Annotated[Optional[int], typer.Option("--replicas", help="Ray Serve replicas. (default 1)")] = None,
-    min_replicas: Annotated[Optional[int], typer.Option(help="Autoscale from this many replicas (with --max-replicas).")] = None,
-    max_replicas: Annotated[Optional[int], typer.Option(help="Autoscale up to this many replicas.")] = None,
-    num_gpus: Annotated[Optional[float], typer.Option(help="GPUs per Ray Serve replica. (default 0)")] = None,
-    num_cpus: Annotated[Optional[float], typer.Option(help="CPUs per Ray Serve replica. (default 1)")] = None,
-    device: opt.Device = "auto",
-    dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    ef_search: Annotated[Optional[int], typer.Option(help="HNSW efSearch of the index. (default 256)")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(help="IVF lists probed. (default 16)")] = None,
     background: Annotated[bool, typer.Option("--background", help="Start detached, wait until ready, print the URL.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (Prometheus /metrics counts them anyway).")] = False,
     wait: Annotated[float, typer.Option(help="With --background: seconds to wait for /readyz.")] = 300.0,
-    config: opt.ConfigFile = None,
+    settings: Settings = None,
 ) -> None:
     """Serve dense queries over a FAISS folder (--index), an OpenSearch index (--index-name) or embeddings only (--model)."""
     if ctx.invoked_subcommand is not None:
@@ -82,7 +57,7 @@ def serve(
     from retrosearch.plugin.startup import configure_process
 
     configure_process(serving=True)
-    settings, target, model = resolve(ctx.params)
+    target = resolve(settings, index_dir, model)
     if background:
         _start_background(settings.serve.port, wait)
         return
@@ -94,51 +69,38 @@ def serve(
     _run_uvicorn(settings, target, model, access_log)
 
 
-def resolve(params: dict):
-    """Settings, index target and model from the options of ``retrosearch serve`` (``ctx.params``).
+def resolve(settings: Settings, index_dir: Path | None, model: str | None):
+    """The index target of ``retrosearch serve``, after the checks the command makes before loading anything.
 
-    Shared by the command and by :func:`retrosearch.plugin.serve.ray_app.app_builder`, which
-    receives the same options as a list of arguments (KubeRay's RayService, the Helm chart).
+    Shared by the command and by :func:`parse_argv` (:func:`retrosearch.plugin.serve.ray_app.app_builder`
+    receives the same options as a list of arguments: KubeRay's RayService, the Helm chart).
     """
     from retrosearch.plugin.serve.engine import IndexTarget
 
-    p = params
-    index_dir, index_name, model = p["index_dir"], p["index_name"], p["model"]
+    index_name = settings.opensearch.index
     if index_dir is not None and index_name is not None:
         raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")
     if index_dir is None and index_name is None and model is None:
         raise opt.fail("give --index DIR, --index-name NAME or --model M (embedding only)")
-    try:
-        settings = opt.build_settings(
-            p["config"], device=p["device"], dtype=p["dtype"], batch_size=p["batch_size"], threads=p["threads"],
-            runtime=p["runtime"], quantize=p["quantize"], url=p["opensearch_url"], hnsw_ef_search=p["ef_search"],
-            ivf_nprobe=p["nprobe"], host=p["host"],
-            port=p["port"], max_batch_size=p["max_batch_size"], max_wait_ms=p["max_wait_ms"],
-            max_texts=p["max_texts"], max_chars=p["max_chars"], max_k=p["max_k"],
-            embeddings_mode=p["embeddings_mode"], api_key_env=p["api_key_env"], search_threads=p["search_threads"],
-            ray=p["ray"] or None, ray_address=p["ray_address"], num_replicas=p["num_replicas"],
-            min_replicas=p["min_replicas"], max_replicas=p["max_replicas"], num_gpus=p["num_gpus"],
-            num_cpus=p["num_cpus"],
-        )
-    except ValueError as exc:
-        raise opt.fail(str(exc)) from None
     if settings.serve.api_key_env and not os.environ.get(settings.serve.api_key_env):
         raise opt.fail(f"--api-key-env {settings.serve.api_key_env}: that environment variable is not set or empty")
     if index_dir is not None and not (index_dir / "meta.json").is_file():
         raise opt.fail(f"{index_dir} is not a FAISS index folder (meta.json missing)")
-    return settings, IndexTarget(index_dir=index_dir, index_name=index_name), model
+    return IndexTarget(index_dir=index_dir, index_name=index_name)
 
 
 def parse_argv(argv: list[str]):
-    """:func:`resolve` for the arguments of ``retrosearch serve`` given as a list (no sub-command)."""
+    """Settings, index target and model from the arguments of ``retrosearch serve`` given as a list."""
     import typer.core
     import typer.main
 
     # The group's own options as a plain command: left-over arguments are a usage error.
     command = typer.core.TyperCommand("serve", params=typer.main.get_command(serve_app).params)
     with command.make_context("serve", list(argv)) as ctx:
+        p = ctx.params
         try:
-            return resolve(ctx.params)
+            settings = opt.settings_from({f: p[f] for f in serve.settings_fields}, p["config"])
+            return settings, resolve(settings, p["index_dir"], p["model"]), p["model"]
         except typer.Exit:  # the reason is already printed, as the command prints it
             raise ValueError(f"retrosearch serve {' '.join(argv)}: refused (the reason is printed above)") from None
 

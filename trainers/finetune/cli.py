@@ -10,6 +10,7 @@ import typer
 
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.collections import BeirCollection, CollectionError
+from retrosearch.plugin.config import Settings
 from retrosearch.plugin.encoder import ModelNotFoundError
 from retrosearch.plugin.index import IndexMismatchError, load_index
 from retrosearch.trainers import cli as train_cli
@@ -20,11 +21,11 @@ RankEnd = Annotated[int, typer.Option(help="Last rank (inclusive) negatives are 
 NumNegatives = Annotated[int, typer.Option(help="Negatives kept per query (sampled in the window).")]
 
 
+@opt.with_settings(opt.ENCODER, opt.ENCODER_SPEC)
 def mine_negatives(
     collection: Annotated[Path, typer.Option(help="BEIR collection folder (corpus, queries, qrels).")],
     out: Annotated[Path, typer.Option(help="JSONL training file to write (plus OUT.meta.json).")],
     split: Annotated[str, typer.Option(help="qrels split whose queries get negatives (never the test split).")] = "train",
-    model: opt.Model = None,
     rank_start: RankStart = 30,
     rank_end: RankEnd = 200,
     num_negatives: NumNegatives = 7,
@@ -33,15 +34,8 @@ def mine_negatives(
         Optional[Path], typer.Option("--index", help="Reuse a saved FAISS index of the corpus built with MODEL.")
     ] = None,
     save_index: Annotated[Optional[Path], typer.Option(help="Save the corpus index built here, for reuse.")] = None,
-    device: opt.Device = "auto",
-    dtype: opt.Dtype = "auto",
-    batch_size: opt.BatchSize = None,
-    threads: opt.Threads = None,
-    runtime: opt.Runtime = None,
-    quantize: opt.Quantize = None,
-    max_length: opt.MaxLength = None,
     quiet: opt.Quiet = False,
-    config: opt.ConfigFile = None,
+    settings: Settings = None,
 ) -> None:
     """Mine hard negatives: encode the corpus with MODEL, search each query of SPLIT, sample from a rank window.
 
@@ -50,20 +44,18 @@ def mine_negatives(
     from retrosearch.plugin.encoder import Encoder
     from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
-    settings = opt.build_settings(
-        config, model=model, device=device, dtype=dtype, batch_size=batch_size, threads=threads,
-        runtime=runtime, quantize=quantize, max_length=max_length, show_progress=not quiet,
-    )
+    if quiet:
+        settings.encoder.show_progress = False
     try:
-        config = MiningConfig(rank_start=rank_start, rank_end=rank_end, num_negatives=num_negatives, seed=seed)
+        mining = MiningConfig(rank_start=rank_start, rank_end=rank_end, num_negatives=num_negatives, seed=seed)
         beir = BeirCollection(collection)
         beir.qrels(split)
         encoder = Encoder.load(settings.encoder)
         index = load_index(index_dir, settings) if index_dir else None
-        result = mine_collection(beir, split, encoder, config, settings, index=index)
+        result = mine_collection(beir, split, encoder, mining, settings, index=index)
     except (CollectionError, ModelNotFoundError, IndexMismatchError, FileNotFoundError, ValueError) as exc:
         raise opt.fail(str(exc)) from None
-    meta = write_mined(out, result, mining_provenance(beir, split, encoder, config))
+    meta = write_mined(out, result, mining_provenance(beir, split, encoder, mining))
     if save_index:
         result.index.save(save_index)
     stats = result.stats

@@ -7,6 +7,8 @@ and asserts the service kept answering and returned to two replicas, one per nod
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -15,9 +17,7 @@ import httpx
 import pytest
 
 from retrosearch.plugin import ray_cluster
-from tests.cluster.conftest import (
-    WORKER, actor_nodes, record_figure, run_command, start_command, wait_for, wait_for_nodes,
-)
+from tests.cluster.conftest import WORKER, record_figure, run_command, start_command, wait_for, wait_for_nodes
 
 pytestmark = pytest.mark.cluster
 
@@ -71,9 +71,6 @@ def replica_pids(cluster) -> dict[str, int]:
 
 
 def test_search_keeps_answering_through_a_lost_replica_and_node(cluster, lose_worker_node, tiny_bert: Path, small_scifact: Path, tmp_path: Path) -> None:
-    import os
-    import signal
-
     index = tmp_path / "index"
     log = tmp_path / "index.log"
     assert run_command(["index", "--collection", str(small_scifact), "--model", str(tiny_bert), "--out", str(index), "--quiet"], log) == 0, log.read_text()

@@ -214,11 +214,13 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
         encoder_settings["device"] = "cuda"
     if encoder_settings["threads"] is None and not gpu and local:
         encoder_settings["threads"] = max(1, (os.cpu_count() or 1) // workers)
-    # Reading and writing barely use a CPU; on a local Ray they must not wait for a slot the
-    # actors hold. A cluster schedules them on CPUs of their own (never on a 0-CPU head). Without
-    # a CPU to reserve nothing bounds how many start at once, so the concurrency caps do: every
-    # read task at once would mean a Python process each.
-    io_args: dict[str, Any] = {"num_cpus": 0} if local else {}
+    # Reading and writing barely use a CPU; they must not wait for a slot the actors hold. On a
+    # cluster too: when a node is lost, Ray restarts its actors on the nodes left, where they can
+    # take every CPU, and reads and writes that each wanted one waited forever (seen with 2 actors
+    # on two 2-CPU nodes, one lost). Without a CPU to reserve nothing bounds how many start at
+    # once, so the concurrency caps do: every read task at once would mean a Python process each.
+    # Ray Data spreads them over the nodes (its default scheduling strategy is SPREAD).
+    io_args: dict[str, Any] = {"num_cpus": 0}
     source = ChunkSource(chunks, config.fields, batch_size)
     ds = ray.data.read_datasource(
         source, override_num_blocks=len(source.slices()), ray_remote_args=io_args, concurrency=max(2, workers)

@@ -134,7 +134,7 @@ class OpenSearchSink(ChunkSink):
         # The driver holds the loading mode and refreshes once at the end.
         result = index.write(table.column("id").to_pylist(), _vectors(table), fields, refresh=False)
         if not result.failed:
-            state.record(chunk, result.written)
+            state.record(chunk, result.written, ids=table.column("id").to_pylist())
         return result.written, result.failed
 
     def finalize(self) -> dict[str, Any]:
@@ -167,7 +167,7 @@ class _PartFileSink(ChunkSink):
         tmp = layout.temporary(target)
         self.write_part(tmp, table)
         tmp.replace(target)
-        state.record(chunk, table.num_rows, relative)
+        state.record(chunk, table.num_rows, relative, ids=table.column("id").to_pylist())
         return table.num_rows, []
 
 
@@ -215,7 +215,10 @@ class FaissSink(_PartFileSink):
     def finalize(self) -> dict[str, Any]:
         from retrosearch.plugin.index import create_index
 
-        files = self.state().data_files()
+        state = self.state()
+        # Parts of retried writes whose records were replaced, or of writes killed mid-way.
+        state.sweep()
+        files = state.data_files()
         ids: list[str] = []
         parts = []
         for part in files:

@@ -16,18 +16,21 @@ renamed into place, or an acknowledged bulk load), then its fragment record, eac
 chunk is done when its fragments add up to the rows the plan expects (and their part files still
 exist). On a rerun, the fragments and part files of unfinished chunks are deleted and those
 chunks are embedded again; finished chunks are skipped; part files no record names (a write killed
-between its rename and its record, or an earlier ingest of other input into the same dataset)
-are deleted. Writes are idempotent by id everywhere, so a chunk written twice can never leave a
+between its rename and its record, a write retried after its node was lost, or an earlier ingest
+of other input into the same dataset) are deleted. A record is named after the ids of its rows,
+so a retried write replaces the record of its first attempt rather than adding to it. Writes are idempotent by id everywhere, so a chunk written twice can never leave a
 document twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +83,17 @@ class IngestState:
         self.parts = parts
         self.data_root = parts.root if parts else self.root
 
-    def record(self, chunk: str, rows: int, data: str | None = None) -> None:
-        """Record that ``rows`` rows of ``chunk`` are durably written (``data``: their part file)."""
+    def record(self, chunk: str, rows: int, data: str | None = None, ids: Sequence[str] | None = None) -> None:
+        """Record that ``rows`` rows of ``chunk`` are durably written (``data``: their part file).
+
+        With ``ids`` (the rows' document ids) the record is named after them, so writing the same
+        rows again replaces the record instead of adding one: Ray retries a write task whose node
+        was lost, and the rows its first attempt recorded would otherwise count twice, leaving the
+        chunk "incomplete" (more rows than planned) and the job asking for a rerun.
+        """
+        name = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] if ids is not None else uuid.uuid4().hex
         payload = json.dumps({"rows": rows, "data": data})
-        atomic_write_text(self.fragments / chunk / f"{uuid.uuid4().hex}.json", payload)
+        atomic_write_text(self.fragments / chunk / f"{name}.json", payload)
 
     def _records(self) -> list[tuple[str, dict]]:
         if not self.fragments.exists():

@@ -172,6 +172,14 @@ class ServeSettings(_Strict):
     max_replicas: int | None = Field(None, gt=0, description="autoscale up to this many replicas")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (Ray Serve)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per replica (Ray Serve)")
+    max_replicas_per_node: int | None = Field(
+        None, gt=0, description="at most this many replicas on one node (Ray Serve; 1 spreads them over nodes)"
+    )
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode",
+        description="which nodes run Ray Serve's HTTP proxy; HeadOnly where several nodes share one host "
+        "(their proxies would all bind the same port)",
+    )
 
 
 class Settings(_Strict):

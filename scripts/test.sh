@@ -24,4 +24,7 @@ if [ "$#" -gt 0 ]; then
 fi
 # Tests marked isolated fail when an earlier test in the same process already started Ray.
 python -m pytest -m isolated
-python -m pytest -m "not isolated"
+python -m pytest -m "not isolated and not cluster"
+# The cluster tests run their own head and worker node (about 2 GiB more) and kill nodes on purpose,
+# so they run after the rest, not beside a test's in-process Ray.
+python -m pytest -m cluster

@@ -107,6 +107,8 @@ def deployment_options(serve_settings: ServeSettings) -> dict[str, Any]:
         "max_ongoing_requests": max(2 * serve_settings.max_batch_size, 64),
         "name": "RetroSearchService",
     }
+    if serve_settings.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = serve_settings.max_replicas_per_node
     if serve_settings.min_replicas is not None or serve_settings.max_replicas is not None:
         low = serve_settings.min_replicas if serve_settings.min_replicas is not None else 1
         high = serve_settings.max_replicas if serve_settings.max_replicas is not None else max(low, 1)
@@ -165,7 +167,7 @@ def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
 
     s = settings.serve
     ensure_ray(s.ray_address)
-    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.start(http_options={"host": s.host, "port": s.port}, proxy_location=s.proxy_location)
     serve.run(build_application(settings, target, model), name=APP_NAME, route_prefix="/", blocking=False)
     print(f"RetroSearch on Ray Serve at http://{s.host}:{s.port} (replicas: {deployment_options(s).get('num_replicas', 'autoscaling')})", flush=True)
     stop = threading.Event()

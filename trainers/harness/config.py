@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Placement = Literal["PACK", "SPREAD", "STRICT_SPREAD"]
 
 
 class TrainConfig(BaseModel):
@@ -44,6 +45,11 @@ class TrainConfig(BaseModel):
     workers: int = Field(1, gt=0)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, gt=0)
+    placement_strategy: Placement = Field(
+        "PACK",
+        description="How workers are spread over a cluster's nodes: PACK (fewest nodes), SPREAD, "
+        "STRICT_SPREAD (one worker per node).",
+    )
     threads: int | None = Field(
         None, gt=0, description="torch threads per worker (default: cpus_per_worker)."
     )

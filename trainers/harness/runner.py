@@ -36,6 +36,11 @@ def run_dir(method: Method, config: TrainConfig) -> Path:
 
 def _check_local_resources(config: TrainConfig, available: dict[str, float]) -> None:
     # A local Ray never grows: asking for more than it has would wait forever for the workers.
+    if config.placement_strategy == "STRICT_SPREAD" and config.workers > 1:
+        raise ValueError(
+            f"placement_strategy STRICT_SPREAD puts each of the {config.workers} workers on its own node, "
+            "and a local Ray is one node; use PACK or SPREAD (or --ray-address for a cluster)"
+        )
     wanted = {"CPU": config.workers * config.cpus_per_worker, "GPU": config.workers if config.use_gpu else 0}
     for kind, count in wanted.items():
         have = available.get(kind, 0)
@@ -73,7 +78,10 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
         },
         # TorchTrainer picks the process-group backend itself: nccl with GPUs, gloo without.
         scaling_config=ScalingConfig(
-            num_workers=config.workers, use_gpu=config.use_gpu, resources_per_worker=resources
+            num_workers=config.workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=config.placement_strategy,
         ),
         run_config=RunConfig(
             name=folder.name,

@@ -56,6 +56,7 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),
     SettingOption("ray_address"), SettingOption("num_replicas", ("--replicas",)), SettingOption("min_replicas"),
     SettingOption("max_replicas"), SettingOption("num_gpus"), SettingOption("num_cpus"),
+    SettingOption("max_replicas_per_node"), SettingOption("proxy_location"),
 )}
 
 
@@ -80,7 +81,7 @@ HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalizat
 SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_wait_ms", "max_texts", "max_chars", "max_k",
                                   "embeddings_mode", "api_key_env", "search_threads"))
 SCALE_OUT = OptionGroup("Ray Serve", ("ray", "ray_address", "num_replicas", "min_replicas", "max_replicas", "num_gpus",
-                                      "num_cpus"))
+                                      "num_cpus", "max_replicas_per_node", "proxy_location"))
 
 
 def _field(name: str) -> Any:

@@ -18,6 +18,7 @@ from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain, TRAIN_
 from retrosearch.pipeline.manifest import hash_file, hash_json
 
 TRAIN_LOG = "train_log.jsonl"
+RAY_CHECKPOINTS = "checkpoint_manager_snapshot.json"  # Ray Train's record of the registered checkpoints
 
 
 @dataclass
@@ -148,18 +149,29 @@ class TrainingStage(Stage):
             ray_address=self.pipeline.ray_address, **fields,
         )
 
-    def log_path(self, method_name: str) -> Path:
-        return self.folder / "train" / method_name / TRAIN_LOG
-
     def _log_records(self) -> list[dict[str, Any]]:
         logs = sorted((self.folder / "train").glob(f"*/{TRAIN_LOG}"))
         if not logs:
             return []
         return [json.loads(line) for line in logs[0].read_text().splitlines() if line.strip()]
 
+    def checkpoint_step(self) -> int | None:
+        """The step of the checkpoint a rerun resumes from: the last one Ray Train registered.
+
+        A checkpoint folder alone is not enough (a kill can land between writing it and
+        registering it), so this reads the run's checkpoint manager snapshot.
+        """
+        for snapshot in sorted((self.folder / "train").glob(f"*/{RAY_CHECKPOINTS}")):
+            try:
+                latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+                return int(latest["metrics"]["step"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        return None
+
     def progress(self) -> str | None:
-        steps = [r["message"] for r in self._log_records() if r.get("message", "").startswith("checkpoint at step")]
-        return steps[-1].split(" (")[0] if steps else None
+        step = self.checkpoint_step()
+        return None if step is None else f"checkpoint at step {step}"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
         from retrosearch.trainers.harness.runner import fit

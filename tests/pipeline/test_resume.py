@@ -16,7 +16,7 @@ from retrosearch.pipeline.manifest import read_manifest
 from retrosearch.pipeline.runner import plan, run
 from tests.pipeline.conftest import tiny_pipeline, write_pipeline
 
-STEPS, EVERY = 40, 4
+STEPS, EVERY = 12, 3
 
 
 def _pretrain_only(collection: Path, model: Path, work: Path) -> dict:
@@ -28,12 +28,12 @@ def _pretrain_only(collection: Path, model: Path, work: Path) -> dict:
 
 
 def _kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout_s: float = 240) -> None:
-    """Start the pipeline, SIGKILL its whole process group once Ray Train has stored a checkpoint."""
+    """Start the pipeline, SIGKILL its whole process group once Ray Train has registered a checkpoint."""
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(p.is_dir() for p in run_dir.glob("checkpoint_*")):
+            if (run_dir / "checkpoint_manager_snapshot.json").is_file():
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the pipeline ended before it could be killed"
@@ -51,13 +51,17 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, train_test_coll
     manifest = read_manifest(tmp_path / "work" / "pretrain")
     assert manifest is not None and manifest.status == "running"
     assert not (tmp_path / "work" / "pretrain" / "model").exists()
+    saved = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    saved_step = saved["latest_checkpoint_result"]["metrics"]["step"]
+    assert 0 < saved_step < STEPS
     decision = plan(parse_config(copy.deepcopy(data)))[0]
-    assert decision.action == "resume" and "resumes from the checkpoint" in decision.reason
+    assert decision.action == "resume"
+    assert decision.reason == f"interrupted (checkpoint at step {saved_step}): resumes from the checkpoint"
 
     lines: list[str] = []
     record = run(parse_config(copy.deepcopy(data)), lines.append)[0]
-    resumed = record.figures.get("resumed_from_step")
-    assert record.status == "resumed" and resumed and resumed % EVERY == 0 and resumed < STEPS, lines
+    assert record.status == "resumed" and record.figures.get("resumed_from_step") == saved_step, lines
+    resumed = saved_step
 
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     start = next(i for i, r in enumerate(log) if r.get("message", "").startswith("resumed from the checkpoint"))

@@ -12,10 +12,15 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain, TRAIN_FIELDS
 from retrosearch.pipeline.manifest import hash_file, hash_json
+
+if TYPE_CHECKING:
+    from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.trainers.harness.config import TrainConfig
+    from retrosearch.trainers.harness.method import Method
 
 TRAIN_LOG = "train_log.jsonl"
 RAY_CHECKPOINTS = "checkpoint_manager_snapshot.json"  # Ray Train's record of the registered checkpoints
@@ -61,7 +66,6 @@ class Stage(ABC):
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose outputs this one reads
-    trains: ClassVar[bool] = False
 
     def __init__(self, pipeline: PipelineConfig) -> None:
         self.pipeline = pipeline
@@ -121,7 +125,7 @@ class Stage(ABC):
         files.update({f"qrels/{s}": root / "qrels" / f"{s}.tsv" for s in splits})
         return files
 
-    def encoder_settings(self, model: str):
+    def encoder_settings(self, model: str) -> EncoderSettings:
         """Encoder settings of every embedding pass (the pipeline's ``embedding`` section)."""
         return self.pipeline.embedding.encoder(model)
 
@@ -133,13 +137,11 @@ def _model_of(upstream: dict[str, Record], stage: str) -> str:
 class TrainingStage(Stage):
     """A stage that runs a method on the trainers' harness: checkpoints in ``train/``, the model in ``model/``."""
 
-    trains = True
-
-    def method(self, upstream: dict[str, Record]):
+    @abstractmethod
+    def method(self, upstream: dict[str, Record]) -> Method:
         """The harness method to fit."""
-        raise NotImplementedError
 
-    def train_config(self, method, upstream: dict[str, Record]):
+    def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
         """The harness's TrainConfig: the stage's train settings, output and storage in the stage folder."""
         from retrosearch.trainers.harness.config import TrainConfig
 
@@ -153,7 +155,13 @@ class TrainingStage(Stage):
         logs = sorted((self.folder / "train").glob(f"*/{TRAIN_LOG}"))
         if not logs:
             return []
-        return [json.loads(line) for line in logs[0].read_text().splitlines() if line.strip()]
+        records = []
+        for line in logs[0].read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the last line of a killed run may be cut short
+                continue
+        return records
 
     def checkpoint_step(self) -> int | None:
         """The step of the checkpoint a rerun resumes from: the last one Ray Train registered.
@@ -202,9 +210,11 @@ class PretrainStage(TrainingStage):
         return self.section.method != "none"
 
     def corpus(self) -> Path:
+        """The corpus to pretrain on: the stage's own, else the collection's."""
         return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
 
     def start_model(self) -> str:
+        """The checkpoint pretraining starts from: the stage's own, else the pipeline's model."""
         return self.section.model or self.pipeline.model
 
     def extra_settings(self) -> dict[str, Any]:
@@ -228,7 +238,7 @@ class PretrainStage(TrainingStage):
         model = self.pipeline.model
         return Record(self.name, "off", {"model": model}, model_hash(model), reason=self.off_reason())
 
-    def method(self, upstream: dict[str, Record]):
+    def method(self, upstream: dict[str, Record]) -> Method:
         cfg = self.section
         if isinstance(cfg, RetroMAEPretrain):
             from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
@@ -256,6 +266,7 @@ class MineStage(Stage):
     needs = ("pretrain",)
 
     def scores_pretrain(self) -> bool:
+        """Whether this stage also scores the pretrained model (on the index it builds anyway)."""
         evaluate = self.pipeline.stages.evaluate
         return evaluate.enabled and evaluate.after_pretrain
 
@@ -323,7 +334,7 @@ class FinetuneStage(TrainingStage):
         pretrain = upstream["pretrain"]
         return Record(self.name, "off", dict(pretrain.outputs), pretrain.output_hash, reason=self.off_reason())
 
-    def method(self, upstream: dict[str, Record]):
+    def method(self, upstream: dict[str, Record]) -> Method:
         from retrosearch.trainers.finetune.config import FinetuneConfig
         from retrosearch.trainers.finetune.method import FinetuneMethod
 
@@ -338,7 +349,7 @@ class FinetuneStage(TrainingStage):
         )
         return FinetuneMethod(config)
 
-    def train_config(self, method, upstream: dict[str, Record]):
+    def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
         train = super().train_config(method, upstream)
         if self.section.epochs is not None:
             from retrosearch.trainers.finetune.cli import _steps_for
@@ -355,6 +366,7 @@ class EvaluateStage(Stage):
     needs = ("pretrain", "finetune")
 
     def scores_pretrain(self) -> bool:
+        """Whether this stage scores the pretrained model too (only when mining, which does it for less, is off)."""
         # Without mining there is no corpus index of the pretrained model to reuse: embed it here.
         stages = self.pipeline.stages
         return self.section.after_pretrain and not stages.mine.enabled and stages.pretrain.method != "none"
@@ -400,6 +412,7 @@ class IngestStage(Stage):
     needs = ("finetune",)
 
     def corpus(self) -> Path:
+        """The corpus to ingest: the stage's own, else the collection's."""
         return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
 
     def extra_settings(self) -> dict[str, Any]:

@@ -223,10 +223,11 @@ class Embedding(_Strict):
     device: str = "auto"
     batch_size: int | None = Field(None, gt=0)
     threads: int | None = Field(None, gt=0)
+    show_progress: bool = Field(True, description="Progress bars while the corpus is embedded.")
 
     def encoder(self, model: str) -> EncoderSettings:
         """Encoder settings for ``model``."""
-        return EncoderSettings(model=model, show_progress=False, **self.model_dump())
+        return EncoderSettings(model=model, **self.model_dump())
 
 
 class PipelineConfig(_Strict):

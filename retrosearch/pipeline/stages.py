@@ -447,7 +447,7 @@ class IngestStage(Stage):
 
         cfg = self.section
         model = _model_of(upstream, "finetune")
-        encoder = self.encoder_settings(model).model_copy(update={"show_progress": True})
+        encoder = self.encoder_settings(model)
         settings = Settings(encoder=encoder, opensearch=cfg.opensearch)
         state = self.folder / "state"
         if cfg.sink == "opensearch" and not state.exists():

@@ -51,7 +51,7 @@ def tiny_pipeline(collection: Path, model: Path, work_dir: Path) -> dict[str, An
         "collection": str(collection),
         "model": str(model),
         "work_dir": str(work_dir),
-        "embedding": {"batch_size": 16, "threads": 1},
+        "embedding": {"batch_size": 16, "threads": 1, "show_progress": False},
         "stages": {
             "pretrain": {
                 "method": "retromae", "steps": 4, "batch_size": 4, "max_length": 32, "max_blocks": 64,

@@ -12,6 +12,7 @@ configure_process()
 from retrosearch import quickstart  # noqa: E402
 from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402
 from retrosearch.ingest import cli as ingest_cli  # noqa: E402
+from retrosearch.pipeline import cli as pipeline_cli  # noqa: E402
 from retrosearch.plugin import cli as plugin_cli  # noqa: E402
 from retrosearch.plugin.serve import cli as serve_cli  # noqa: E402
 from retrosearch.trainers import cli as trainers_cli  # noqa: E402
@@ -29,6 +30,7 @@ benchmarks_cli.register(app)
 ingest_cli.register(app)
 quickstart.register(app)
 trainers_cli.register(app)
+pipeline_cli.register(app)
 
 
 def main() -> None:

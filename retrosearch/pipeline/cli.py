@@ -1,0 +1,82 @@
+"""``retrosearch pipeline run|plan PIPELINE.yaml``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retrosearch.plugin import cli_options as opt
+
+pipeline_app = typer.Typer(
+    help="One YAML file from pretraining to a served index: pretrain, mine, fine-tune, evaluate, ingest, serve.",
+    no_args_is_help=True,
+)
+console = Console()
+
+PipelineFile = Annotated[Path, typer.Argument(help="Pipeline YAML (see examples/scifact.yaml).")]
+
+
+def _load(path: Path):
+    from retrosearch.pipeline.config import load_config
+
+    with opt.user_errors():
+        return load_config(path)
+
+
+def _echo(line: str) -> None:
+    # Plain lines, flushed at once: the trainers and the ingest job print their own progress between them.
+    typer.echo(line)
+
+
+@pipeline_app.command()
+def plan(pipeline: PipelineFile) -> None:
+    """Show, per stage, whether it would run, resume or be skipped, and why; runs nothing."""
+    from retrosearch.pipeline.runner import plan as make_plan
+
+    config = _load(pipeline)
+    with opt.user_errors():
+        decisions = make_plan(config)
+    table = Table(title=f"pipeline {config.name} ({config.work_dir})", title_justify="left")
+    for column in ("stage", "action", "why"):
+        table.add_column(column)
+    for decision in decisions:
+        table.add_row(decision.stage.name, decision.action, decision.reason)
+    console.print(table)
+
+
+@pipeline_app.command()
+def run(pipeline: PipelineFile) -> None:
+    """Run every stage that is not done; an interrupted training resumes from its checkpoint."""
+    from retrosearch.pipeline.runner import format_figures
+    from retrosearch.pipeline.runner import run as run_pipeline
+
+    config = _load(pipeline)
+    started = time.perf_counter()
+    with opt.user_errors():
+        records = run_pipeline(config, _echo)
+    total = time.perf_counter() - started
+    table = Table(title=f"pipeline {config.name}: {total:.1f}s", title_justify="left")
+    for column in ("stage", "status", "seconds", "figures"):
+        table.add_column(column)
+    for record in records:
+        seconds = "" if record.seconds is None else f"{record.seconds:.1f}"
+        if record.status == "skipped" and record.seconds is not None:
+            seconds = f"({seconds})"  # the earlier run's time
+        figures = {k: v for k, v in record.figures.items()}
+        table.add_row(record.name, record.status, seconds, format_figures(figures))
+    console.print(table)
+    serve = next((r for r in records if r.name == "serve" and r.outputs), None)
+    if serve is not None:
+        for name in ("serve", "connect"):
+            if name in serve.outputs:
+                typer.echo(f"{name}: {serve.outputs[name]}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retrosearch pipeline ...``."""
+    app.add_typer(pipeline_app, name="pipeline")

@@ -1,0 +1,307 @@
+"""The pipeline file: one validated model of every stage's settings.
+
+Training stages take the trainers' own settings flat (``stages.finetune.steps``, ``...lr``): their
+fields are taken from :class:`TrainConfig` and the methods' config models rather than declared a
+second time, and each stage is checked by building those models, so their rules (a batch that
+splits over workers, a mining window in order) apply here unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from retrosearch.plugin.config import EncoderSettings, OpenSearchSettings
+from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
+from retrosearch.trainers.harness.config import TrainConfig
+from retrosearch.trainers.llara.config import LLaRAConfig
+from retrosearch.trainers.retromae.config import RetroMAEConfig
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline file that cannot be read or validated; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Set by the pipeline, not by the user: where the run writes, what it is called, which cluster.
+_PIPELINE_OWNED_TRAIN = {"out", "storage_path", "name", "ray_address"}
+
+
+def _fields(model: type[BaseModel], exclude: set[str]) -> dict[str, Any]:
+    """``model``'s field definitions for :func:`create_model`, less ``exclude``."""
+    return {
+        name: (info.annotation, copy.deepcopy(info))
+        for name, info in model.model_fields.items()
+        if name not in exclude
+    }
+
+
+def _check(model: type[BaseModel], values: dict[str, Any]) -> None:
+    """Validate ``values`` with ``model``'s own rules; its first error becomes a ValueError."""
+    try:
+        model.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+TRAIN_FIELDS = [name for name in TrainConfig.model_fields if name not in _PIPELINE_OWNED_TRAIN]
+
+
+class _TrainingSection(_Strict):
+    """Common checks of a stage that trains: the harness's own rules on its train settings."""
+
+    def train_settings(self) -> dict[str, Any]:
+        """The :class:`TrainConfig` fields of this stage (without out/storage/name)."""
+        return {name: getattr(self, name) for name in TRAIN_FIELDS}
+
+    @model_validator(mode="after")
+    def _train_rules(self):
+        _check(TrainConfig, {**self.train_settings(), "out": Path(".")})
+        return self
+
+
+_RetroMAEBase = create_model(
+    "_RetroMAEBase",
+    __base__=_TrainingSection,
+    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
+    **_fields(RetroMAEConfig, {"model", "corpus", "dupmae"}),
+)
+
+
+class RetroMAEPretrain(_RetroMAEBase):
+    """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) continued pretraining."""
+
+    method: Literal["retromae", "dupmae"]
+    model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
+    corpus: Path | None = Field(None, description="Corpus to pretrain on (default: the collection's).")
+
+
+_LLaRABase = create_model(
+    "_LLaRABase",
+    __base__=_TrainingSection,
+    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
+    **_fields(LLaRAConfig, {"model", "corpus"}),
+)
+
+
+class LLaRAPretrain(_LLaRABase):
+    """LLaRA post-training of a decoder LLM."""
+
+    method: Literal["llara"]
+    model: str | None = Field(None, description="Causal-LM checkpoint (default: the pipeline's model).")
+    corpus: Path | None = None
+
+
+class NoPretrain(_Strict):
+    """No pretraining: the pipeline's model goes straight to mining and fine-tuning."""
+
+    method: Literal["none"]
+
+
+PretrainSection = Annotated[Union[RetroMAEPretrain, LLaRAPretrain, NoPretrain], Field(discriminator="method")]
+PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
+
+
+class MineSection(_Strict):
+    """Hard negatives for the training split, mined with the pretrained model."""
+
+    enabled: bool = True
+    split: str = Field("train", description="qrels split whose queries get negatives.")
+    rank_start: int = Field(30, ge=1)
+    rank_end: int = Field(200, ge=1)
+    num_negatives: int = Field(7, ge=1)
+    seed: int = 0
+    backend: str = "faiss-flat"
+    min_grade: int = 1
+
+    def mining(self) -> MiningConfig:
+        """The trainers' mining settings."""
+        return MiningConfig(**self.model_dump(exclude={"enabled", "split"}))
+
+    @model_validator(mode="after")
+    def _window(self):
+        _check(MiningConfig, self.model_dump(exclude={"enabled", "split"}))
+        return self
+
+
+_FINETUNE_OWNED = {"model", "train_file", "collection", "split", "eval_split", "eval_backend", "mine", "mining", "mined_file"}
+
+_FinetuneBase = create_model(
+    "_FinetuneBase",
+    __base__=_TrainingSection,
+    **{**_fields(TrainConfig, _PIPELINE_OWNED_TRAIN), "lr": (float, Field(2e-5, gt=0))},
+    **_fields(FinetuneConfig, _FINETUNE_OWNED),
+)
+
+
+class FinetuneSection(_FinetuneBase):
+    """Contrastive fine-tuning on the training split (with the mined negatives)."""
+
+    enabled: bool = True
+    split: str = Field("train", description="qrels split to train on when mining is off.")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training queries (sets steps).")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.epochs is not None and "steps" in self.model_fields_set:
+            raise ValueError("give steps or epochs, not both")
+        return self
+
+    def method_settings(self) -> dict[str, Any]:
+        """The :class:`FinetuneConfig` fields this stage sets."""
+        return {name: getattr(self, name) for name in FinetuneConfig.model_fields if name not in _FINETUNE_OWNED}
+
+
+class EvaluateSection(_Strict):
+    """Retrieval quality on a held-out split."""
+
+    enabled: bool = True
+    split: str = "test"
+    backend: Literal["faiss-flat", "faiss-hnsw", "faiss-ivfpq"] = "faiss-flat"
+    top_k: int = Field(100, gt=0)
+    after_pretrain: bool = Field(
+        True,
+        description="Also score the pretrained model (free when mining runs: its corpus index is searched).",
+    )
+
+
+class IngestSection(_Strict):
+    """The corpus embedded with the final model into FAISS or OpenSearch (the Ray Data ingest job)."""
+
+    enabled: bool = True
+    sink: Literal["faiss", "opensearch"] = "faiss"
+    corpus: Path | None = Field(None, description="Corpus to ingest (default: the collection's).")
+    faiss_backend: Literal["faiss-flat", "faiss-hnsw", "faiss-ivfpq"] = "faiss-flat"
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    workers: int | None = Field(None, gt=0, description="Embedding actors (default: one per GPU or core).")
+    num_gpus_per_worker: float = Field(0.0, ge=0)
+    num_cpus_per_worker: float = Field(1.0, gt=0)
+    chunk_rows: int = Field(1000, gt=0)
+    ray_batch_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _index_name(self):
+        if self.sink == "opensearch" and not self.opensearch.index:
+            raise ValueError("sink opensearch needs opensearch.index (the index name)")
+        return self
+
+
+class ServeSection(_Strict):
+    """How to serve the index: the command is printed; with ``service_url`` OpenSearch is connected."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, lt=65536)
+    service_url: str | None = Field(
+        None,
+        description="A running `retrosearch serve` as OpenSearch reaches it: connect it as OpenSearch's model.",
+    )
+
+
+class Stages(_Strict):
+    """Every stage, in the order they run."""
+
+    pretrain: PretrainSection = Field(default_factory=lambda: NoPretrain(method="none"))
+    mine: MineSection = Field(default_factory=MineSection)
+    finetune: FinetuneSection = Field(default_factory=FinetuneSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+    serve: ServeSection = Field(default_factory=ServeSection)
+
+
+class Embedding(_Strict):
+    """Run-time choices of every embedding pass (mining, evaluation, ingest); none changes a vector."""
+
+    device: str = "auto"
+    batch_size: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0)
+    show_progress: bool = Field(True, description="Progress bars while the corpus is embedded.")
+
+    def encoder(self, model: str) -> EncoderSettings:
+        """Encoder settings for ``model``."""
+        return EncoderSettings(model=model, **self.model_dump())
+
+
+class PipelineConfig(_Strict):
+    """A pipeline: a BEIR collection, a starting model, where outputs go, and the stages."""
+
+    name: str = Field("pipeline", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    collection: Path = Field(description="BEIR folder: corpus, queries, qrels/<split>.tsv.")
+    model: str = Field("minilm", description="Starting checkpoint folder or packaged name.")
+    work_dir: Path = Field(description="Each stage writes its output and manifest to WORK_DIR/<stage>/.")
+    ray_address: str | None = None
+    embedding: Embedding = Field(default_factory=Embedding)
+    stages: Stages = Field(default_factory=Stages)
+
+    @model_validator(mode="after")
+    def _needs(self):
+        stages = self.stages
+        if stages.finetune.enabled and not stages.mine.enabled and stages.finetune.group_size > 1:
+            raise ValueError(
+                "stages.finetune.group_size > 1 needs mined negatives: enable stages.mine or set group_size: 1"
+            )
+        return self
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    # A discriminated union adds the chosen tag to the path (stages.pretrain.retromae.steps); the
+    # file has no such key, so drop it.
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i - 1] == "pretrain" and parts[i] in PRETRAIN_METHODS:
+            del parts[i]
+    return ".".join(parts)
+
+
+def format_errors(source: str, exc: ValidationError) -> str:
+    """One line per error: ``FILE: key.path: message`` (joined with '; ' when there are several)."""
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        where = _location(error["loc"])
+        lines.append(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+    return "; ".join(lines)
+
+
+def _expand(value: Any) -> Any:
+    # ${RETROSEARCH_DATA}/scifact and ~/models work in any string setting.
+    if isinstance(value, str):
+        return os.path.expanduser(os.path.expandvars(value))
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def parse_config(data: Any, source: str = "<pipeline>") -> PipelineConfig:
+    """Validate already-parsed YAML; errors name ``source`` and the key path."""
+    if not isinstance(data, dict):
+        raise PipelineConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        return PipelineConfig.model_validate(_expand(data))
+    except ValidationError as exc:
+        raise PipelineConfigError(format_errors(source, exc)) from None
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read and validate a pipeline YAML file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PipelineConfigError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise PipelineConfigError(f"{path}: {where}{getattr(exc, 'problem', None) or exc}") from None
+    return parse_config(data, str(path))

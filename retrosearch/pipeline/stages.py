@@ -1,0 +1,538 @@
+"""The stages: each turns its settings and its upstream stages' outputs into an output folder.
+
+They call what the single-stage commands call (the trainers' ``fit``, ``mine_collection``,
+``evaluate``, ``run_ingest``, ``opensearch connect``), so a stage behaves as its command does; the
+runner around them decides what to run, writes manifests and prints progress.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain, TRAIN_FIELDS
+from retrosearch.pipeline.manifest import hash_file, hash_json
+
+if TYPE_CHECKING:
+    from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.trainers.harness.config import TrainConfig
+    from retrosearch.trainers.harness.method import Method
+
+TRAIN_LOG = "train_log.jsonl"
+RAY_CHECKPOINTS = "checkpoint_manager_snapshot.json"  # Ray Train's record of the registered checkpoints
+
+
+@dataclass
+class Record:
+    """What the runner knows about a stage once it has run, been skipped or is off."""
+
+    name: str
+    status: str  # ran, resumed, skipped, off
+    outputs: dict[str, str] = field(default_factory=dict)
+    output_hash: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class StageResult:
+    """What a stage's run produced."""
+
+    outputs: dict[str, str]
+    output_hash: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def _json(value: Any) -> Any:
+    """``value`` as it reads back from a manifest (paths as strings, tuples as lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def model_hash(model: str) -> str:
+    """The encoder runtime's fingerprint of a checkpoint folder or packaged name."""
+    from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.plugin.encoder import describe
+
+    return describe(EncoderSettings(model=model)).model_fingerprint
+
+
+class Stage(ABC):
+    """One step of the pipeline, writing to ``WORK_DIR/<name>/``."""
+
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose outputs this one reads
+
+    def __init__(self, pipeline: PipelineConfig) -> None:
+        self.pipeline = pipeline
+        self.folder = pipeline.work_dir.resolve() / self.name
+
+    @property
+    def section(self) -> Any:
+        """This stage's settings from the pipeline file."""
+        return getattr(self.pipeline.stages, self.name)
+
+    @property
+    def enabled(self) -> bool:
+        """False when the pipeline file turns this stage off."""
+        return getattr(self.section, "enabled", True)
+
+    # Run-time choices that do not change a stage's output: changing them reruns nothing.
+    RUNTIME_ONLY: ClassVar[set[str]] = {"log_every", "threads", "checkpoint_every", "keep_checkpoints", "max_failures"}
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved settings that enter the stage's key (and its manifest)."""
+        own = self.section.model_dump(exclude=self.RUNTIME_ONLY)
+        return _json({**own, **self.extra_settings()})
+
+    def extra_settings(self) -> dict[str, Any]:
+        """Pipeline-level settings this stage depends on."""
+        return {}
+
+    def input_files(self) -> dict[str, Path]:
+        """Files whose content the stage reads (hashed into its key)."""
+        return {}
+
+    @abstractmethod
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        """Do the work into :attr:`folder` (which exists)."""
+
+    def off_reason(self) -> str:
+        """Why the stage is off (shown by the plan and the summary)."""
+        return "off in the pipeline file"
+
+    def passthrough(self, upstream: dict[str, Record]) -> Record:
+        """The record of this stage when it is off: by default, nothing for downstream."""
+        return Record(self.name, "off", reason=self.off_reason())
+
+    def outputs_exist(self, outputs: dict[str, str]) -> bool:
+        """Whether a finished run's outputs are still there (a deleted folder reruns the stage)."""
+        return all(Path(v).exists() for k, v in outputs.items() if k in ("model", "train_file", "index_dir", "eval"))
+
+    def progress(self) -> str | None:
+        """For a stage interrupted mid-way: how far it got (the plan shows it)."""
+        return None
+
+    # -- shared helpers -------------------------------------------------------------------------
+    def collection_files(self, *splits: str) -> dict[str, Path]:
+        """The collection's corpus, queries and the named qrels splits."""
+        root = self.pipeline.collection.resolve()
+        files = {"corpus": root / "corpus.jsonl", "queries": root / "queries.jsonl"}
+        files.update({f"qrels/{s}": root / "qrels" / f"{s}.tsv" for s in splits})
+        return files
+
+    def encoder_settings(self, model: str) -> EncoderSettings:
+        """Encoder settings of every embedding pass (the pipeline's ``embedding`` section)."""
+        return self.pipeline.embedding.encoder(model)
+
+
+def _model_of(upstream: dict[str, Record], stage: str) -> str:
+    return upstream[stage].outputs["model"]
+
+
+class TrainingStage(Stage):
+    """A stage that runs a method on the trainers' harness: checkpoints in ``train/``, the model in ``model/``."""
+
+    @abstractmethod
+    def method(self, upstream: dict[str, Record]) -> Method:
+        """The harness method to fit."""
+
+    def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
+        """The harness's TrainConfig: the stage's train settings, output and storage in the stage folder."""
+        from retrosearch.trainers.harness.config import TrainConfig
+
+        fields = {name: getattr(self.section, name) for name in TRAIN_FIELDS}
+        return TrainConfig(
+            out=self.folder / "model", storage_path=self.folder / "train", name=method.name,
+            ray_address=self.pipeline.ray_address, **fields,
+        )
+
+    def _log_records(self) -> list[dict[str, Any]]:
+        logs = sorted((self.folder / "train").glob(f"*/{TRAIN_LOG}"))
+        if not logs:
+            return []
+        records = []
+        for line in logs[0].read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the last line of a killed run may be cut short
+                continue
+        return records
+
+    def checkpoint_step(self) -> int | None:
+        """The step of the checkpoint a rerun resumes from: the last one Ray Train registered.
+
+        A checkpoint folder alone is not enough (a kill can land between writing it and
+        registering it), so this reads the run's checkpoint manager snapshot.
+        """
+        for snapshot in sorted((self.folder / "train").glob(f"*/{RAY_CHECKPOINTS}")):
+            try:
+                latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+                return int(latest["metrics"]["step"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        return None
+
+    def progress(self) -> str | None:
+        step = self.checkpoint_step()
+        return None if step is None else f"checkpoint at step {step}"
+
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        from retrosearch.trainers.harness.runner import fit
+
+        method = self.method(upstream)
+        train = self.train_config(method, upstream)
+        seen = len(self._log_records())
+        result = fit(method, train)
+        figures: dict[str, Any] = {
+            k: round(v, 4) for k, v in result.metrics.items() if k == "loss" or k.startswith("loss/")
+        }
+        figures["steps"] = train.steps
+        for record in self._log_records()[seen:]:
+            message = record.get("message", "")
+            if message.startswith("resumed from the checkpoint at step"):
+                figures["resumed_from_step"] = int(message.rsplit(" ", 1)[1])
+        model = str(result.out)
+        return StageResult({"model": model, "checkpoint": result.checkpoint}, model_hash(model), figures)
+
+
+class PretrainStage(TrainingStage):
+    """RetroMAE / DupMAE / LLaRA on the corpus, from the pipeline's model; ``none`` passes it on."""
+
+    name = "pretrain"
+
+    @property
+    def enabled(self) -> bool:
+        return self.section.method != "none"
+
+    def corpus(self) -> Path:
+        """The corpus to pretrain on: the stage's own, else the collection's."""
+        return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
+
+    def start_model(self) -> str:
+        """The checkpoint pretraining starts from: the stage's own, else the pipeline's model."""
+        return self.section.model or self.pipeline.model
+
+    def extra_settings(self) -> dict[str, Any]:
+        return {"model": self.start_model(), "corpus": self.corpus()}
+
+    def input_files(self) -> dict[str, Path]:
+        corpus = self.corpus()
+        # A BEIR folder or a saved dataset: its corpus file (a folder of Parquet files is hashed by name only).
+        if corpus.is_dir():
+            corpus = corpus / "corpus.jsonl" if (corpus / "corpus.jsonl").is_file() else corpus
+        files = {"corpus": corpus} if corpus.is_file() else {}
+        start = Path(self.start_model())
+        if start.is_dir():
+            files.update({f"model/{p.name}": p for p in sorted(start.glob("*.safetensors"))})
+        return files
+
+    def off_reason(self) -> str:
+        return f"method none: {self.pipeline.model} goes on as it is"
+
+    def passthrough(self, upstream: dict[str, Record]) -> Record:
+        model = self.pipeline.model
+        return Record(self.name, "off", {"model": model}, model_hash(model), reason=self.off_reason())
+
+    def method(self, upstream: dict[str, Record]) -> Method:
+        cfg = self.section
+        if isinstance(cfg, RetroMAEPretrain):
+            from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
+
+            own = {n: getattr(cfg, n) for n in RetroMAEConfig.model_fields if n not in ("model", "corpus", "dupmae")}
+            config = RetroMAEConfig(
+                model=self.start_model(), corpus=str(self.corpus()), dupmae=cfg.method == "dupmae", **own
+            )
+            return RetroMAEMethod(config)
+        from retrosearch.trainers.llara.config import LLaRAConfig
+        from retrosearch.trainers.llara.method import LLaRAMethod
+
+        own = {n: getattr(cfg, n) for n in LLaRAConfig.model_fields if n not in ("model", "corpus")}
+        return LLaRAMethod(LLaRAConfig(model=self.start_model(), corpus=str(self.corpus()), **own))
+
+
+class MineStage(Stage):
+    """Hard negatives for the training split from the pretrained model's ranking of the corpus.
+
+    With ``stages.evaluate.after_pretrain`` the same corpus index also scores the pretrained model
+    on the evaluation split, for the cost of its queries.
+    """
+
+    name = "mine"
+    needs = ("pretrain",)
+
+    def scores_pretrain(self) -> bool:
+        """Whether this stage also scores the pretrained model (on the index it builds anyway)."""
+        evaluate = self.pipeline.stages.evaluate
+        return evaluate.enabled and evaluate.after_pretrain
+
+    def extra_settings(self) -> dict[str, Any]:
+        evaluate = self.pipeline.stages.evaluate
+        return {
+            "collection": self.pipeline.collection.resolve(),
+            "score_pretrained": {"split": evaluate.split, "top_k": evaluate.top_k} if self.scores_pretrain() else None,
+        }
+
+    def input_files(self) -> dict[str, Path]:
+        splits = [self.section.split] + ([self.pipeline.stages.evaluate.split] if self.scores_pretrain() else [])
+        return self.collection_files(*dict.fromkeys(splits))
+
+    def off_reason(self) -> str:
+        return "off in the pipeline file: fine-tuning uses the split's qrels and in-batch negatives"
+
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        from retrosearch.benchmarks.evaluate import evaluate
+        from retrosearch.benchmarks.report import write_json
+        from retrosearch.plugin.collections import BeirCollection
+        from retrosearch.plugin.config import Settings
+        from retrosearch.plugin.encoder import Encoder
+        from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
+
+        cfg = self.section
+        model = _model_of(upstream, "pretrain")
+        collection = BeirCollection(self.pipeline.collection)
+        settings = Settings(encoder=self.encoder_settings(model))
+        encoder = Encoder.load(settings.encoder)
+        result = mine_collection(collection, cfg.split, encoder, cfg.mining(), settings)
+        path = self.folder / "hard-negatives.jsonl"
+        write_mined(path, result, mining_provenance(collection, cfg.split, encoder, cfg.mining()))
+        stats = result.stats
+        figures: dict[str, Any] = {
+            "queries": stats["queries"], "negatives": stats["negatives"],
+            "queries_short": stats["queries_short_of_negatives"],
+        }
+        outputs = {"train_file": str(path)}
+        if self.scores_pretrain():
+            evaluate_cfg = self.pipeline.stages.evaluate
+            scored = evaluate(
+                collection, encoder, cfg.backend, split=evaluate_cfg.split, top_k=evaluate_cfg.top_k,
+                settings=settings, index=result.index,
+            )
+            write_json(self.folder / f"eval-pretrained-{evaluate_cfg.split}.json", scored.as_dict())
+            figures["pretrained"] = {k: round(v, 4) for k, v in scored.figures.items()}
+        return StageResult(outputs, hash_file(path), figures)
+
+
+class FinetuneStage(TrainingStage):
+    """Contrastive fine-tuning of the pretrained model on the mined groups (or the split's qrels)."""
+
+    name = "finetune"
+    needs = ("pretrain", "mine")
+
+    def extra_settings(self) -> dict[str, Any]:
+        mining = self.pipeline.stages.mine.enabled
+        return {"collection": None if mining else self.pipeline.collection.resolve()}
+
+    def input_files(self) -> dict[str, Path]:
+        return {} if self.pipeline.stages.mine.enabled else self.collection_files(self.section.split)
+
+    def passthrough(self, upstream: dict[str, Record]) -> Record:
+        pretrain = upstream["pretrain"]
+        return Record(self.name, "off", dict(pretrain.outputs), pretrain.output_hash, reason=self.off_reason())
+
+    def method(self, upstream: dict[str, Record]) -> Method:
+        from retrosearch.trainers.finetune.config import FinetuneConfig
+        from retrosearch.trainers.finetune.method import FinetuneMethod
+
+        cfg = self.section
+        source: dict[str, Any]
+        if self.pipeline.stages.mine.enabled:
+            source = {"train_file": Path(upstream["mine"].outputs["train_file"])}
+        else:
+            source = {"collection": self.pipeline.collection, "split": cfg.split, "mine": False}
+        config = FinetuneConfig(
+            model=_model_of(upstream, "pretrain"), eval_split=None, **source, **cfg.method_settings()
+        )
+        return FinetuneMethod(config)
+
+    def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
+        train = super().train_config(method, upstream)
+        if self.section.epochs is not None:
+            from retrosearch.trainers.finetune.cli import _steps_for
+
+            steps = _steps_for(method, {"batch_size": train.batch_size}, self.section.epochs)
+            train = train.model_copy(update={"steps": steps})
+        return train
+
+
+class EvaluateStage(Stage):
+    """NDCG@10, MRR@10, Recall@100 and MAP of the final model on the held-out split."""
+
+    name = "evaluate"
+    needs = ("pretrain", "finetune")
+
+    def scores_pretrain(self) -> bool:
+        """Whether this stage scores the pretrained model too (only when mining, which does it for less, is off)."""
+        # Without mining there is no corpus index of the pretrained model to reuse: embed it here.
+        stages = self.pipeline.stages
+        return self.section.after_pretrain and not stages.mine.enabled and stages.pretrain.method != "none"
+
+    def extra_settings(self) -> dict[str, Any]:
+        return {"collection": self.pipeline.collection.resolve(), "score_pretrained": self.scores_pretrain()}
+
+    def input_files(self) -> dict[str, Path]:
+        return self.collection_files(self.section.split)
+
+    def outputs_exist(self, outputs: dict[str, str]) -> bool:
+        return Path(outputs["eval"]).is_file()
+
+    def _evaluate(self, model: str, out: Path) -> dict[str, float]:
+        from retrosearch.benchmarks.evaluate import evaluate
+        from retrosearch.benchmarks.report import write_json
+        from retrosearch.plugin.collections import BeirCollection
+        from retrosearch.plugin.config import Settings
+        from retrosearch.plugin.encoder import Encoder
+
+        cfg = self.section
+        settings = Settings(encoder=self.encoder_settings(model))
+        result = evaluate(
+            BeirCollection(self.pipeline.collection), Encoder.load(settings.encoder), cfg.backend,
+            split=cfg.split, top_k=cfg.top_k, settings=settings,
+        )
+        write_json(out, result.as_dict())
+        return {k: round(v, 4) for k, v in result.figures.items()}
+
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        out = self.folder / f"eval-{self.section.split}.json"
+        figures: dict[str, Any] = self._evaluate(_model_of(upstream, "finetune"), out)
+        if self.scores_pretrain():
+            pretrained = self.folder / f"eval-pretrained-{self.section.split}.json"
+            figures["pretrained"] = self._evaluate(_model_of(upstream, "pretrain"), pretrained)
+        return StageResult({"eval": str(out)}, hash_json(figures), figures)
+
+
+class IngestStage(Stage):
+    """The corpus embedded with the final model and loaded into FAISS or OpenSearch (Ray Data, resumable)."""
+
+    name = "ingest"
+    needs = ("finetune",)
+
+    def corpus(self) -> Path:
+        """The corpus to ingest: the stage's own, else the collection's."""
+        return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
+
+    def extra_settings(self) -> dict[str, Any]:
+        return {"corpus": self.corpus()}
+
+    def input_files(self) -> dict[str, Path]:
+        return {"corpus": self.corpus()} if self.corpus().is_file() else {}
+
+    def settings(self) -> dict[str, Any]:
+        # Where OpenSearch is and how fast it loads is not what is in it; the index name and layout are.
+        values = super().settings()
+        opensearch = values["opensearch"]
+        keep = ("index", "vector_field", "engine", "space_type", "hnsw_m", "hnsw_ef_construction", "shards")
+        values["opensearch"] = {k: opensearch[k] for k in keep} if self.section.sink == "opensearch" else None
+        for name in ("workers", "num_gpus_per_worker", "num_cpus_per_worker", "chunk_rows", "ray_batch_size"):
+            values.pop(name)
+        return values
+
+    def outputs_exist(self, outputs: dict[str, str]) -> bool:
+        if "index_dir" in outputs:
+            return (Path(outputs["index_dir"]) / "meta.json").is_file()
+        from retrosearch.plugin.opensearch.client import connect
+
+        try:
+            return bool(connect(self.section.opensearch).indices.exists(index=outputs["index_name"]))
+        except Exception:  # an unreachable server: the run will say so with a proper error
+            return False
+
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
+        from retrosearch.plugin.config import Settings
+
+        cfg = self.section
+        model = _model_of(upstream, "finetune")
+        encoder = self.encoder_settings(model)
+        settings = Settings(encoder=encoder, opensearch=cfg.opensearch)
+        state = self.folder / "state"
+        if cfg.sink == "opensearch" and not state.exists():
+            # A fresh run (new model or corpus) replaces what an earlier run left in the index.
+            from retrosearch.plugin.encoder import describe
+            from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+
+            OpenSearchIndex.create(describe(encoder), cfg.opensearch, recreate=True)
+        out = self.folder / "index" if cfg.sink == "faiss" else None
+        job = IngestConfig(
+            inputs=[self.corpus()], sink=cfg.sink, out=out, faiss_backend=cfg.faiss_backend,
+            chunk_rows=cfg.chunk_rows, batch_size=cfg.ray_batch_size, workers=cfg.workers,
+            num_gpus_per_worker=cfg.num_gpus_per_worker, num_cpus_per_worker=cfg.num_cpus_per_worker,
+            ray_address=self.pipeline.ray_address, state_dir=state, settings=settings,
+        )
+        summary = run_ingest(job)
+        (self.folder / "ingest-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if summary["failed"] or summary["chunks_left"]:
+            raise RuntimeError(
+                f"ingest left {len(summary['failed'])} documents unloaded ({summary['chunks_left']} chunks); "
+                "rerun the pipeline to retry them"
+            )
+        outputs = {"index_dir": str(out)} if out else {"index_name": cfg.opensearch.index, "url": cfg.opensearch.url}
+        figures = {"docs": summary["sink_count"], "docs_per_s": summary["rows_per_s"], "rejects": summary["rejects"]}
+        digest = hash_json({"model": summary["model_fingerprint"], "outputs": outputs, "count": summary["sink_count"]})
+        return StageResult(outputs, digest, figures)
+
+
+class ServeStage(Stage):
+    """The command that serves the index; with ``service_url``, that service connected to OpenSearch."""
+
+    name = "serve"
+    needs = ("ingest",)
+
+    @property
+    def enabled(self) -> bool:
+        return self.section.enabled and self.pipeline.stages.ingest.enabled
+
+    def off_reason(self) -> str:
+        return "off in the pipeline file" if not self.section.enabled else "nothing to serve: stages.ingest is off"
+
+    def commands(self, ingest: Record) -> dict[str, str]:
+        """``serve`` (and ``connect`` for OpenSearch) command lines for the ingested index."""
+        cfg = self.section
+        where = f"--host {cfg.host} --port {cfg.port}"
+        if "index_dir" in ingest.outputs:
+            return {"serve": f"retrosearch serve --index {ingest.outputs['index_dir']} {where}"}
+        name, url = ingest.outputs["index_name"], ingest.outputs["url"]
+        service = cfg.service_url or f"http://{cfg.host}:{cfg.port}"
+        return {
+            "serve": f"retrosearch serve --index-name {name} --opensearch-url {url} {where}",
+            "connect": f"retrosearch opensearch connect --service-url {service} --opensearch-url {url} --index-name {name}",
+        }
+
+    def run(self, upstream: dict[str, Record]) -> StageResult:
+        ingest = upstream["ingest"]
+        if not ingest.outputs:
+            raise ValueError("stages.serve needs stages.ingest (there is no index to serve)")
+        outputs = self.commands(ingest)
+        if self.section.service_url:
+            if "index_name" not in ingest.outputs:
+                raise ValueError("stages.serve.service_url connects OpenSearch: it needs stages.ingest.sink opensearch")
+            from retrosearch.plugin.opensearch.cli import connect
+
+            # The command's own function: it checks the service serves the index's model, then
+            # creates (or reuses) the ml-commons models and the index's pipelines.
+            connect(
+                service_url=self.section.service_url, opensearch_url=ingest.outputs["url"],
+                index_name=ingest.outputs["index_name"], api_key_env=None, trust_endpoint=False,
+                hybrid_weight=None, hybrid_normalization=None, json_out=False, config=None,
+            )
+            outputs["connected"] = self.section.service_url
+        return StageResult(outputs, hash_json(outputs))
+
+
+STAGES: tuple[type[Stage], ...] = (PretrainStage, MineStage, FinetuneStage, EvaluateStage, IngestStage, ServeStage)
+
+
+def build_stages(pipeline: PipelineConfig) -> list[Stage]:
+    """The pipeline's stages, in order."""
+    return [cls(pipeline) for cls in STAGES]
+
+
+def reset_folder(folder: Path) -> None:
+    """Empty a stage folder before a fresh run (old checkpoints must not be resumed by other settings)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)

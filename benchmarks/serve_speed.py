@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -252,8 +253,10 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     qps.legend(fontsize=7)
-    fig.suptitle(f"{payload['model']} on {payload['collection']}, {payload['cpus']} CPUs: "
-                 + "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items()), fontsize=9)
+    ratios = "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items())
+    # Wrapped: with the runtime variants there are more ratios than one line holds.
+    fig.suptitle(textwrap.fill(f"{payload['model']} on {payload['collection']}, {payload['cpus']} CPUs: {ratios}", 150),
+                 fontsize=8)
     save(fig, path)
 
 

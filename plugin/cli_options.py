@@ -16,6 +16,7 @@ import typer
 
 from retrosearch.plugin.config import Settings
 
+
 # -- options that set a Settings field: declared once, derived from the field ---------------------
 @dataclass(frozen=True)
 class SettingOption:

@@ -143,3 +143,18 @@ def opensearch_url() -> str:
     if os.environ.get("RETROSEARCH_REQUIRE_OPENSEARCH") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole test session (starting one costs seconds)."""
+    import ray
+
+    from retrosearch.plugin.ray_runtime import ensure_ray
+
+    # Spot-instance preemption polling and metrics are cluster features; off, a test run starts fewer actors.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
+    ensure_ray(num_cpus=2, object_store_memory=512 << 20)
+    yield
+    ray.shutdown()

@@ -110,17 +110,15 @@ PretrainSection = Annotated[Union[RetroMAEPretrain, LLaRAPretrain, NoPretrain], 
 PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
 
 
-class MineSection(_Strict):
-    """Hard negatives for the training split, mined with the pretrained model."""
+_MineBase = create_model("_MineBase", __base__=_Strict, **_fields(MiningConfig, set()))
+
+
+class MineSection(_MineBase):
+    """Hard negatives for the training split, mined with the pretrained model (the window, count,
+    seed and backend are the trainers' :class:`MiningConfig` fields)."""
 
     enabled: bool = True
     split: str = Field("train", description="qrels split whose queries get negatives.")
-    rank_start: int = Field(30, ge=1)
-    rank_end: int = Field(200, ge=1)
-    num_negatives: int = Field(7, ge=1)
-    seed: int = 0
-    backend: str = "faiss-flat"
-    min_grade: int = 1
 
     def mining(self) -> MiningConfig:
         """The trainers' mining settings."""

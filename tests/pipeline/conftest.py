@@ -76,19 +76,3 @@ def write_pipeline(path: Path, data: dict[str, Any]) -> Path:
 
 def corpus_size(collection: Path) -> int:
     return len((collection / "corpus.jsonl").read_text().splitlines())
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the pipeline tests (the stages would start one themselves; this one is small)."""
-    import os
-
-    import ray
-
-    from retrosearch.plugin.ray_runtime import ensure_ray
-
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
-    ensure_ray(num_cpus=2, object_store_memory=512 << 20)
-    yield
-    ray.shutdown()

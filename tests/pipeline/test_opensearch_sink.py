@@ -13,7 +13,7 @@ from tests.pipeline.conftest import corpus_size, tiny_pipeline
 
 
 @pytest.mark.integration
-def test_opensearch_sink(tmp_path, train_test_collection, tiny_encoder, ray_session, opensearch_url):
+def test_opensearch_sink(tmp_path, train_test_collection, tiny_encoder, ray_local, opensearch_url):
     from retrosearch.plugin.config import OpenSearchSettings
     from retrosearch.plugin.encoder import Encoder
     from retrosearch.plugin.index.opensearch_index import OpenSearchIndex

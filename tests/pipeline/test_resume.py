@@ -42,7 +42,7 @@ def _kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout_s: f
         proc.wait()
 
 
-def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, train_test_collection, tiny_encoder, ray_session):
+def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, train_test_collection, tiny_encoder, ray_local):
     data = _pretrain_only(train_test_collection, tiny_encoder, tmp_path / "work")
     path = write_pipeline(tmp_path / "resume.yaml", data)
     run_dir = tmp_path / "work" / "pretrain" / "train" / "retromae"

@@ -21,7 +21,7 @@ STAGES = ["pretrain", "mine", "finetune", "evaluate", "ingest", "serve"]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, train_test_collection, tiny_encoder, ray_session):
+def setup(tmp_path_factory, train_test_collection, tiny_encoder, ray_local):
     work = tmp_path_factory.mktemp("pipeline-run") / "work"
     return {"data": tiny_pipeline(train_test_collection, tiny_encoder, work), "work": work,
             "collection": train_test_collection}

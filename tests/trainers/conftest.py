@@ -3,7 +3,6 @@ BERT / RoBERTa masked LMs built from configs, a small real corpus, and one local
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -96,16 +95,3 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole test session (starting one costs seconds)."""
-    import ray
-
-    from retrosearch.plugin.ray_runtime import ensure_ray
-
-    # Spot-instance preemption polling and metrics are cluster features; off, a test run starts fewer actors.
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
-    ensure_ray(num_cpus=2, object_store_memory=512 << 20)
-    yield
-    ray.shutdown()

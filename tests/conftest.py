@@ -85,6 +85,17 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+def scifact_head(tmp_path_factory: pytest.TempPathFactory, count: int, folder: str) -> Path:
+    """The first ``count`` SciFact documents as a JSONL corpus (the test is skipped without the shared data)."""
+    source = DATA / "scifact" / "corpus.jsonl"
+    if not source.exists():
+        pytest.skip(f"shared data not found at {source}")
+    path = tmp_path_factory.mktemp(folder) / "corpus.jsonl"
+    with source.open() as handle:
+        path.write_text("".join(line for line, _ in zip(handle, range(count))))
+    return path
+
+
 def cut_collection(source: Path, dest: Path, num_queries: int, distractors: int, split: str = "test") -> Path:
     """A small BEIR collection: the first ``num_queries`` judged queries, their relevant documents
     and ``distractors`` other documents, copied from a real collection."""

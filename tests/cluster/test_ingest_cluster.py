@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.cluster.conftest import actor_nodes, record_figure, run_command, start_command, wait_for
-from tests.conftest import DATA
+from tests.conftest import scifact_head
 
 pytestmark = pytest.mark.cluster
 
@@ -28,13 +28,7 @@ EMBED_ACTOR = "MapWorker(MapBatches(EmbedBatch))"  # the class name Ray Data giv
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first DOCS SciFact abstracts."""
-    source = DATA / "scifact" / "corpus.jsonl"
-    if not source.exists():
-        pytest.skip(f"shared data not found at {source}")
-    path = tmp_path_factory.mktemp("cluster-corpus") / "corpus.jsonl"
-    with source.open() as handle:
-        path.write_text("".join(line for line, _ in zip(handle, range(DOCS))))
-    return path
+    return scifact_head(tmp_path_factory, DOCS, "cluster-corpus")
 
 
 def corpus_ids(path: Path) -> list[str]:

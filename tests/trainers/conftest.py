@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import scifact_head
 from tests.trainers.retromae.helpers import scifact_texts
 
 # Tiny encoders: dropout off so that splitting a batch over workers changes nothing but float rounding.
@@ -86,12 +86,6 @@ def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 SciFact documents as a JSONL corpus."""
-    source = DATA / "scifact" / "corpus.jsonl"
-    if not source.exists():
-        pytest.skip(f"shared data not found at {source}")
-    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    with source.open() as handle:
-        path.write_text("".join(line for line, _ in zip(handle, range(120))))
-    return path
+    return scifact_head(tmp_path_factory, 120, "corpus")
 
 

@@ -2,8 +2,7 @@
 
 The local OpenSearch node and ``retrosearch serve --background`` are both long-running
 processes that a later command must find again (``status``, ``stop``). This module holds what
-they share and nothing specific to either. Standard library only, so it also runs before the
-project's environment exists (plugin/opensearch/server.py loads it by path).
+they share and nothing specific to either. Standard library only.
 """
 
 from __future__ import annotations
@@ -71,13 +70,18 @@ def _decode(raw: bytes) -> Any:
         return None
 
 
+def tail_text(text: str, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``text``."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last ``lines`` lines of a log file, headed by its path."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return f"(no log at {path})"
-    return f"--- {path} (last {lines} lines) ---\n" + "\n".join(text.rstrip().splitlines()[-lines:])
+    return f"--- {path} (last {lines} lines) ---\n" + tail_text(text, lines)
 
 
 def terminate(pid: int, grace_s: float = 30.0) -> None:

@@ -13,10 +13,10 @@ export RETROSEARCH_REQUIRE_OPENSEARCH=1
 started_here=0
 # A node already answering (a developer's) is used as is and left running afterwards.
 if ! curl -s -m 30 -o /dev/null "$RETROSEARCH_OPENSEARCH_URL/"; then
-  python plugin/opensearch/server.py start --with-ml --port "$port"
+  retrosearch opensearch start --with-ml --port "$port"
   started_here=1
 fi
-stop_node() { if [ "$started_here" = 1 ]; then python plugin/opensearch/server.py stop --port "$port" || true; fi; }
+stop_node() { if [ "$started_here" = 1 ]; then retrosearch opensearch stop --port "$port" || true; fi; }
 trap stop_node EXIT
 
 if [ "$#" -gt 0 ]; then

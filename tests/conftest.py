@@ -150,7 +150,7 @@ def opensearch_url() -> str:
                 return url
     except (urllib.error.URLError, OSError):
         pass
-    message = f"no OpenSearch answers at {url} (start one: python3 plugin/opensearch/server.py start)"
+    message = f"no OpenSearch answers at {url} (start one: retrosearch opensearch start)"
     if os.environ.get("RETROSEARCH_REQUIRE_OPENSEARCH") == "1":
         pytest.fail(message)
     pytest.skip(message)

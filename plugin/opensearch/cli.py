@@ -1,7 +1,7 @@
 """``retrosearch opensearch start|stop|status|assemble``: the local node, as a command group.
 
-The work is done by :mod:`retrosearch.plugin.opensearch.server` (standard library only, so
-scripts/test.sh can run it before the environment exists); this module only maps options.
+The work is done by :mod:`.assembly`, :mod:`.node_config` and :mod:`.server` (standard library
+only, so this group starts fast); this module only maps options.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import typer
 
 from retrosearch.plugin import cli_options as opt
 from retrosearch.plugin.config import Settings
+from retrosearch.plugin.opensearch import assembly, server
+from retrosearch.plugin.opensearch.node_config import MARKER, ServerError, ServerSettings, with_ml
 
 opensearch_app = typer.Typer(
     help="A local single-node OpenSearch with k-NN, assembled from Maven Central and cached.", no_args_is_help=True
@@ -37,28 +39,21 @@ CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root. (default $RE
 RunDir = Annotated[Optional[Path], typer.Option(help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>)")]
 
 
-def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None, ml=False):
-    from retrosearch.plugin.opensearch import server
-
+def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None,
+              ml=False) -> ServerSettings:
     extra = {}
     for item in setting or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise opt.fail(f"--setting expects KEY=VALUE, got {item!r}")
         extra[key.strip()] = value.strip()
-    defaults = server.ServerSettings()
-    settings = server.ServerSettings(
+    defaults = ServerSettings()
+    settings = ServerSettings(
         version=version or defaults.version, port=port or defaults.port, heap=heap or defaults.heap,
         cache_dir=cache_dir or defaults.cache_dir, run_dir=run_dir, extra=extra,
         plugins=tuple(plugin) if plugin else defaults.plugins,
     )
-    return server.with_ml(settings, heap_given=heap is not None) if ml else settings
-
-
-def _server_errors():
-    from retrosearch.plugin.opensearch import server
-
-    return server.ServerError
+    return with_ml(settings, heap_given=heap is not None) if ml else settings
 
 
 @opensearch_app.command()
@@ -66,13 +61,11 @@ def start(version: Version = None, port: Port = None, heap: Heap = None, setting
           with_ml: WithMl = False, cache_dir: CacheDir = None, run_dir: RunDir = None,
           wait: Annotated[float, typer.Option(help="Seconds to wait for a yellow cluster.")] = 180.0) -> None:
     """Assemble the node if needed, start it and wait until it is healthy."""
-    from retrosearch.plugin.opensearch import server
-
     settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir, ml=with_ml)
     began = time.monotonic()
     try:
         info = server.start(settings, wait_s=wait)
-    except _server_errors() as exc:
+    except ServerError as exc:
         raise opt.fail(str(exc), 1) from None
     typer.echo(f"OpenSearch {info['version']} ({info['health']}) at {info['url']}, pid {info['pid']}, "
                f"plugins {','.join(info['plugins']) or '-'} ({time.monotonic() - began:.1f}s)")
@@ -81,8 +74,6 @@ def start(version: Version = None, port: Port = None, heap: Heap = None, setting
 @opensearch_app.command()
 def stop(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
     """Stop the node of ours on PORT."""
-    from retrosearch.plugin.opensearch import server
-
     settings = _settings(version, port, cache_dir=cache_dir, run_dir=run_dir)
     stopped = server.stop(settings)
     typer.echo(f"stopped node on port {settings.port}" if stopped else f"no node of ours running on port {settings.port}")
@@ -91,8 +82,6 @@ def stop(version: Version = None, port: Port = None, cache_dir: CacheDir = None,
 @opensearch_app.command()
 def status(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
     """The node's status as JSON (exit 1 when nothing answers)."""
-    from retrosearch.plugin.opensearch import server
-
     info = server.status(_settings(version, port, cache_dir=cache_dir, run_dir=run_dir))
     typer.echo(json.dumps(info, indent=2))
     if not info["answering"]:
@@ -102,14 +91,12 @@ def status(version: Version = None, port: Port = None, cache_dir: CacheDir = Non
 @opensearch_app.command()
 def assemble(version: Version = None, plugin: Plugin = None, with_ml: WithMl = False, cache_dir: CacheDir = None) -> None:
     """Download and assemble the distribution only (cached)."""
-    from retrosearch.plugin.opensearch import server
-
     settings = _settings(version, None, plugin=plugin, cache_dir=cache_dir, ml=with_ml)
     began = time.monotonic()
-    fresh = not (settings.home / server.MARKER).is_file()
+    fresh = not (settings.home / MARKER).is_file()
     try:
-        home = server.assemble(settings)
-    except _server_errors() as exc:
+        home = assembly.assemble(settings)
+    except ServerError as exc:
         raise opt.fail(str(exc), 1) from None
     typer.echo(f"{'assembled' if fresh else 'already assembled'}: {home} ({time.monotonic() - began:.1f}s)")
 

@@ -1,4 +1,4 @@
-"""`retrosearch opensearch ...` is a command group with its own help, over plugin/opensearch/server.py."""
+"""`retrosearch opensearch ...` is a command group with its own help, over plugin/opensearch/ (assembly, node_config, server)."""
 
 from __future__ import annotations
 

@@ -1,41 +1,26 @@
-"""Tests for plugin/opensearch/server.py and the node it runs.
+"""Tests for the local OpenSearch node (plugin/opensearch/node_config.py, assembly.py, server.py) and the node it runs.
 
 Integration tests talk to the node at $RETROSEARCH_OPENSEARCH_URL (default http://127.0.0.1:9250),
-started beforehand with `python3 plugin/opensearch/server.py start`, and skip when nothing answers.
-Standard library HTTP only, so they run in the bare system Python too.
+started beforehand with `retrosearch opensearch start`, and skip when nothing answers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-_SERVER_PY = Path(__file__).resolve().parents[3] / "plugin" / "opensearch" / "server.py"
-
-
-def _load_server_module() -> ModuleType:
-    # By file path: the tests must not depend on how (or whether) the project is installed.
-    spec = importlib.util.spec_from_file_location("retrosearch_opensearch_server", _SERVER_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-server = _load_server_module()
+from retrosearch.plugin import process
+from retrosearch.plugin.opensearch import node_config, server
 
 URL = os.environ.get("RETROSEARCH_OPENSEARCH_URL", "http://127.0.0.1:9250").rstrip("/")
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: bypass any $http_proxy
@@ -97,7 +82,7 @@ def _knn_index_body(engine: str) -> dict[str, Any]:
 
 
 def test_render_opensearch_yml_has_single_node_loopback_paths_and_extras(tmp_path: Path) -> None:
-    settings = server.ServerSettings(
+    settings = node_config.ServerSettings(
         port=9311,
         cache_dir=tmp_path,
         extra={
@@ -106,9 +91,9 @@ def test_render_opensearch_yml_has_single_node_loopback_paths_and_extras(tmp_pat
             "node.attr.note": 'a "quoted" value',
         },
     )
-    text = server.render_opensearch_yml(settings)
+    text = node_config.render_opensearch_yml(settings)
     lines = dict(line.split(": ", 1) for line in text.splitlines() if not line.startswith("#"))
-    node_dir = tmp_path / "opensearch" / server.DEFAULT_VERSION / "run" / "9311"
+    node_dir = tmp_path / "opensearch" / node_config.DEFAULT_VERSION / "run" / "9311"
     assert lines["discovery.type"] == '"single-node"'
     assert lines["network.host"] == '"127.0.0.1"'
     assert lines["http.port"] == "9311"
@@ -122,40 +107,35 @@ def test_render_opensearch_yml_has_single_node_loopback_paths_and_extras(tmp_pat
 
 
 def test_render_opensearch_yml_uses_explicit_run_dir(tmp_path: Path) -> None:
-    settings = server.ServerSettings(port=9312, cache_dir=tmp_path, run_dir=tmp_path / "node")
-    text = server.render_opensearch_yml(settings)
+    settings = node_config.ServerSettings(port=9312, cache_dir=tmp_path, run_dir=tmp_path / "node")
+    text = node_config.render_opensearch_yml(settings)
     assert f"path.data: {json.dumps(str(tmp_path / 'node' / 'data'))}" in text
     assert settings.pid_file == tmp_path / "node" / "opensearch.pid"
 
 
 def test_settings_keep_each_plugin_list_in_its_own_home(tmp_path: Path) -> None:
-    knn = server.ServerSettings(cache_dir=tmp_path)
-    core = server.ServerSettings(cache_dir=tmp_path, plugins=())
+    knn = node_config.ServerSettings(cache_dir=tmp_path)
+    core = node_config.ServerSettings(cache_dir=tmp_path, plugins=())
     assert knn.home != core.home
-    assert knn.home.parent == tmp_path / "opensearch" / server.DEFAULT_VERSION
+    assert knn.home.parent == tmp_path / "opensearch" / node_config.DEFAULT_VERSION
 
 
 def test_with_ml_adds_the_plugin_chain_in_install_order_and_one_node_settings(tmp_path: Path) -> None:
     import re
 
     explicit = {"plugins.ml_commons.native_memory_threshold": 95}
-    settings = server.with_ml(server.ServerSettings(cache_dir=tmp_path, extra=explicit))
-    assert settings.plugins == server.ML_PLUGINS and settings.heap == server.ML_HEAP
-    text = server.render_opensearch_yml(settings)
+    settings = node_config.with_ml(node_config.ServerSettings(cache_dir=tmp_path, extra=explicit))
+    assert settings.plugins == node_config.ML_PLUGINS and settings.heap == node_config.ML_HEAP
+    text = node_config.render_opensearch_yml(settings)
     assert "plugins.ml_commons.only_run_on_ml_node: false" in text
     assert "plugins.ml_commons.connector.private_ip_enabled: true" in text
     assert "plugins.ml_commons.native_memory_threshold: 95" in text  # the caller's value wins
-    assert re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://127.0.0.1:8000/v1/embeddings")
-    assert re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://localhost:8000/v1/embeddings")
-    assert not re.fullmatch(server.LOOPBACK_ENDPOINTS, "http://10.0.0.7:8000/v1/embeddings")
-    more = server.with_ml(server.ServerSettings(heap="3g", plugins=("opensearch-knn", "opensearch-sql")), heap_given=True)
-    assert more.plugins == (*server.ML_PLUGINS, "opensearch-sql") and more.heap == "3g"
-    assert more.home != server.ServerSettings().home
-
-
-def test_cli_rejects_a_setting_without_value() -> None:
-    with pytest.raises(SystemExit):
-        server.main(["status", "--setting", "no-equals-sign"])
+    assert re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://127.0.0.1:8000/v1/embeddings")
+    assert re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://localhost:8000/v1/embeddings")
+    assert not re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://10.0.0.7:8000/v1/embeddings")
+    more = node_config.with_ml(node_config.ServerSettings(heap="3g", plugins=("opensearch-knn", "opensearch-sql")), heap_given=True)
+    assert more.plugins == (*node_config.ML_PLUGINS, "opensearch-sql") and more.heap == "3g"
+    assert more.home != node_config.ServerSettings().home
 
 
 # ---------------------------------------------------------------------------------------------- integration
@@ -233,7 +213,7 @@ def test_faiss_engine_is_accepted_but_kills_the_node_at_first_flush(node: str) -
     take the shared node down, so this runs on a throwaway node of its own.
     """
     _, root = _request("GET", "/")
-    settings = server.ServerSettings(version=root["version"]["number"], port=_free_port(), heap="512m")
+    settings = node_config.ServerSettings(version=root["version"]["number"], port=_free_port(), heap="512m")
     settings.run_dir = settings.version_dir / "run" / f"faiss-probe-{settings.port}"
     # start() assembles the k-NN-only distribution on first use (from the Maven cache: seconds).
     try:
@@ -249,9 +229,9 @@ def test_faiss_engine_is_accepted_but_kills_the_node_at_first_flush(node: str) -
             status, body = None, repr(error)
         assert status != 200, f"refresh of a faiss segment succeeded: {body}"
         deadline = time.monotonic() + 30
-        while server._pid_alive(pid) and time.monotonic() < deadline:
+        while process.pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not server._pid_alive(pid), "the node survived a faiss flush: native libraries present?"
+        assert not process.pid_alive(pid), "the node survived a faiss flush: native libraries present?"
         log = server.log_tail(settings, lines=400)
         assert "UnsatisfiedLinkError" in log and "opensearchknn_faiss" in log, log
     finally:

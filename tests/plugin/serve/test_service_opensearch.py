@@ -3,10 +3,8 @@ stored fields, and a backend that goes away and comes back while the service kee
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,20 +13,11 @@ import httpx
 import numpy as np
 import pytest
 
+from retrosearch.plugin.opensearch import server
+from retrosearch.plugin.opensearch.node_config import ServerSettings
 from tests.plugin.serve.http_helpers import cli_search, free_port, run_cli, serving
 
 pytestmark = pytest.mark.integration
-
-_SERVER_PY = Path(__file__).resolve().parents[3] / "plugin" / "opensearch" / "server.py"
-
-
-def _node_module():
-    spec = importlib.util.spec_from_file_location("retrosearch_opensearch_server_for_serve", _SERVER_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def _index_into(url: str, name: str, collection: Path) -> None:
     run_cli("index", "--collection", str(collection), "--backend", "opensearch", "--opensearch-url", url,
@@ -78,9 +67,8 @@ def test_backend_down_is_503_and_the_service_recovers_by_itself(opensearch_url: 
     from retrosearch.plugin.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
-    server = _node_module()
     version = httpx.get(opensearch_url).json()["version"]["number"]
-    settings = server.ServerSettings(version=version, port=free_port(), heap="512m")
+    settings = ServerSettings(version=version, port=free_port(), heap="512m")
     settings.run_dir = settings.version_dir / "run" / f"serve-recovery-{settings.port}"
     # start() assembles the k-NN-only distribution on first use (from the Maven cache: seconds).
     try:

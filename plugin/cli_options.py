@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,8 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from retrosearch.plugin.config import Settings
+from retrosearch.plugin.config_file import read_config_file
 
 
 # -- options that set a Settings field: declared once, derived from the field ---------------------
@@ -93,15 +95,31 @@ def _field(name: str) -> Any:
     raise KeyError(f"no settings field {name!r}")
 
 
-def setting_option(name: str, panel: str | None = None) -> Any:
-    """The ``Annotated`` type of the option that sets field ``name`` (default None: not given)."""
-    spec, info = SETTING_OPTIONS[name], _field(name)
+def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = None, panel: str | None = None,
+                 required: bool = False) -> Any:
+    """The ``Annotated`` type of an option that sets a pydantic field (default None: not given).
+
+    Type, help text and the default shown come from the field unless ``help`` is given, so an
+    option reads the same wherever the field is set from the command line. A ``required`` option
+    has no None default: the command line must name it.
+    """
     kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
     base = kinds[0] if len(kinds) == 1 else info.annotation
-    text = (spec.help or info.description or "").rstrip(".") + "."
-    if info.default is not None and info.default is not False and "default" not in text:
+    text = (help or info.description or "").rstrip(".") + "."
+    if all(info.default is not v for v in (None, False, PydanticUndefined)) and "default" not in text:
         text += f" (default {info.default})"
-    return Annotated[Optional[base], typer.Option(*spec.names, help=text, rich_help_panel=panel)]
+    return Annotated[base if required else Optional[base], typer.Option(*names, help=text, rich_help_panel=panel)]
+
+
+def setting_help(name: str) -> str:
+    """The help text of the option that sets Settings field ``name`` (for commands that take the same value elsewhere)."""
+    return SETTING_OPTIONS[name].help or _field(name).description or ""
+
+
+def setting_option(name: str, panel: str | None = None) -> Any:
+    """The ``Annotated`` type of the option that sets Settings field ``name`` (default None: not given)."""
+    spec = SETTING_OPTIONS[name]
+    return field_option(_field(name), spec.names, spec.help, panel)
 
 
 def settings_from(values: dict[str, Any], config: Path | None = None) -> Settings:
@@ -168,23 +186,26 @@ SearchModeOpt = Annotated[
                  "query with our connected model), bm25 or hybrid (bm25 + dense)."),
 ]
 ConfigFile = Annotated[
-    Optional[Path], typer.Option("--config", help="JSON file with Settings; command-line options win over it.")
+    Optional[Path],
+    typer.Option("--config", help="JSON or YAML file, one section per settings group (encoder, faiss, opensearch, "
+                 "serve; train and method for training); command-line options win over it."),
 ]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def build_settings(config: Path | None = None, **options: Any) -> Settings:
-    """Settings from an optional JSON file, overridden by the options given on the command line.
+    """Settings from an optional config file's sections, overridden by the options given on the command line.
 
     Each option is applied to every settings group that has a field of that name (so ``hnsw_m``
     sets M for FAISS and OpenSearch alike); ``None`` means "not given", which is why every
     option's default is None: a value from the file is kept unless the command line names one.
     """
     try:
-        base = Settings.model_validate(json.loads(config.read_text())) if config else Settings()
-    except (OSError, ValueError) as exc:  # unreadable file, bad JSON, unknown key, wrong type
-        raise fail(f"--config {config}: {exc}") from None
+        sections = read_config_file(config)
+        base = Settings.model_validate({k: v for k, v in sections.items() if k in Settings.model_fields})
+    except ValueError as exc:  # unreadable file, bad JSON/YAML, unknown key, wrong type
+        raise fail(str(exc) if str(exc).startswith("--config") else f"--config {config}: {exc}") from None
     groups = {name: type(getattr(base, name)) for name in Settings.model_fields}
     known = {field for model in groups.values() for field in model.model_fields}
     unknown = set(options) - known

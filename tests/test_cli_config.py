@@ -129,6 +129,25 @@ def test_a_bad_config_names_the_key(tmp_path: Path):
     assert result.exit_code == 2 and "hnsw_mm" in result.output
 
 
+def test_one_yaml_file_configures_settings_and_training_commands_alike(capture, tmp_path: Path):
+    """The same file, with Settings sections and the train commands' sections, is read by every command."""
+    import yaml
+
+    from retrosearch.cli import app
+
+    shared = tmp_path / "workflow.yaml"
+    shared.write_text(yaml.safe_dump({"encoder": {"model": "m-from-yaml", "threads": 2}, "train": {"steps": 4},
+                                      "method": {"max_length": 64}}))
+    settings = _settings([*COMMANDS["eval"], "--config", str(shared)])
+    assert settings.encoder.model == "m-from-yaml" and settings.encoder.threads == 2
+    shared.write_text("encoder: [unclosed\n")
+    result = CliRunner().invoke(app, [*COMMANDS["eval"], "--config", str(shared)])
+    assert result.exit_code == 2 and f"--config {shared}: not valid YAML" in result.output and "line 1" in result.output
+    shared.write_text(yaml.safe_dump({"encoder": {}, "enocder": {}}))
+    result = CliRunner().invoke(app, [*COMMANDS["eval"], "--config", str(shared)])
+    assert result.exit_code == 2 and "unknown sections ['enocder']" in result.output
+
+
 def test_a_bad_runtime_is_one_line_error():
     from retrosearch.cli import app
 
@@ -163,8 +182,9 @@ def test_every_settings_command_reads_config_and_the_command_line_wins(command: 
 OWN_MEANING = {
     ("search", "--model"), ("serve", "--model"),  # default: the index's model
     ("bench report", "--model"),  # handed to each benchmark as given
-    # Training: the start checkpoint, examples per optimiser step, tokens per training block.
-    *((f"train {m}", o) for m in ("retromae", "llara", "finetune") for o in ("--model", "--batch-size", "--max-length")),
+    # Training: the start checkpoint, examples per optimiser step, tokens per training block, threads per worker.
+    *((f"train {m}", o) for m in ("retromae", "llara", "finetune")
+      for o in ("--model", "--batch-size", "--max-length", "--threads")),
     # The OpenSearch node's port, a background service's port, the key a connector sends.
     *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
     ("serve status", "--port"), ("opensearch connect", "--api-key-env"),

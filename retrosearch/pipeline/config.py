@@ -59,8 +59,12 @@ class _TrainingSection(_Strict):
     """Common checks of a stage that trains: the harness's own rules on its train settings."""
 
     def train_settings(self) -> dict[str, Any]:
-        """The :class:`TrainConfig` fields of this stage (without out/storage/name)."""
-        return {name: getattr(self, name) for name in TRAIN_FIELDS}
+        """The :class:`TrainConfig` fields of this stage (without out/storage/name).
+
+        ``steps`` only when set or without ``epochs``: epochs decide the steps otherwise.
+        """
+        return {name: getattr(self, name) for name in TRAIN_FIELDS
+                if name != "steps" or "steps" in self.model_fields_set or self.epochs is None}
 
     @model_validator(mode="after")
     def _train_rules(self):
@@ -145,13 +149,6 @@ class FinetuneSection(_FinetuneBase):
 
     enabled: bool = True
     split: str = Field("train", description="qrels split to train on when mining is off.")
-    epochs: float | None = Field(None, gt=0, description="Passes over the training queries (sets steps).")
-
-    @model_validator(mode="after")
-    def _steps_or_epochs(self):
-        if self.epochs is not None and "steps" in self.model_fields_set:
-            raise ValueError("give steps or epochs, not both")
-        return self
 
     def method_settings(self) -> dict[str, Any]:
         """The :class:`FinetuneConfig` fields this stage sets."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain, TRAIN_FIELDS
+from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class TrainingStage(Stage):
         """The harness's TrainConfig: the stage's train settings, output and storage in the stage folder."""
         from retrosearch.trainers.harness.config import TrainConfig
 
-        fields = {name: getattr(self.section, name) for name in TRAIN_FIELDS}
+        fields = self.section.train_settings()
         return TrainConfig(
             out=self.folder / "model", storage_path=self.folder / "train", name=method.name,
             ray_address=self.pipeline.ray_address, **fields,
@@ -191,7 +191,7 @@ class TrainingStage(Stage):
         figures: dict[str, Any] = {
             k: round(v, 4) for k, v in result.metrics.items() if k == "loss" or k.startswith("loss/")
         }
-        figures["steps"] = train.steps
+        figures["steps"] = result.steps
         for record in self._log_records()[seen:]:
             message = record.get("message", "")
             if message.startswith("resumed from the checkpoint at step"):
@@ -348,15 +348,6 @@ class FinetuneStage(TrainingStage):
             model=_model_of(upstream, "pretrain"), eval_split=None, **source, **cfg.method_settings()
         )
         return FinetuneMethod(config)
-
-    def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
-        train = super().train_config(method, upstream)
-        if self.section.epochs is not None:
-            from retrosearch.trainers.finetune.cli import _steps_for
-
-            steps = _steps_for(method, {"batch_size": train.batch_size}, self.section.epochs)
-            train = train.model_copy(update={"steps": steps})
-        return train
 
 
 class EvaluateStage(Stage):

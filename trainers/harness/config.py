@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,9 @@ class TrainConfig(BaseModel):
     steps: int = Field(
         1000, gt=0, description="Optimiser steps in total (a resumed run counts from its checkpoint)."
     )
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the training examples; sets steps (give one of the two)."
+    )
     batch_size: int = Field(16, gt=0, description="Examples per optimiser step, over all workers.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per worker and step.")
     lr: float = Field(1e-4, gt=0)
@@ -33,7 +37,7 @@ class TrainConfig(BaseModel):
         0.1, ge=0, le=1, description="Share of the steps with a rising learning rate."
     )
     scheduler: str = Field(
-        "linear", description="A transformers scheduler name: linear, cosine, constant_with_warmup, ..."
+        "linear", description="A transformers scheduler name: linear, cosine, constant_with_warmup and the others"
     )
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Clip the global gradient norm; None to not clip."
@@ -66,8 +70,14 @@ class TrainConfig(BaseModel):
         0, ge=0, description="Worker-group restarts (from the last checkpoint) before giving up."
     )
     ray_address: str | None = Field(
-        None, description="Connect to this Ray cluster instead of starting a local one."
+        None, description="Ray cluster to run on, e.g. ray://head:10001 or auto (default: a local Ray)"
     )
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> "TrainConfig":
+        if self.epochs is not None and "steps" in self.model_fields_set:
+            raise ValueError("give steps or epochs, not both")
+        return self
 
     @model_validator(mode="after")
     def _batch_splits(self) -> "TrainConfig":
@@ -78,6 +88,12 @@ class TrainConfig(BaseModel):
                 f"({self.workers} x {self.grad_accum} = {parts}) so every micro-batch has the same size"
             )
         return self
+
+    def for_examples(self, count: int) -> "TrainConfig":
+        """This config with ``steps`` covering ``epochs`` passes over ``count`` examples (itself without epochs)."""
+        if self.epochs is None:
+            return self
+        return self.model_copy(update={"steps": max(1, math.ceil(self.epochs * count / self.batch_size))})
 
     @property
     def micro_batch_size(self) -> int:

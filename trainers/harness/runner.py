@@ -27,6 +27,7 @@ class TrainResult:
     run_dir: Path
     checkpoint: str
     metrics: dict[str, Any]
+    steps: int  # the run's optimiser steps (from epochs when they were given)
 
 
 def run_dir(method: Method, config: TrainConfig) -> Path:
@@ -61,6 +62,7 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
     if config.ray_address is None:
         _check_local_resources(config, ray.cluster_resources())
     examples = method.load_examples()
+    config = config.for_examples(len(examples))
     if len(examples) < config.batch_size:
         raise ValueError(f"{len(examples)} training examples are fewer than one batch ({config.batch_size})")
     folder = run_dir(method, config)
@@ -102,4 +104,4 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
         if config.out.exists():
             shutil.rmtree(config.out)
         shutil.copytree(export, config.out)
-    return TrainResult(config.out, folder, result.checkpoint.path, dict(result.metrics or {}))
+    return TrainResult(config.out, folder, result.checkpoint.path, dict(result.metrics or {}), config.steps)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from retrosearch.trainers.llara.prompt import PromptStyle
+
+# The two prompt sets of trainers/llara/prompt.py (here so reading the config needs no torch).
+PromptStyle = Literal["paper", "reference"]
 
 PairUnit = Literal["passages", "sentences"]
 

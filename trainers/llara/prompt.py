@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 import torch
+from retrosearch.trainers.llara.config import PromptStyle
 from retrosearch.trainers.retromae.data import special_affixes
 
-PromptStyle = Literal["paper", "reference"]
 
 # Segment codes of a joint sequence.
 PAD, TEXT, SELF, NEXT = 0, 1, 2, 3

@@ -1,26 +1,24 @@
 """RetroMAE (EMNLP 2022) and DupMAE (RetroMAE v2) pretraining on the shared harness."""
 
-from retrosearch.trainers.retromae.config import RetroMAEConfig
-from retrosearch.trainers.retromae.data import RetroMAECollator
-from retrosearch.trainers.retromae.decoder import DecoderConfig, DecoderLayer
-from retrosearch.trainers.retromae.export import export_model, load_decoder, save_decoder
-from retrosearch.trainers.retromae.mask import VocabTables, decoder_visibility, sample_word_masks, word_index
-from retrosearch.trainers.retromae.method import RetroMAEMethod
-from retrosearch.trainers.retromae.model import RetroMAEModel, load_masked_lm
+from retrosearch.plugin.lazy import lazy_exports
 
-__all__ = [
-    "DecoderConfig",
-    "DecoderLayer",
-    "RetroMAECollator",
-    "RetroMAEConfig",
-    "RetroMAEMethod",
-    "RetroMAEModel",
-    "VocabTables",
-    "decoder_visibility",
-    "export_model",
-    "load_decoder",
-    "load_masked_lm",
-    "sample_word_masks",
-    "save_decoder",
-    "word_index",
-]
+# Resolved on first use: `retrosearch --help` reads the config model without importing torch.
+_EXPORTS = {
+    "RetroMAEConfig": "config",
+    "RetroMAECollator": "data",
+    "DecoderConfig": "decoder",
+    "DecoderLayer": "decoder",
+    "export_model": "export",
+    "load_decoder": "export",
+    "save_decoder": "export",
+    "VocabTables": "mask",
+    "decoder_visibility": "mask",
+    "sample_word_masks": "mask",
+    "word_index": "mask",
+    "RetroMAEMethod": "method",
+    "RetroMAEModel": "model",
+    "load_masked_lm": "model",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -67,12 +67,14 @@ def register(app: typer.Typer) -> None:
     from retrosearch.benchmarks.report_markdown import report_command
     from retrosearch.benchmarks.quality import quality
     from retrosearch.benchmarks.serve_speed import serve_speed
+    from retrosearch.benchmarks.train_speed import train_speed
 
     app.command("eval")(eval_command)
     bench = typer.Typer(help="Benchmarks: quality over collections and backends, speed.", no_args_is_help=True)
     bench.command()(quality)
     bench.command("ingest")(ingest_speed)
     bench.command("serve")(serve_speed)
+    bench.command("train")(train_speed)
     bench.command("methods")(methods_command)
     bench.command("compare")(compare_command)
     bench.command("ann")(ann_command)

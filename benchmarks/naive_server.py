@@ -22,7 +22,7 @@ class Query(BaseModel):
     k: int = 10
 
 
-def build_app(index_dir: str, threads: int | None = None):
+def build_app(index_dir: str, threads: int | None = None, runtime: str = "auto"):
     """A FastAPI app with a ``/search`` route doing one encode and one search per request."""
     from fastapi import FastAPI
 
@@ -31,7 +31,8 @@ def build_app(index_dir: str, threads: int | None = None):
     from retrosearch.plugin.index import load_index
 
     index = load_index(index_dir, Settings())
-    encoder = Encoder.load(EncoderSettings(model=index.meta.model_name, show_progress=False, threads=threads))
+    settings = EncoderSettings(model=index.meta.model_name, show_progress=False, threads=threads, runtime=runtime)
+    encoder = Encoder.load(settings, workload="queries")
     encoder.encode_queries(["warm-up"])
 
     app = FastAPI()
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--index", required=True)
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.index, args.threads), host="127.0.0.1", port=args.port, access_log=False, log_level="warning")
+    uvicorn.run(build_app(args.index, args.threads, args.runtime), host="127.0.0.1", port=args.port, access_log=False, log_level="warning")
 
 
 if __name__ == "__main__":

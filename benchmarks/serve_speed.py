@@ -57,14 +57,14 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
             "mean_ms": float(values.mean())}
 
 
-def raw_forward(model: str, queries: list[str], repeats: int) -> dict[str, Any]:
+def raw_forward(model: str, queries: list[str], repeats: int, runtime: str = "auto") -> dict[str, Any]:
     """(a) One query at a time through the runtime: tokenize + forward, nothing else."""
     from retrosearch.plugin.config import EncoderSettings
     from retrosearch.plugin.encoder import Encoder
     from retrosearch.plugin.startup import configure_process
 
     configure_process()
-    encoder = Encoder.load(EncoderSettings(model=model, show_progress=False))
+    encoder = Encoder.load(EncoderSettings(model=model, show_progress=False, runtime=runtime), workload="queries")
     for query in queries[:20]:
         encoder.encode_queries([query])
     import torch
@@ -287,13 +287,16 @@ def serve_speed(
     console.print(f"{len(queries)} queries of {beir.name}, index {index_dir} ({documents} documents)")
     results: dict[str, Any] = {}
     console.print("a. raw forward pass at batch 1 (fresh process)")
-    results["a_raw"] = in_fresh_process(raw_forward, model, queries, requests)
+    # a, b and c run the same runtime (--runtime; auto: ONNX Runtime on a CPU), so the ratios are batching alone.
+    runtime = settings.encoder.runtime
+    results["a_raw"] = in_fresh_process(raw_forward, model, queries, requests, runtime)
     raw = results["a_raw"]
     console.print(f"  p50 {raw['p50_ms']:.2f} ms, {raw['qps']:.1f} q/s; bare forward p50 {raw['bare_forward_p50_ms']:.2f} ms, "
                   f"runtime overhead p50 {raw['runtime_overhead_p50_ms']:.3f} ms per query")
     servers = {
-        "b_naive": [sys.executable, "-m", "retrosearch.benchmarks.naive_server", "--index", str(index_dir)],
-        "c_service": [sys.executable, "-m", "retrosearch.cli", "serve", "--index", str(index_dir)],
+        "b_naive": [sys.executable, "-m", "retrosearch.benchmarks.naive_server", "--index", str(index_dir),
+                    "--runtime", runtime],
+        "c_service": [sys.executable, "-m", "retrosearch.cli", "serve", "--index", str(index_dir), "--runtime", runtime],
     }
     if runtime_variants:
         servers["c2_service_onnx"] = [*servers["c_service"], "--runtime", "onnx"]

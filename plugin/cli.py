@@ -135,7 +135,7 @@ def search(
         vectors = None
         if mode_needs_vectors(mode):
             settings.encoder.model = model or loaded.meta.model_name
-            encoder = Encoder.load(settings.encoder)
+            encoder = Encoder.load(settings.encoder, workload="queries")
             loaded.check_query_encoder(encoder.index_meta())
             vectors = encoder.encode_queries(queries)
         hits = loaded.search_texts(queries, vectors, k, mode=mode, filter=filter_clause, fields=fields or None)

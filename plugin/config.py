@@ -74,7 +74,8 @@ class EncoderSettings(_Strict):
     )
     # What runs the forward pass; "auto" is decided by encoder.device.resolve_runtime.
     runtime: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="torch, or onnx (ONNX Runtime, exported once and cached); auto: torch"
+        "auto", description="torch, or onnx (ONNX Runtime, exported once and cached); auto: onnx for queries on "
+        "a CPU (the service, search), torch otherwise"
     )
     # int8: dynamic int8 weights in the ONNX export (ONNX Runtime only; vectors close, not equal).
     quantize: Literal["none", "int8"] = Field("none", description="int8: int8 weights (ONNX Runtime only)")

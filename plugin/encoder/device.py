@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Literal
 
 import torch
 
@@ -36,27 +37,36 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def resolve_runtime(requested: str = "auto", quantize: str = "none") -> str:
+#: What an encoder is loaded for: ``bulk`` (corpora: index, ingest, eval, mining) or ``queries``
+#: (one short text per call: the query service, ``search``). ``auto`` picks the runtime per workload.
+Workload = Literal["bulk", "queries"]
+
+
+def resolve_runtime(requested: str = "auto", quantize: str = "none", device: str = "auto",
+                    pooling: str = "mean", workload: Workload = "bulk") -> str:
     """What runs the forward pass: ``torch`` or ``onnx`` (ONNX Runtime on a cached export).
 
-    ``auto`` means torch, still. Measured on 2 CPUs with MiniLM (benchmarks/results/minilm/
-    *_runtimes_scifact.json), ONNX Runtime fp32 gives the same vectors 1.3x faster in bulk and
-    2.1x faster per query in the service (int8: 1.9x and 3.2x). It is not the default yet because
-    the choice would have to depend on the device and the model (GPUs run torch in bf16; decoder
-    LMs were not timed) and each new checkpoint pays a one-time export (5 s for MiniLM, 40 s for
-    SmolLM2) that every test building a tiny model would pay too. The one exception:
-    ``quantize="int8"`` exists only as an ONNX model, so ``auto`` with int8 means onnx, and torch
-    with int8 is refused.
+    ``auto`` follows what was measured with MiniLM on 2 CPUs (``bench serve`` and ``bench ingest``
+    with ``--runtime-variants``, benchmarks/results/minilm/*_runtimes_*): ONNX Runtime answers one
+    query 2.1-2.2x faster than torch (5.9 against 13.2 ms at p50 on a quiet machine), while over
+    the first 300 SciFact abstracts torch embeds 1.2-1.4x faster (long texts in batches, where
+    eager overhead is small). So ``auto`` is onnx for ``queries`` on the CPU and torch for
+    ``bulk``; torch on accelerators (bf16/fp16 there, no export); torch for last-token (decoder
+    LM) encoders, whose export takes minutes and whose ONNX speed was not measured. ``int8``
+    exists only as an ONNX model, so ``auto`` with int8 means onnx, and torch with int8 is refused.
     """
     if requested not in ("auto", "torch", "onnx"):
         raise ValueError(f"runtime {requested!r} is not one of auto, torch, onnx")
     if quantize not in ("none", "int8"):
         raise ValueError(f"quantize {quantize!r} is not one of none, int8")
-    if requested == "auto":
-        return "onnx" if quantize == "int8" else "torch"
     if requested == "torch" and quantize != "none":
         raise ValueError(f"--quantize {quantize} needs --runtime onnx (torch runs the checkpoint's own weights)")
-    return requested
+    if requested != "auto":
+        return requested
+    if quantize == "int8":
+        return "onnx"
+    on_cpu = resolve_device(device).type == "cpu"
+    return "onnx" if on_cpu and pooling != "last" and workload == "queries" else "torch"
 
 
 def set_threads(threads: int | None) -> None:

@@ -25,6 +25,7 @@ from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.config import EncoderSettings, EncoderSpec
 from retrosearch.plugin.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
 from retrosearch.plugin.encoder.device import (
+    Workload,
     resolve_device,
     resolve_dtype,
     resolve_runtime,
@@ -156,15 +157,19 @@ class Encoder:
         self._stats_lock = threading.Lock()
 
     @classmethod
-    def load(cls, settings: EncoderSettings | str | Path | None = None) -> "Encoder":
-        """Load a checkpoint folder or packaged model as ``settings`` (or a bare model name) says."""
+    def load(cls, settings: EncoderSettings | str | Path | None = None, workload: Workload = "bulk") -> "Encoder":
+        """Load a checkpoint folder or packaged model as ``settings`` (or a bare model name) says.
+
+        ``workload`` is what the encoder is for (``queries``: one short text per call, as in the
+        service); with ``runtime: auto`` it decides torch or ONNX Runtime (see :func:`resolve_runtime`).
+        """
         if settings is None or isinstance(settings, (str, Path)):
             settings = EncoderSettings(model=str(settings or EncoderSettings().model))
         set_threads(settings.threads)
         path = resolve_model_path(settings.model)
         spec = read_spec(path, settings)
         model_fingerprint = fingerprint(path, spec)
-        if resolve_runtime(settings.runtime, settings.quantize) == "onnx":
+        if resolve_runtime(settings.runtime, settings.quantize, settings.device, spec.pooling, workload) == "onnx":
             from retrosearch.plugin.encoder.onnx_model import OnnxEncoderModel
 
             model = OnnxEncoderModel.load(path, spec, settings, model_fingerprint)

@@ -112,7 +112,7 @@ class QueryEngine:
         # its device's micro-batches (16 texts on CPU: 32 short queries as two length-sorted passes of
         # 16 ran ~25% faster than one of 32 with MiniLM here, padding being the difference).
         settings.encoder.show_progress = False
-        encoder = Encoder.load(settings.encoder)
+        encoder = Encoder.load(settings.encoder, workload="queries")
         if index is not None:
             index.check_query_encoder(encoder.index_meta())
         engine = cls(encoder, index, settings, target)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from retrosearch.plugin.config import EncoderSettings
@@ -85,12 +86,29 @@ def _assert_parity(model: str | Path, docs: list, **fields) -> tuple[np.ndarray,
 
 
 # -- choosing the runtime ----------------------------------------------------------------------
-def test_auto_is_torch_and_int8_needs_onnx():
-    assert resolve_runtime("auto", "none") == "torch"
+def test_auto_picks_onnx_for_queries_on_a_cpu_and_torch_for_the_rest():
+    assert resolve_runtime("auto", "none", "cpu", "mean", "queries") == "onnx"  # 2.2x per query, measured
+    assert resolve_runtime("auto", "none", "cpu", "cls", "queries") == "onnx"
+    assert resolve_runtime("auto", "none", "cpu", "mean", "bulk") == "torch"  # 1.2x over long passages
+    assert resolve_runtime("auto", "none", "cpu", "last", "queries") == "torch"  # decoder LMs: not measured
+    assert resolve_runtime("auto", "none") == "torch"  # bulk unless told otherwise
     assert resolve_runtime("auto", "int8") == "onnx"  # only the ONNX path has int8 weights
-    assert resolve_runtime("onnx", "none") == "onnx"
+    assert resolve_runtime("onnx", "none", "cpu", "mean", "bulk") == "onnx"
+    assert resolve_runtime("torch", "none", "cpu", "mean", "queries") == "torch"  # asked for: kept
     with pytest.raises(ValueError, match="--runtime onnx"):
         resolve_runtime("torch", "int8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_keeps_torch_on_a_gpu():
+    assert resolve_runtime("auto", "none", "auto", "mean", "queries") == "torch"
+
+
+def test_the_query_side_loads_onnx_by_default_on_a_cpu(tiny_bert: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("RETROSEARCH_CACHE", str(tmp_path))  # its own export, not the one other tests count
+    settings = EncoderSettings(model=str(tiny_bert), device="cpu", show_progress=False)
+    assert Encoder.load(settings, workload="queries").runtime == "onnx"
+    assert Encoder.load(settings).runtime == "torch"
 
 
 def test_onnx_refuses_half_precision(tiny_bert: Path, export_calls: list[Path]):

@@ -16,14 +16,15 @@ _LOCAL_OBJECT_STORE = 1 << 30
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs: Any) -> None:
     """Start (or join) Ray once per process; later calls are no-ops.
 
-    ``address`` joins a running cluster (``auto``, ``ray://host:10001`` or ``host:6379``); without it
-    a local instance with ``num_cpus`` CPUs (default: all), a small object store and no dashboard
-    is started.
+    ``address`` joins a running cluster (``auto``, ``ray://host:10001`` or ``host:6379``), and so
+    does Ray's own ``RAY_ADDRESS`` variable when no address is given; without either a local
+    instance with ``num_cpus`` CPUs (default: all), a small object store and no dashboard is started.
     """
     import ray
 
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True, **init_kwargs}
     if address:
         options["address"] = address

@@ -169,3 +169,22 @@ def ray_local():
     ensure_ray(num_cpus=2, object_store_memory=512 << 20)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def cli_joins_session_ray(ray_local, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Commands run as subprocesses join the session's Ray (``RAY_ADDRESS``) instead of starting one each.
+
+    A local Ray costs 5-10 s to start and stop here; a command that is killed on purpose must not
+    join (its orphaned tasks would outlive it): run it with :func:`without_session_ray`.
+    """
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    return address
+
+
+def without_session_ray() -> dict[str, str]:
+    """This process's environment without ``RAY_ADDRESS``: a subprocess that starts its own local Ray."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -8,6 +8,7 @@ sections stands unless the command line names one; the file is the one every com
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import typing
@@ -53,6 +54,7 @@ class FieldOption:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The option's names: ``flags``, else ``--<last part of the path>``."""
         return self.flags or ("--" + self.path.rsplit(".", 1)[-1].replace("_", "-"),)
 
     @property
@@ -62,11 +64,11 @@ class FieldOption:
 
     def annotation(self, model: type[BaseModel], panel: str, default: Any = PydanticUndefined) -> Any:
         """The ``Annotated`` option type, from ``model``'s field (``default`` overrides the one shown)."""
-        info = _field_info(model, self.path)
-        if default is not PydanticUndefined or self.type is not None:
-            info = info.merge_field_infos(info, **({"default": default} if default is not PydanticUndefined else {}))
-            if self.type is not None:
-                info.annotation = self.type
+        info = copy.copy(_field_info(model, self.path))  # the model's own field stays as it is
+        if default is not PydanticUndefined:
+            info.default = default
+        if self.type is not None:
+            info.annotation = self.type
         return opt.field_option(info, self.names, self.help, panel, self.required)
 
     def parameter(self, annotation: Any) -> inspect.Parameter:

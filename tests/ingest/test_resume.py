@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, without_session_ray
 
 DOCS = 400
 
@@ -39,7 +39,9 @@ def _command(corpus: Path, model: Path, state: Path, *sink_args: str) -> list[st
 
 def _kill_midway(command: list[str], state: Path, min_fragments: int = 4, timeout_s: float = 300) -> int:
     """Start the job, SIGKILL its whole process group once some chunks are recorded; return how many."""
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own local Ray, killed with it: on a shared one, tasks of the killed job could still write.
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=without_session_ray())
     deadline = time.monotonic() + timeout_s
     recorded = 0
     while time.monotonic() < deadline and proc.poll() is None:

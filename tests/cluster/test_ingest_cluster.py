@@ -51,13 +51,15 @@ def faiss_vectors(folder: Path) -> tuple[list[str], np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def one_node(corpus: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """Vectors of the same ingest on a local one-node Ray (its own process, no cluster)."""
-    out = tmp_path_factory.mktemp("one-node") / "index"
-    log = out.parent / "ingest.log"
-    assert run_command([*ingest_args(corpus, tiny_bert), "--sink", "faiss", "--out", str(out)], log) == 0, log.read_text()[-3000:]
-    ids, vectors = faiss_vectors(out)
-    return dict(zip(ids, vectors))
+def one_node(corpus: Path, tiny_bert: Path) -> dict[str, np.ndarray]:
+    """Vectors of the corpus from the encoder runtime in this process: what any run on one node embeds."""
+    from retrosearch.plugin.collections import read_corpus
+    from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.plugin.encoder import Encoder
+
+    docs = list(read_corpus(corpus))
+    encoder = Encoder.load(EncoderSettings(model=str(tiny_bert), show_progress=False))
+    return dict(zip((d.id for d in docs), encoder.encode_documents(docs)))
 
 
 def fragment_rows(state: Path) -> int:

@@ -166,7 +166,7 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("tokens/s (training, forward + backward + update)")
     ratios = ", ".join(f"{k} {v:.2f}x" for k, v in payload["ratios"].items())
     ax.set_title(f"{payload['method']} {payload['model']}, batch {payload['batch_size']}, "
-                 f"{payload['max_length']} tokens: {ratios}", fontsize=9)
+                 f"{payload['max_length']} tokens; median step time {ratios}", fontsize=9)
     for y, rate in enumerate(rates):
         ax.text(rate, y, f" {rate:.0f}", va="center", fontsize=8)
     save(fig, path)

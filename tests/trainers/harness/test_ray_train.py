@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,16 +67,32 @@ def test_two_workers_give_the_gradients_of_one(ray_local, tmp_path, tiny_bert_en
         torch.testing.assert_close(got["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-class KilledAtStep(RetroMAEMethod):
-    """RetroMAE whose worker process is SIGKILLed when it prepares step ``kill_at`` (once)."""
+def _checkpoint_recorded(run_folder: Path) -> bool:
+    try:
+        snapshot = json.loads((run_folder / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):  # not written yet, or being written
+        return False
+    return bool(snapshot.get("latest_checkpoint_result"))
 
-    def __init__(self, config: RetroMAEConfig, marker: Path, kill_at: int) -> None:
+
+class KilledAtStep(RetroMAEMethod):
+    """RetroMAE whose worker process is SIGKILLed when it prepares step ``kill_at`` (once).
+
+    It first waits until Ray Train has recorded a checkpoint in ``run_folder``: the controller
+    registers a reported checkpoint asynchronously, and on a busy machine a worker killed two
+    steps later could otherwise die before the checkpoint counts.
+    """
+
+    def __init__(self, config: RetroMAEConfig, marker: Path, kill_at: int, run_folder: Path) -> None:
         super().__init__(config)
-        self.marker, self.kill_at, self.calls = marker, kill_at, 0
+        self.marker, self.kill_at, self.run_folder, self.calls = marker, kill_at, run_folder, 0
 
     def collate(self, examples, seeds):
         self.calls += 1
         if self.calls == self.kill_at and not self.marker.exists():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not _checkpoint_recorded(self.run_folder):
+                time.sleep(0.1)
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return super().collate(examples, seeds)
@@ -92,7 +109,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_b
     out = tmp_path / "model"
     options = {"steps": 5, "batch_size": 4, "checkpoint_every": 2, "log_every": 1}
     config = RetroMAEConfig(model=str(tiny_bert_encoder), corpus=str(small_corpus), max_length=64)
-    killed = KilledAtStep(config, tmp_path / "killed", kill_at=4)
+    folder = run_dir(RetroMAEMethod(config), TrainConfig(out=out))
+    killed = KilledAtStep(config, tmp_path / "killed", kill_at=4, run_folder=folder)
     with pytest.raises(Exception):
         fit(killed, TrainConfig(out=out, **options))
     assert (tmp_path / "killed").exists() and not out.exists()

@@ -189,6 +189,8 @@ OWN_MEANING = {
     *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
     ("serve status", "--port"), ("opensearch connect", "--api-key-env"),
     ("bench serve", "--ray"),  # whether to measure the Ray Serve run
+    # The training benchmark: examples per optimiser step, tokens per block, threads of every run.
+    *(("bench train", o) for o in ("--batch-size", "--max-length", "--threads")),
 }
 
 

@@ -22,9 +22,15 @@ trap stop_node EXIT
 if [ "$#" -gt 0 ]; then
   exec python -m pytest "$@"
 fi
+# Each phase prints its slowest tests and its wall time (pytest exit included), so a slow CI run shows where.
+phase() {
+  local began=$SECONDS
+  python -m pytest --durations=15 "$@"
+  echo "[test] phase '$*' took $((SECONDS - began)) s"
+}
 # Tests marked isolated fail when an earlier test in the same process already started Ray.
-python -m pytest -m isolated
-python -m pytest -m "not isolated and not cluster"
+phase -m isolated
+phase -m "not isolated and not cluster"
 # The cluster tests run their own head and worker node (about 2 GiB more) and kill nodes on purpose,
 # so they run after the rest, not beside a test's in-process Ray.
-python -m pytest -m cluster
+phase -m cluster

@@ -178,13 +178,14 @@ def readme_block(out: Path, readme: Path, argv: list[str]) -> str:
                       "retrosearch bench report " + " ".join(argv), "```", "", README_END])
 
 
-def splice_readme(readme: Path, block: str) -> None:
-    """Put ``block`` between the README's report markers (they must be there, once each)."""
+def splice_readme(readme: Path, block: str, start: str = README_START, end: str = README_END) -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) between the README's markers
+    (they must be there, once each)."""
     text = readme.read_text()
-    if text.count(README_START) != 1 or text.count(README_END) != 1:
-        raise opt.fail(f"{readme}: needs the lines {README_START!r} and {README_END!r} once each, in that order")
-    head, rest = text.split(README_START)
-    _, tail = rest.split(README_END)
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise opt.fail(f"{readme}: needs the lines {start!r} and {end!r} once each, in that order")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
     readme.write_text(head + block + tail)
 
 

@@ -60,13 +60,6 @@ def build_method(kind: str, data: Path, model: str, max_length: int) -> Any:
     raise ValueError(f"method {kind!r} is not one of retromae, finetune")
 
 
-def _tokens(inputs: dict[str, Any]) -> int:
-    mask = inputs.get("attention_mask")
-    if mask is None:
-        mask = next(v for k, v in inputs.items() if k.endswith("attention_mask"))
-    return int(mask.sum())
-
-
 def _summary(step_s: list[float], tokens: list[int], examples: int) -> dict[str, Any]:
     seconds = sum(step_s)
     return {
@@ -104,7 +97,7 @@ def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int,
         schedule.step()
         if step >= warmup:
             times.append(time.perf_counter() - began)
-            tokens.append(_tokens(collated.inputs))
+            tokens.append(collated.input_tokens())
     return _summary(times, tokens, batch)
 
 
@@ -127,7 +120,7 @@ def harness_step(kind: str, data: Path, model: str, max_length: int, batch: int,
         if step >= warmup:
             times.append(time.perf_counter() - began)
             # Counted outside the timed step, from the same examples the step collated.
-            tokens.append(_tokens(method.collate([examples[i] for i in indices], list(range(len(indices)))).inputs))
+            tokens.append(method.collate([examples[i] for i in indices], list(range(len(indices)))).input_tokens())
     return _summary(times, tokens, batch)
 
 

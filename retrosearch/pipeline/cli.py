@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -75,6 +75,38 @@ def run(pipeline: PipelineFile) -> None:
         for name in ("serve", "connect"):
             if name in serve.outputs:
                 typer.echo(f"{name}: {serve.outputs[name]}")
+
+
+@pipeline_app.command()
+def experiment(
+    experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/pretraining.yaml).")],
+    readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's experiment block.")] = None,
+    list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
+) -> None:
+    """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
+    from retrosearch.pipeline.experiment import expand, load_experiment, run_experiment
+    from retrosearch.pipeline.experiment_report import write_report
+
+    with opt.user_errors():
+        config = load_experiment(experiment_file)
+        runs = expand(config, str(experiment_file))
+    if list_runs:
+        for run in runs:
+            typer.echo(f"{run.label}: {run.pipeline.work_dir}")
+        return
+    with opt.user_errors():
+        payload = run_experiment(config, runs, _echo)
+        command = f"retrosearch pipeline experiment {experiment_file}" + (f" --readme {readme}" if readme else "")
+        page = write_report(payload, config.out, command, readme)
+    table = Table(title=f"experiment {config.name}", title_justify="left")
+    for column in ("collection", "variant", "seeds", "ndcg@10", "sd"):
+        table.add_column(column)
+    for row in payload["summary"]:
+        sd = row["ndcg@10 sd"]
+        table.add_row(row["collection"], row["label"], str(row["n"]), f"{row['ndcg@10']:.4f}",
+                      "" if sd is None else f"{sd:.4f}")
+    console.print(table)
+    typer.echo(f"report: {page}")
 
 
 def register(app: typer.Typer) -> None:

@@ -114,6 +114,7 @@ PretrainSection = Annotated[Union[RetroMAEPretrain, LLaRAPretrain, NoPretrain], 
 PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
 
 
+_MINE_OWNED = {"enabled", "split", "model"}
 _MineBase = create_model("_MineBase", __base__=_Strict, **_fields(MiningConfig, set()))
 
 
@@ -123,14 +124,19 @@ class MineSection(_MineBase):
 
     enabled: bool = True
     split: str = Field("train", description="qrels split whose queries get negatives.")
+    model: Literal["pretrained", "start"] = Field(
+        "pretrained",
+        description="Rank with the pretrained model, or with the pipeline's starting model (the same "
+        "negatives for every pretraining method: a comparison of methods then differs in nothing else).",
+    )
 
     def mining(self) -> MiningConfig:
         """The trainers' mining settings."""
-        return MiningConfig(**self.model_dump(exclude={"enabled", "split"}))
+        return MiningConfig(**self.model_dump(exclude=_MINE_OWNED))
 
     @model_validator(mode="after")
     def _window(self):
-        _check(MiningConfig, self.model_dump(exclude={"enabled", "split"}))
+        _check(MiningConfig, self.model_dump(exclude=_MINE_OWNED))
         return self
 
 
@@ -225,6 +231,26 @@ class Embedding(_Strict):
         return EncoderSettings(model=model, **self.model_dump())
 
 
+class Holdout(_Strict):
+    """Split one qrels split's queries in two, for a collection without a training split.
+
+    The pipeline writes the collection anew under ``WORK_DIR/collection/`` (the corpus and queries
+    linked, the qrels split by a hash of each query id), and every stage reads that folder.
+    """
+
+    split: str = Field("test", description="The qrels split whose queries are divided.")
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="Share of its queries kept for testing.")
+    seed: int = Field(0, description="Another seed, another division.")
+    train_split: str = "train"
+    test_split: str = "test"
+
+    @model_validator(mode="after")
+    def _names(self):
+        if self.train_split == self.test_split:
+            raise ValueError("train_split and test_split must differ")
+        return self
+
+
 class PipelineConfig(_Strict):
     """A pipeline: a BEIR collection, a starting model, where outputs go, and the stages."""
 
@@ -233,6 +259,7 @@ class PipelineConfig(_Strict):
     model: str = Field("minilm", description="Starting checkpoint folder or packaged name.")
     work_dir: Path = Field(description="Each stage writes its output and manifest to WORK_DIR/<stage>/.")
     ray_address: str | None = None
+    holdout: Holdout | None = Field(None, description="Divide a split's queries into train and test.")
     embedding: Embedding = Field(default_factory=Embedding)
     stages: Stages = Field(default_factory=Stages)
 
@@ -244,6 +271,10 @@ class PipelineConfig(_Strict):
                 "stages.finetune.group_size > 1 needs mined negatives: enable stages.mine or set group_size: 1"
             )
         return self
+
+    def collection_dir(self) -> Path:
+        """The BEIR folder the stages read: the collection, or its divided copy with ``holdout``."""
+        return (self.work_dir / "collection" if self.holdout else self.collection).resolve()
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -4,15 +4,20 @@ A stage is skipped when its folder holds a finished manifest with the key its se
 give now, and its outputs still exist. A ``running`` manifest with the same key is an interrupted
 run: the stage runs again in the same folder, and the trainers resume from their last checkpoint.
 Any other manifest means something changed: the folder is emptied and the stage runs afresh.
+
+Runs of one experiment share work: given ``peers`` (other runs' work dirs), a stage whose key a
+peer has finished is taken from there instead of being run again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from retrosearch.pipeline.config import PipelineConfig
+from retrosearch.pipeline.holdout import prepare_collection
 from retrosearch.pipeline.manifest import (
     Manifest,
     changed_keys,
@@ -46,8 +51,20 @@ def _inputs(stage: Stage, records: dict[str, Record]) -> dict[str, str]:
     return inputs
 
 
-def decide(stage: Stage, records: dict[str, Record]) -> Decision:
-    """Compare the stage's key (from its settings, input files and upstream outputs) with its manifest."""
+def _peer_manifest(stage: Stage, key: str, peers: Sequence[Path]) -> tuple[Path, Manifest] | None:
+    for peer in peers:
+        folder = peer.resolve() / stage.name
+        if folder == stage.folder:
+            continue
+        manifest = read_manifest(folder)
+        if manifest is not None and manifest.key == key and manifest.status == "done" and stage.outputs_exist(manifest.outputs):
+            return peer, manifest
+    return None
+
+
+def decide(stage: Stage, records: dict[str, Record], peers: Sequence[Path] = ()) -> Decision:
+    """Compare the stage's key (from its settings, input files and upstream outputs) with its manifest,
+    then with the ``peers``' manifests of the same stage."""
     if not stage.enabled:
         return Decision(stage, "off", stage.off_reason())
     settings, inputs = stage.settings(), _inputs(stage, records)
@@ -74,10 +91,15 @@ def decide(stage: Stage, records: dict[str, Record]) -> Decision:
         if changed_inputs:
             parts.append("inputs changed: " + ", ".join(n.split(":", 1)[1] for n in changed_inputs))
         decision.reason = "; ".join(parts) or "key changed"
+    if decision.action == "run":
+        shared = _peer_manifest(stage, key, peers)
+        if shared is not None:
+            decision.action, decision.manifest = "skip", shared[1]
+            decision.reason = f"done in {shared[0]}: the same key"
     return decision
 
 
-def plan(pipeline: PipelineConfig) -> list[Decision]:
+def plan(pipeline: PipelineConfig, peers: Sequence[Path] = ()) -> list[Decision]:
     """What :func:`run` would do, without doing it.
 
     Once a stage would run, the stages reading its output are shown as running too: their key
@@ -86,6 +108,7 @@ def plan(pipeline: PipelineConfig) -> list[Decision]:
     records: dict[str, Record] = {}
     decisions: list[Decision] = []
     rerun: set[str] = set()
+    prepare_collection(pipeline)
     for stage in build_stages(pipeline):
         upstream_runs = [n for n in stage.needs if n in rerun]
         if upstream_runs and not stage.enabled:
@@ -100,7 +123,7 @@ def plan(pipeline: PipelineConfig) -> list[Decision]:
             if old is not None and old.status == "running" and stage.progress():
                 decision.reason += f" (an interrupted run at {stage.progress()} will be discarded unless its inputs come out the same)"
         else:
-            decision = decide(stage, records)
+            decision = decide(stage, records, peers)
         decisions.append(decision)
         if decision.action in ("run", "resume"):
             rerun.add(stage.name)
@@ -119,13 +142,14 @@ def _record(manifest: Manifest, status: str, reason: str) -> Record:
     )
 
 
-def run(pipeline: PipelineConfig, echo: Echo = print) -> list[Record]:
+def run(pipeline: PipelineConfig, echo: Echo = print, peers: Sequence[Path] = ()) -> list[Record]:
     """Run the pipeline: each stage runs, resumes or is skipped; returns every stage's record."""
     records: dict[str, Record] = {}
+    prepare_collection(pipeline)
     stages = build_stages(pipeline)
     for number, stage in enumerate(stages, start=1):
         label = f"[pipeline] {number}/{len(stages)} {stage.name}"
-        decision = decide(stage, records)
+        decision = decide(stage, records, peers)
         if decision.action == "off":
             records[stage.name] = stage.passthrough(records)
             echo(f"{label}: off ({decision.reason})")

@@ -120,7 +120,7 @@ class Stage(ABC):
     # -- shared helpers -------------------------------------------------------------------------
     def collection_files(self, *splits: str) -> dict[str, Path]:
         """The collection's corpus, queries and the named qrels splits."""
-        root = self.pipeline.collection.resolve()
+        root = self.pipeline.collection_dir()
         files = {"corpus": root / "corpus.jsonl", "queries": root / "queries.jsonl"}
         files.update({f"qrels/{s}": root / "qrels" / f"{s}.tsv" for s in splits})
         return files
@@ -196,6 +196,9 @@ class TrainingStage(Stage):
             message = record.get("message", "")
             if message.startswith("resumed from the checkpoint at step"):
                 figures["resumed_from_step"] = int(message.rsplit(" ", 1)[1])
+            if "tokens_per_s" in record:  # the last step line covers the whole (resumed) run
+                figures["tokens_per_s"] = round(record["tokens_per_s"])
+                figures["train_s"] = round(record["elapsed_s"], 1)
         model = str(result.out)
         return StageResult({"model": model, "checkpoint": result.checkpoint}, model_hash(model), figures)
 
@@ -211,14 +214,16 @@ class PretrainStage(TrainingStage):
 
     def corpus(self) -> Path:
         """The corpus to pretrain on: the stage's own, else the collection's."""
-        return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
+        return (self.section.corpus or self.pipeline.collection_dir() / "corpus.jsonl").resolve()
 
     def start_model(self) -> str:
         """The checkpoint pretraining starts from: the stage's own, else the pipeline's model."""
         return self.section.model or self.pipeline.model
 
     def extra_settings(self) -> dict[str, Any]:
-        return {"model": self.start_model(), "corpus": self.corpus()}
+        # A corpus file enters the key by its content (input_files), so a moved copy reruns nothing.
+        corpus = self.corpus()
+        return {"model": self.start_model(), "corpus": None if "corpus" in self.input_files() else corpus}
 
     def input_files(self) -> dict[str, Path]:
         corpus = self.corpus()
@@ -263,17 +268,21 @@ class MineStage(Stage):
     """
 
     name = "mine"
-    needs = ("pretrain",)
+
+    @property
+    def needs(self) -> tuple[str, ...]:  # type: ignore[override]
+        # Mining with the starting model reads nothing upstream: every pretraining method gets the same negatives.
+        return ("pretrain",) if self.section.model == "pretrained" else ()
 
     def scores_pretrain(self) -> bool:
         """Whether this stage also scores the pretrained model (on the index it builds anyway)."""
         evaluate = self.pipeline.stages.evaluate
-        return evaluate.enabled and evaluate.after_pretrain
+        return evaluate.enabled and evaluate.after_pretrain and self.section.model == "pretrained"
 
     def extra_settings(self) -> dict[str, Any]:
         evaluate = self.pipeline.stages.evaluate
         return {
-            "collection": self.pipeline.collection.resolve(),
+            "start_model": model_hash(self.pipeline.model) if self.section.model == "start" else None,
             "score_pretrained": {"split": evaluate.split, "top_k": evaluate.top_k} if self.scores_pretrain() else None,
         }
 
@@ -293,8 +302,8 @@ class MineStage(Stage):
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
-        model = _model_of(upstream, "pretrain")
-        collection = BeirCollection(self.pipeline.collection)
+        model = _model_of(upstream, "pretrain") if cfg.model == "pretrained" else self.pipeline.model
+        collection = BeirCollection(self.pipeline.collection_dir())
         settings = Settings(encoder=self.encoder_settings(model))
         encoder = Encoder.load(settings.encoder)
         result = mine_collection(collection, cfg.split, encoder, cfg.mining(), settings)
@@ -323,10 +332,6 @@ class FinetuneStage(TrainingStage):
     name = "finetune"
     needs = ("pretrain", "mine")
 
-    def extra_settings(self) -> dict[str, Any]:
-        mining = self.pipeline.stages.mine.enabled
-        return {"collection": None if mining else self.pipeline.collection.resolve()}
-
     def input_files(self) -> dict[str, Path]:
         return {} if self.pipeline.stages.mine.enabled else self.collection_files(self.section.split)
 
@@ -343,7 +348,7 @@ class FinetuneStage(TrainingStage):
         if self.pipeline.stages.mine.enabled:
             source = {"train_file": Path(upstream["mine"].outputs["train_file"])}
         else:
-            source = {"collection": self.pipeline.collection, "split": cfg.split, "mine": False}
+            source = {"collection": self.pipeline.collection_dir(), "split": cfg.split, "mine": False}
         config = FinetuneConfig(
             model=_model_of(upstream, "pretrain"), eval_split=None, **source, **cfg.method_settings()
         )
@@ -358,12 +363,13 @@ class EvaluateStage(Stage):
 
     def scores_pretrain(self) -> bool:
         """Whether this stage scores the pretrained model too (only when mining, which does it for less, is off)."""
-        # Without mining there is no corpus index of the pretrained model to reuse: embed it here.
+        # Without mining by the pretrained model there is no corpus index of it to reuse: embed it here.
         stages = self.pipeline.stages
-        return self.section.after_pretrain and not stages.mine.enabled and stages.pretrain.method != "none"
+        mined_with_it = stages.mine.enabled and stages.mine.model == "pretrained"
+        return self.section.after_pretrain and not mined_with_it and stages.pretrain.method != "none"
 
     def extra_settings(self) -> dict[str, Any]:
-        return {"collection": self.pipeline.collection.resolve(), "score_pretrained": self.scores_pretrain()}
+        return {"score_pretrained": self.scores_pretrain()}
 
     def input_files(self) -> dict[str, Path]:
         return self.collection_files(self.section.split)
@@ -381,7 +387,7 @@ class EvaluateStage(Stage):
         cfg = self.section
         settings = Settings(encoder=self.encoder_settings(model))
         result = evaluate(
-            BeirCollection(self.pipeline.collection), Encoder.load(settings.encoder), cfg.backend,
+            BeirCollection(self.pipeline.collection_dir()), Encoder.load(settings.encoder), cfg.backend,
             split=cfg.split, top_k=cfg.top_k, settings=settings,
         )
         write_json(out, result.as_dict())
@@ -404,7 +410,7 @@ class IngestStage(Stage):
 
     def corpus(self) -> Path:
         """The corpus to ingest: the stage's own, else the collection's."""
-        return (self.section.corpus or self.pipeline.collection / "corpus.jsonl").resolve()
+        return (self.section.corpus or self.pipeline.collection_dir() / "corpus.jsonl").resolve()
 
     def extra_settings(self) -> dict[str, Any]:
         return {"corpus": self.corpus()}

@@ -65,6 +65,7 @@ class StepStats:
     loss: float
     terms: dict[str, float]
     examples: int
+    tokens: int = 0  # non-padding encoder input tokens of the global batch
     lr: float = 0.0
     grad_norm: float = float("nan")
 
@@ -156,9 +157,11 @@ class WorkerLoop:
         ]
         names = sorted(batches[0].counts)
         counts = torch.tensor(
-            [sum(b.counts[n] for b in batches) for n in names], dtype=torch.float64, device=self.ctx.device
+            [sum(b.counts[n] for b in batches) for n in names] + [sum(b.input_tokens() for b in batches)],
+            dtype=torch.float64, device=self.ctx.device,
         )
         self._all_reduce(counts)
+        tokens, counts = int(counts[-1]), counts[:-1]
         # DDP averages gradients over workers; multiplying by the world size turns that into a sum,
         # and dividing by the global counts makes every item weigh the same on any worker.
         scale = {n: self.ctx.world_size / max(float(c), 1.0) for n, c in zip(names, counts.tolist())}
@@ -187,7 +190,7 @@ class WorkerLoop:
         self._all_reduce(sums)
         means = {n: float(s) / max(float(c), 1.0) for n, s, c in zip(names, sums.tolist(), counts.tolist())}
         total = sum(weights[n] * means[n] for n in names)
-        return StepStats(step + 1, total, means, examples=self.config.batch_size)
+        return StepStats(step + 1, total, means, examples=self.config.batch_size, tokens=tokens)
 
     def update(self) -> float:
         """Clip, take the optimiser step and advance the schedule; returns the gradient norm."""
@@ -219,12 +222,13 @@ class WorkerLoop:
             self._log_line(f"checkpoint is at step {self.step} >= {cfg.steps} steps: nothing to train")
         elif self.step:
             self._log_line(f"resumed from the checkpoint at step {self.step}")
-        started, first_step, stats = time.perf_counter(), self.step, None
+        started, first_step, stats, tokens = time.perf_counter(), self.step, None, 0
         while self.step < cfg.steps:
             stats = self.train_step()
+            tokens += stats.tokens
             done = self.step >= cfg.steps
             if self.step % cfg.log_every == 0 or done or self.step == first_step + 1:
-                self._log(stats, started, first_step)
+                self._log(stats, started, first_step, tokens)
             if done:
                 self._checkpoint(stats.metrics(), final=True)
             elif self.step % cfg.checkpoint_every == 0:
@@ -232,21 +236,24 @@ class WorkerLoop:
             elif self.step % cfg.log_every == 0:
                 self._report(stats.metrics(), None)
 
-    def _log(self, stats: StepStats, started: float, first_step: int) -> None:
+    def _log(self, stats: StepStats, started: float, first_step: int, tokens: int) -> None:
         elapsed = time.perf_counter() - started
         done = self.step - first_step
         rate = done * self.config.batch_size / elapsed if elapsed else 0.0
+        token_rate = tokens / elapsed if elapsed else 0.0
         eta = elapsed / done * (self.config.steps - self.step) if done else 0.0
         parts = ", ".join(f"{n} {v:.4f}" for n, v in stats.terms.items())
         self._log_line(
             f"step {self.step}/{self.config.steps} epoch {self.plan.epoch(self.step):.2f} "
             f"| loss {stats.loss:.4f} "
-            f"({parts}) | lr {stats.lr:.2e} | grad {stats.grad_norm:.3f} | {rate:.1f} ex/s | "
+            f"({parts}) | lr {stats.lr:.2e} | grad {stats.grad_norm:.3f} | {rate:.1f} ex/s {token_rate:.0f} tok/s | "
             f"elapsed {elapsed:.0f}s eta {eta:.0f}s",
             {
                 **stats.metrics(),
                 "epoch": self.plan.epoch(self.step),
                 "examples_per_s": rate,
+                "tokens_per_s": token_rate,
+                "tokens": tokens,
                 "elapsed_s": elapsed,
             },
         )

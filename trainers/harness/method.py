@@ -27,6 +27,13 @@ class Batch:
     counts: dict[str, float]
     examples: int = 0
 
+    def input_tokens(self) -> int:
+        """Non-padding tokens of the encoder input (its ``attention_mask``): what tokens/s counts."""
+        mask = self.inputs.get("attention_mask")
+        if mask is None:
+            mask = next((v for k, v in self.inputs.items() if k.endswith("attention_mask")), None)
+        return 0 if mask is None else int(mask.sum())
+
     def to(self, device: torch.device) -> "Batch":
         """The same batch with every tensor on ``device``."""
         moved = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}

@@ -1,0 +1,239 @@
+"""An experiment: the same pipelines run as variants x seeds x collections, and their figures gathered.
+
+Each collection names a pipeline file. Every run is that file with the experiment's ``overrides``,
+then the variant's, then its seed in the training stages; it runs in
+``WORK_DIR/<collection>/<variant>/seed-<n>/`` (``.../<variant>/`` for a variant that trains
+nothing, which runs once). Runs of one collection are each other's peers, so a stage with the same
+key (mining with the starting model, say) runs once and is shared. A rerun skips what is done, as
+``pipeline run`` does, and an interrupted training resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from retrosearch.pipeline.config import (
+    PipelineConfig,
+    PipelineConfigError,
+    _expand,
+    _Strict,
+    format_errors,
+    parse_config,
+)
+from retrosearch.pipeline.stages import Record
+
+Echo = Callable[[str], None]
+METRICS = ("ndcg@10", "mrr@10", "recall@100")
+
+
+class Variant(_Strict):
+    """One arm of the comparison: settings laid over the collection's pipeline file."""
+
+    label: str | None = Field(None, description="Name in the table and plot (default: the variant's key).")
+    stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ExperimentConfig(_Strict):
+    """Collections (pipeline files), variants and seeds, and where the runs and the report go."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    work_dir: Path
+    out: Path = Field(description="Folder of the results JSON, the summary and the plot.")
+    seeds: list[int] = Field(min_length=1)
+    collections: dict[str, Path] = Field(min_length=1, description="Collection name: its pipeline file.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Laid over every run's pipeline.")
+    variants: dict[str, Variant] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must differ")
+        return seeds
+
+
+@dataclass
+class Run:
+    """One pipeline of the experiment."""
+
+    collection: str
+    variant: str
+    seed: int | None  # None: the variant trains nothing, so it runs once
+    pipeline: PipelineConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.collection}/{self.variant}" + ("" if self.seed is None else f"/seed-{self.seed}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _lay_over(pipeline: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``pipeline``; a pretraining that turns to or from ``none`` replaces the section
+    (RetroMAE's settings mean nothing to ``none``), while retromae <-> dupmae keeps the shared settings."""
+    stages = over.get("stages") or {}
+    pretrain = stages.get("pretrain")
+    merged = _merge(pipeline, over)
+    if isinstance(pretrain, dict) and "method" in pretrain:
+        before = ((pipeline.get("stages") or {}).get("pretrain") or {}).get("method", "none")
+        if "none" in (before, pretrain["method"]) and before != pretrain["method"]:
+            merged["stages"]["pretrain"] = copy.deepcopy(pretrain)
+    return merged
+
+
+def _trains(pipeline: PipelineConfig) -> bool:
+    stages = pipeline.stages
+    return stages.pretrain.method != "none" or stages.finetune.enabled
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PipelineConfigError(f"{path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise PipelineConfigError(f"{path}: {where}{getattr(exc, 'problem', None) or exc}") from None
+
+
+def load_experiment(path: Path) -> ExperimentConfig:
+    """Read and validate an experiment file (its pipeline files are read by :func:`expand`)."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise PipelineConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return ExperimentConfig.model_validate(_expand(data))
+    except ValidationError as exc:
+        raise PipelineConfigError(format_errors(str(path), exc)) from None
+
+
+def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[Run]:
+    """Every run, validated: collection by collection, variant by variant, seed by seed."""
+    runs = []
+    for collection, pipeline_file in experiment.collections.items():
+        base = _read_yaml(pipeline_file)
+        if not isinstance(base, dict):
+            raise PipelineConfigError(f"{pipeline_file}: expected a mapping of settings at the top level")
+        base = _lay_over(base, experiment.overrides)
+        for name, variant in experiment.variants.items():
+            data = _lay_over(base, {"stages": variant.stages})
+            where = f"{source}: collections.{collection} x variants.{name}"
+            once = parse_config({**data, "work_dir": "."}, where)
+            seeds: list[int | None] = list(experiment.seeds) if _trains(once) else [None]
+            for seed in seeds:
+                run = copy.deepcopy(data)
+                folder = experiment.work_dir / collection / name
+                if seed is not None:
+                    folder = folder / f"seed-{seed}"
+                    for stage in ("pretrain", "finetune"):
+                        section = run.setdefault("stages", {}).setdefault(stage, {})
+                        if section.get("method", "set") != "none":
+                            section["seed"] = seed
+                run.update(name=f"{experiment.name}-{collection}-{name}".replace("+", "-"), work_dir=str(folder))
+                runs.append(Run(collection, name, seed, parse_config(run, where)))
+    return runs
+
+
+def run_figures(records: list[Record]) -> dict[str, Any]:
+    """What the report keeps of one run: the evaluation's figures and each training stage's cost."""
+    by_name = {r.name: r for r in records}
+    evaluate = by_name.get("evaluate")
+    out: dict[str, Any] = {m: (evaluate.figures.get(m) if evaluate else None) for m in METRICS}
+    for stage in ("pretrain", "finetune"):
+        record = by_name.get(stage)
+        if record is not None and record.status != "off":
+            figures = record.figures
+            out[stage] = {
+                "steps": figures.get("steps"), "seconds": record.seconds, "train_s": figures.get("train_s"),
+                "tokens_per_s": figures.get("tokens_per_s"), "loss": figures.get("loss"),
+            }
+    return out
+
+
+def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> list[dict[str, Any]]:
+    """Per collection and variant: each metric's mean, sample standard deviation and number of seeds."""
+    rows = []
+    for collection in experiment.collections:
+        for name, variant in experiment.variants.items():
+            runs = [r for r in results if r["collection"] == collection and r["variant"] == name]
+            if not runs:
+                continue
+            row: dict[str, Any] = {"collection": collection, "variant": name, "label": variant.label or name,
+                                   "n": len(runs), "seeds": [r["seed"] for r in runs]}
+            for metric in METRICS:
+                values = [r["figures"][metric] for r in runs if r["figures"].get(metric) is not None]
+                row[metric] = statistics.fmean(values) if values else None
+                row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else None
+            for stage in ("pretrain", "finetune"):
+                costs = [r["figures"][stage] for r in runs if stage in r["figures"]]
+                if costs:
+                    row[stage] = {
+                        "steps": costs[0]["steps"],
+                        "seconds": statistics.fmean(c["seconds"] or 0.0 for c in costs),
+                        "tokens_per_s": statistics.fmean(c["tokens_per_s"] or 0.0 for c in costs),
+                    }
+            rows.append(row)
+    return rows
+
+
+def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print) -> dict[str, Any]:
+    """Run (or skip) every run; the results file is rewritten after each, so an interrupted
+    experiment keeps what it finished."""
+    from retrosearch.pipeline.runner import run as run_pipeline
+
+    experiment.out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    payload: dict[str, Any] = {}
+    for number, run in enumerate(runs, start=1):
+        echo(f"[experiment] {number}/{len(runs)} {run.label}")
+        peers = [r.pipeline.work_dir for r in runs if r.collection == run.collection and r is not run]
+        records = run_pipeline(run.pipeline, echo, peers=peers)
+        results.append({
+            "collection": run.collection, "variant": run.variant, "seed": run.seed,
+            "work_dir": str(run.pipeline.work_dir), "figures": run_figures(records),
+            "stages": {r.name: {"status": r.status, "seconds": r.seconds} for r in records},
+        })
+        payload = {"experiment": experiment.model_dump(mode="json"), "runs": results,
+                   "summary": summarise(results, experiment), "settings": settings_tried(runs)}
+        (experiment.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return payload
+
+
+def settings_tried(runs: list[Run]) -> dict[str, Any]:
+    """Per collection and variant, the training settings that decide the result (steps, rates, masks)."""
+    keep = ("steps", "epochs", "batch_size", "lr", "max_length", "max_blocks", "encoder_mask_ratio",
+            "decoder_mask_ratio", "group_size", "temperature", "passage_max_length")
+    out: dict[str, Any] = {}
+    for run in runs:
+        key = f"{run.collection}/{run.variant}"
+        if key in out:
+            continue
+        stages = run.pipeline.stages
+        entry: dict[str, Any] = {}
+        if stages.pretrain.method != "none":
+            entry["pretrain"] = {"method": stages.pretrain.method,
+                                 **{k: getattr(stages.pretrain, k) for k in keep if hasattr(stages.pretrain, k)}}
+        if stages.finetune.enabled:
+            entry["finetune"] = {k: getattr(stages.finetune, k) for k in keep if hasattr(stages.finetune, k)}
+            entry["mine"] = {"model": stages.mine.model, "rank_start": stages.mine.rank_start,
+                             "rank_end": stages.mine.rank_end, "num_negatives": stages.mine.num_negatives}
+        out[key] = entry
+    return out

@@ -1,0 +1,116 @@
+"""The experiment's report from its ``results.json``: a Markdown table, a plot and the README's copy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from retrosearch.pipeline.experiment import METRICS
+
+README_START = "<!-- experiment:start (written by retrosearch pipeline experiment --readme) -->"
+README_END = "<!-- experiment:end -->"
+PLOT = "ndcg.png"
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    mean, sd = row.get(metric), row.get(f"{metric} sd")
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+
+
+def _cost(row: dict[str, Any], stage: str) -> str:
+    cost = row.get(stage)
+    if not cost:
+        return "-"
+    return f"{cost['steps']} steps, {cost['seconds']:.0f} s, {cost['tokens_per_s']:.0f} tok/s"
+
+
+def table(payload: dict[str, Any]) -> list[str]:
+    """The summary table: one row per collection and variant, mean ± sample sd over seeds."""
+    lines = [
+        "| collection | variant | seeds | " + " | ".join(METRICS) + " | pretraining | fine-tuning |",
+        "|---|---|---|" + "---|" * len(METRICS) + "---|---|",
+    ]
+    for row in payload["summary"]:
+        lines.append(
+            f"| {row['collection']} | {row['label']} | {row['n']} | "
+            + " | ".join(_cell(row, m) for m in METRICS)
+            + f" | {_cost(row, 'pretrain')} | {_cost(row, 'finetune')} |"
+        )
+    return lines
+
+
+def _settings(payload: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, entry in payload["settings"].items():
+        parts = [f"{stage} " + ", ".join(f"{k} {v}" for k, v in values.items()) for stage, values in entry.items()]
+        lines.append(f"- {key}: " + ("; ".join(parts) if parts else "no training"))
+    return lines
+
+
+def _per_seed(payload: dict[str, Any]) -> list[str]:
+    lines = ["| collection | variant | seed | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
+    for run in payload["runs"]:
+        figures = run["figures"]
+        lines.append(f"| {run['collection']} | {run['variant']} | {run['seed'] if run['seed'] is not None else '-'} | "
+                     + " | ".join("-" if figures.get(m) is None else f"{figures[m]:.4f}" for m in METRICS) + " |")
+    return lines
+
+
+def plot(payload: dict[str, Any], path: Path) -> Path:
+    """NDCG@10 per variant, a panel per collection: bars at the mean, the seeds as points, sd as error bars."""
+    from retrosearch.benchmarks.plots import pyplot, save
+
+    plt = pyplot()
+    collections = list(dict.fromkeys(row["collection"] for row in payload["summary"]))
+    fig, axes = plt.subplots(1, len(collections), figsize=(4.2 * len(collections), 3.6), squeeze=False)
+    for ax, collection in zip(axes[0], collections):
+        rows = [r for r in payload["summary"] if r["collection"] == collection]
+        xs = range(len(rows))
+        means = [r["ndcg@10"] or 0.0 for r in rows]
+        errors = [r["ndcg@10 sd"] or 0.0 for r in rows]
+        ax.bar(xs, means, yerr=errors, capsize=4, color="#4c78a8", alpha=0.8)
+        for x, row in zip(xs, rows):
+            seeds = [run["figures"]["ndcg@10"] for run in payload["runs"]
+                     if run["collection"] == collection and run["variant"] == row["variant"]
+                     and run["figures"].get("ndcg@10") is not None]
+            ax.scatter([x] * len(seeds), seeds, color="black", s=12, zorder=3)
+        low = min(v for r in rows for v in [r["ndcg@10"] or 0.0])
+        ax.set_ylim(max(0.0, low - 0.1), min(1.0, max(means) + 0.05))
+        ax.set_xticks(list(xs), [r["label"] for r in rows], rotation=20, ha="right")
+        ax.set_title(collection)
+        ax.set_ylabel("NDCG@10 (test)")
+    fig.suptitle("Pretraining before fine-tuning: mean over seeds, each seed a dot", fontsize=10)
+    save(fig, path)
+    return path
+
+
+def markdown(payload: dict[str, Any], command: str) -> str:
+    """The report page: the table, the plot, the settings tried and every run's figures."""
+    lines = [f"# Experiment {payload['experiment']['name']}", "", *table(payload), "", f"![NDCG@10]({PLOT})", "",
+             "Mean ± sample standard deviation over the seeds; the cost columns are per run (mean).", "",
+             "## Settings", "", *_settings(payload), "", "## Every run", "", *_per_seed(payload), "",
+             "Written by", "", "```bash", command, "```", ""]
+    return "\n".join(lines)
+
+
+def readme_block(payload: dict[str, Any], out: Path, readme: Path, command: str) -> str:
+    """The README's copy: the table, the plot and the command."""
+    folder = Path(os.path.relpath(out.resolve(), readme.resolve().parent)).as_posix()
+    return "\n".join([README_START, "", *table(payload), "", f"![NDCG@10 per variant]({folder}/{PLOT})", "",
+                      f"Every run and the settings: [{folder}/summary.md]({folder}/summary.md). Written by", "",
+                      "```bash", command, "```", "", README_END])
+
+
+def write_report(payload: dict[str, Any], out: Path, command: str, readme: Path | None = None) -> Path:
+    """``summary.md`` and the plot in ``out``; with ``readme``, its block between the markers rewritten."""
+    from retrosearch.benchmarks.report_markdown import splice_readme
+
+    plot(payload, out / PLOT)
+    page = out / "summary.md"
+    page.write_text(markdown(payload, command))
+    if readme is not None:
+        splice_readme(readme, readme_block(payload, out, readme, command), README_START, README_END)
+    return page

@@ -1,0 +1,186 @@
+"""Experiments: variants x seeds x collections from pipeline files, shared stages, the held-out split,
+the summary over seeds and the report; and one tiny experiment run for real."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from retrosearch.cli import app
+from retrosearch.pipeline.config import Holdout, PipelineConfigError, parse_config
+from retrosearch.pipeline.experiment import ExperimentConfig, expand, load_experiment, run_experiment, summarise
+from retrosearch.pipeline.experiment_report import README_END, README_START, write_report
+from retrosearch.pipeline.holdout import divide, write_divided
+from tests.conftest import DATA
+from tests.pipeline.conftest import tiny_pipeline, write_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _experiment(tmp_path: Path, pipeline_file: Path, **extra) -> Path:
+    data = {
+        "name": "tiny", "work_dir": str(tmp_path / "runs"), "out": str(tmp_path / "out"), "seeds": [1, 2],
+        "collections": {"tiny": str(pipeline_file)},
+        "overrides": {"stages": {"mine": {"model": "start"}, "evaluate": {"after_pretrain": False},
+                                 "ingest": {"enabled": False}, "serve": {"enabled": False}}},
+        "variants": {
+            "zero-shot": {"stages": {"pretrain": {"method": "none"}, "mine": {"enabled": False},
+                                     "finetune": {"enabled": False}}},
+            "finetune": {"label": "fine-tune only", "stages": {"pretrain": {"method": "none"}}},
+        },
+        **extra,
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_runs_are_variants_times_seeds_and_untrained_variants_run_once(tmp_path):
+    base = tiny_pipeline(tmp_path / "collection", tmp_path / "model", tmp_path / "ignored")
+    pipeline_file = write_pipeline(tmp_path / "tiny.yaml", base)
+    path = _experiment(tmp_path, pipeline_file, variants={
+        "zero-shot": {"stages": {"pretrain": {"method": "none"}, "mine": {"enabled": False},
+                                 "finetune": {"enabled": False}}},
+        "retromae": {"stages": {"pretrain": {"method": "retromae"}}},
+        "dupmae": {"stages": {"pretrain": {"method": "dupmae", "decoder_mask_ratio": 0.4}}},
+    })
+    runs = expand(load_experiment(path), str(path))
+    assert [r.label for r in runs] == ["tiny/zero-shot", "tiny/retromae/seed-1", "tiny/retromae/seed-2",
+                                       "tiny/dupmae/seed-1", "tiny/dupmae/seed-2"]
+    zero, retro1, retro2, dup1, _ = (r.pipeline for r in runs)
+    assert zero.stages.pretrain.method == "none" and not zero.stages.finetune.enabled
+    assert zero.work_dir == tmp_path / "runs" / "tiny" / "zero-shot"
+    assert (retro1.stages.pretrain.seed, retro1.stages.finetune.seed) == (1, 1)
+    assert (retro2.stages.pretrain.seed, retro2.stages.finetune.seed) == (2, 2)
+    assert retro1.work_dir == tmp_path / "runs" / "tiny" / "retromae" / "seed-1"
+    # retromae -> dupmae keeps the file's pretraining settings; the variant's own win
+    assert dup1.stages.pretrain.method == "dupmae" and dup1.stages.pretrain.steps == base["stages"]["pretrain"]["steps"]
+    assert dup1.stages.pretrain.decoder_mask_ratio == 0.4 and retro1.stages.pretrain.decoder_mask_ratio != 0.4
+    # the overrides reach every run
+    assert all(r.pipeline.stages.mine.model == "start" and not r.pipeline.stages.ingest.enabled for r in runs)
+
+
+def test_bad_experiments_name_the_file_and_key(tmp_path):
+    pipeline_file = write_pipeline(tmp_path / "tiny.yaml", tiny_pipeline(tmp_path, tmp_path, tmp_path))
+    path = _experiment(tmp_path, pipeline_file, seeds=[1, 1])
+    with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: seeds: seeds must differ"):
+        load_experiment(path)
+    path = _experiment(tmp_path, pipeline_file, variants={"x": {"stages": {"finetune": {"steps": 0}}}})
+    with pytest.raises(PipelineConfigError, match=r"collections\.tiny x variants\.x: stages\.finetune\.steps"):
+        expand(load_experiment(path), str(path))
+    path = _experiment(tmp_path, pipeline_file, variant={})
+    with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: variant: Extra inputs"):
+        load_experiment(path)
+
+
+def test_the_example_experiment_expands_to_valid_pipelines():
+    config = load_experiment(REPO / "examples" / "pretraining.yaml")
+    runs = expand(config)
+    assert len(runs) == 2 * (1 + 3 * len(config.seeds))
+    assert {r.pipeline.stages.pretrain.method for r in runs} == {"none", "retromae", "dupmae"}
+    cranfield = next(r.pipeline for r in runs if r.collection == "cranfield")
+    assert cranfield.holdout is not None and cranfield.collection_dir() == (cranfield.work_dir / "collection").resolve()
+
+
+def test_holdout_divides_the_queries_the_same_way_every_time(tmp_path):
+    ids = [str(i) for i in range(1, 226)]
+    train, test = divide(ids, Holdout(test_fraction=0.5, seed=0))
+    assert not train & test and train | test == set(ids) and len(test) == 112
+    assert divide(list(reversed(ids)), Holdout(test_fraction=0.5, seed=0)) == (train, test)
+    assert divide(ids, Holdout(test_fraction=0.5, seed=1)) != (train, test)
+    with pytest.raises(ValueError, match="at least 2 judged queries"):
+        divide(["1"], Holdout())
+
+    source = DATA / "cranfield"
+    if not source.exists():
+        pytest.skip(f"shared data not found at {source}")
+    folder = write_divided(source, tmp_path / "cranfield", Holdout(test_fraction=0.5, seed=0))
+    from retrosearch.plugin.collections import BeirCollection
+
+    divided, original = BeirCollection(folder), BeirCollection(source)
+    train_q, test_q = divided.qrels("train"), divided.qrels("test")
+    assert not set(train_q) & set(test_q)
+    assert {**train_q, **test_q} == original.qrels("test")
+    assert len(divided.corpus) == len(original.corpus)
+    with pytest.raises(ValueError, match="holdout.split 'dev'"):
+        write_divided(source, tmp_path / "x", Holdout(split="dev"))
+
+
+def _result(variant: str, seed: int | None, ndcg: float) -> dict:
+    figures = {"ndcg@10": ndcg, "mrr@10": ndcg + 0.1, "recall@100": 0.9}
+    if seed is not None:
+        figures["finetune"] = {"steps": 30, "seconds": 100.0, "train_s": 90.0, "tokens_per_s": 2000.0, "loss": 0.5}
+    return {"collection": "c", "variant": variant, "seed": seed, "figures": figures}
+
+
+def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tmp_path, capsys):
+    config = ExperimentConfig.model_validate({
+        "work_dir": "w", "out": str(tmp_path / "out"), "seeds": [1, 2, 3], "collections": {"c": "c.yaml"},
+        "variants": {"zero": {}, "ft": {"label": "fine-tune only"}},
+    })
+    results = [_result("zero", None, 0.5), _result("ft", 1, 0.6), _result("ft", 2, 0.7), _result("ft", 3, 0.8)]
+    rows = summarise(results, config)
+    zero, ft = rows
+    assert zero["n"] == 1 and zero["ndcg@10"] == 0.5 and zero["ndcg@10 sd"] is None
+    assert ft["n"] == 3 and ft["ndcg@10"] == pytest.approx(0.7) and ft["ndcg@10 sd"] == pytest.approx(0.1)
+    assert ft["finetune"] == {"steps": 30, "seconds": 100.0, "tokens_per_s": 2000.0}
+
+    payload = {"experiment": config.model_dump(mode="json"), "runs": results, "summary": rows,
+               "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}}}
+    out = tmp_path / "out"
+    out.mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\ntail\n")
+    page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
+    text = page.read_text()
+    assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps, 100 s, 2000 tok/s" in text
+    assert "- c/zero: no training" in text
+    assert (out / "ndcg.png").stat().st_size > 10_000
+    first = readme.read_text()
+    assert "old" not in first and first.endswith("\n\ntail\n") and "| c | zero | 1 | 0.5000 |" in first
+    write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
+    assert readme.read_text() == first  # idempotent
+    readme.write_text("no markers\n")
+    with pytest.raises(typer.Exit):
+        write_report(payload, out, "cmd", readme)
+    assert "needs the lines" in capsys.readouterr().err and readme.read_text() == "no markers\n"
+
+
+def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local):
+    base = tiny_pipeline(train_test_collection, tiny_encoder, tmp_path / "ignored")
+    base["holdout"] = {"split": "train", "test_fraction": 0.5, "seed": 0}  # 6 train, 6 test queries
+    base["stages"]["evaluate"]["split"] = "test"
+    pipeline_file = write_pipeline(tmp_path / "tiny.yaml", base)
+    path = _experiment(tmp_path, pipeline_file)
+    config = load_experiment(path)
+    lines: list[str] = []
+    payload = run_experiment(config, expand(config, str(path)), lines.append)
+
+    assert [(r["variant"], r["seed"]) for r in payload["runs"]] == [("zero-shot", None), ("finetune", 1), ("finetune", 2)]
+    first, second = payload["runs"][1], payload["runs"][2]
+    assert first["stages"]["mine"]["status"] == "ran"
+    assert second["stages"]["mine"]["status"] == "skipped"  # the same key: taken from seed 1's folder
+    assert any("mine: skipped (done in " in line for line in lines), lines
+    models = {Path(r["work_dir"]) / "finetune" / "model" for r in payload["runs"][1:]}
+    assert all((m / "retrosearch.json").is_file() for m in models) and len(models) == 2
+    assert first["figures"]["finetune"]["steps"] == base["stages"]["finetune"]["steps"]
+    assert first["figures"]["finetune"]["tokens_per_s"] > 0
+    held_out = (Path(first["work_dir"]) / "collection" / "qrels" / "test.tsv").read_text()
+    assert len({line.split("\t")[0] for line in held_out.splitlines()[1:]}) == 6
+    rows = {r["variant"]: r for r in payload["summary"]}
+    assert rows["zero-shot"]["n"] == 1 and rows["finetune"]["n"] == 2 and rows["finetune"]["ndcg@10 sd"] is not None
+    assert json.loads((config.out / "results.json").read_text())["summary"] == payload["summary"]
+
+    # the command: the same runs skip every stage, and the report is written
+    result = CliRunner().invoke(app, ["pipeline", "experiment", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "running" not in result.output and (config.out / "summary.md").is_file()
+    assert (config.out / "ndcg.png").is_file()
+    again = json.loads((config.out / "results.json").read_text())
+    assert all(s["status"] in ("skipped", "off") for r in again["runs"] for s in r["stages"].values())
+    assert again["summary"] == payload["summary"]

@@ -157,6 +157,35 @@ def opensearch_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def ml_url(opensearch_url: str) -> str:
+    """The test node, which must carry ml-commons and neural-search."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{opensearch_url}/_cat/plugins?format=json", timeout=10) as response:
+        plugins = {p["component"] for p in json.load(response)}
+    missing = {"opensearch-ml", "opensearch-neural-search"} - plugins
+    if missing:
+        message = f"the node at {opensearch_url} lacks {sorted(missing)} (start it with --with-ml)"
+        if os.environ.get("RETROSEARCH_REQUIRE_OPENSEARCH") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return opensearch_url
+
+
+def remove_ml_models(client, service_url: str) -> None:
+    """Undeploy and delete the models and connectors made for one service URL."""
+    for kind, search in (("model", client.plugins.ml.search_models), ("connector", client.plugins.ml.search_connectors)):
+        hits = search(body={"query": {"match_phrase": {"name": service_url}}, "size": 50})["hits"]["hits"]
+        for hit in hits:
+            if kind == "model":
+                client.plugins.ml.undeploy_model(model_id=hit["_id"])
+                client.plugins.ml.delete_model(model_id=hit["_id"])
+            else:
+                client.plugins.ml.delete_connector(connector_id=hit["_id"])
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole test session (starting one costs seconds)."""
     import ray

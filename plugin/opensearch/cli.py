@@ -122,8 +122,7 @@ def connect(
     """
     import os
 
-    from retrosearch.plugin.opensearch import ml_model, pipelines
-    from retrosearch.plugin.opensearch.client import connect as os_connect
+    from retrosearch.plugin.opensearch.connect import connect_index
 
     index_name = settings.opensearch.index
     api_key = None
@@ -132,25 +131,7 @@ def connect(
         if not api_key:
             raise opt.fail(f"--api-key-env {api_key_env}: the variable is not set")
     with opt.user_errors():
-        client = os_connect(settings.opensearch)
-        meta = None
-        if index_name:  # checked before anything is created
-            from retrosearch.plugin.index import load_index
-
-            meta = load_index(None, settings, backend="opensearch").meta
-        connection = ml_model.connect_service(client, service_url, api_key=api_key, trust=trust_endpoint)
-        if meta is not None and meta.model_fingerprint != connection.service.fingerprint:
-            raise ml_model.ConnectError(
-                f"index {index_name!r} was built with {meta.model_name} ({meta.model_fingerprint[:12]}) but the "
-                f"service at {service_url} serves {connection.service.model} ({connection.service.fingerprint[:12]})"
-            )
-        if index_name:
-            connection.pipelines = pipelines.install(
-                client, index_name, connection.query_model_id, connection.passage_model_id,
-                settings.opensearch.vector_field, connection.service.title_separator,
-                settings.opensearch.hybrid_dense_weight, connection.service.url,
-                settings.opensearch.hybrid_normalization,
-            )
+        connection = connect_index(settings, service_url, api_key=api_key, trust=trust_endpoint)
     if json_out:
         typer.echo(json.dumps(connection.as_dict(), indent=2))
         return

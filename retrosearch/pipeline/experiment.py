@@ -126,7 +126,9 @@ def load_experiment(path: Path) -> ExperimentConfig:
 
 
 def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[Run]:
-    """Every run, validated: collection by collection, variant by variant, seed by seed."""
+    """Every run, validated, in rounds: each round runs one seed of every collection and variant
+    (the untrained variants in the first), so an experiment stopped part-way has compared every
+    variant on the same seeds."""
     runs = []
     for collection, pipeline_file in experiment.collections.items():
         base = _read_yaml(pipeline_file)
@@ -149,7 +151,8 @@ def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[R
                             section["seed"] = seed
                 run.update(name=f"{experiment.name}-{collection}-{name}".replace("+", "-"), work_dir=str(folder))
                 runs.append(Run(collection, name, seed, parse_config(run, where)))
-    return runs
+    round_of = {seed: n for n, seed in enumerate(experiment.seeds)}
+    return sorted(runs, key=lambda r: 0 if r.seed is None else round_of[r.seed])  # stable: collection, variant
 
 
 def run_figures(records: list[Record]) -> dict[str, Any]:

@@ -507,15 +507,13 @@ class ServeStage(Stage):
         if self.section.service_url:
             if "index_name" not in ingest.outputs:
                 raise ValueError("stages.serve.service_url connects OpenSearch: it needs stages.ingest.sink opensearch")
-            from retrosearch.plugin.opensearch.cli import connect
+            from retrosearch.plugin.config import Settings
+            from retrosearch.plugin.opensearch.connect import connect_index
 
-            # The command's own function: it checks the service serves the index's model, then
-            # creates (or reuses) the ml-commons models and the index's pipelines.
-            connect(
-                service_url=self.section.service_url, opensearch_url=ingest.outputs["url"],
-                index_name=ingest.outputs["index_name"], api_key_env=None, trust_endpoint=False,
-                hybrid_weight=None, hybrid_normalization=None, json_out=False, config=None,
-            )
+            # What `opensearch connect` does: check the service serves the index's model, then
+            # create (or reuse) the ml-commons models and the index's pipelines.
+            opensearch = self.pipeline.stages.ingest.opensearch
+            connect_index(Settings(opensearch=opensearch), self.section.service_url)
             outputs["connected"] = self.section.service_url
         return StageResult(outputs, hash_json(outputs))
 

@@ -28,11 +28,9 @@ class Batch:
     examples: int = 0
 
     def input_tokens(self) -> int:
-        """Non-padding tokens of the encoder input (its ``attention_mask``): what tokens/s counts."""
-        mask = self.inputs.get("attention_mask")
-        if mask is None:
-            mask = next((v for k, v in self.inputs.items() if k.endswith("attention_mask")), None)
-        return 0 if mask is None else int(mask.sum())
+        """Non-padding tokens the encoder reads: the sum of every 2-D ``*attention_mask`` input (queries
+        and passages alike); 0 for a batch without one. What tokens/s counts."""
+        return sum(int(v.sum()) for k, v in self.inputs.items() if k.endswith("attention_mask") and v.dim() == 2)
 
     def to(self, device: torch.device) -> "Batch":
         """The same batch with every tensor on ``device``."""

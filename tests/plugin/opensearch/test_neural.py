@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.request
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import remove_ml_models
 from tests.plugin.serve.http_helpers import run_cli, serving
 
 pytestmark = pytest.mark.integration
@@ -29,23 +29,6 @@ PASSAGE_TEMPLATE = "passage: {text}"
 def _cosine(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-@pytest.fixture(scope="module")
-def ml_url(opensearch_url: str) -> str:
-    """The test node, which must carry ml-commons and neural-search."""
-    import os
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"{opensearch_url}/_cat/plugins?format=json", timeout=10) as response:
-        plugins = {p["component"] for p in json.load(response)}
-    missing = {"opensearch-ml", "opensearch-neural-search"} - plugins
-    if missing:
-        message = f"the node at {opensearch_url} lacks {sorted(missing)} (start it with --with-ml)"
-        if os.environ.get("RETROSEARCH_REQUIRE_OPENSEARCH") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return opensearch_url
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +64,6 @@ def _connect(service_url: str, os_url: str, *extra: str, check: bool = True):
                    check=check)
 
 
-def _remove_models(client, service_url: str) -> None:
-    """Undeploy and delete the models and connectors made for one service URL."""
-    for kind, search in (("model", client.plugins.ml.search_models), ("connector", client.plugins.ml.search_connectors)):
-        hits = search(body={"query": {"match_phrase": {"name": service_url}}, "size": 50})["hits"]["hits"]
-        for hit in hits:
-            if kind == "model":
-                client.plugins.ml.undeploy_model(model_id=hit["_id"])
-                client.plugins.ml.delete_model(model_id=hit["_id"])
-            else:
-                client.plugins.ml.delete_connector(connector_id=hit["_id"])
-
-
 @pytest.fixture(scope="module")
 def connected(ml_url: str, small_scifact: Path, asymmetric_model: Path):
     """The small SciFact cut in OpenSearch, a service over it and the service connected to it."""
@@ -116,7 +87,7 @@ def connected(ml_url: str, small_scifact: Path, asymmetric_model: Path):
             client.indices.delete(index=name, ignore_unavailable=True)
             client.search_pipeline.delete(id=first["pipelines"]["search"], ignore=[404])
             client.ingest.delete_pipeline(id=first["pipelines"]["ingest"], ignore=[404])
-            _remove_models(client, url)
+            remove_ml_models(client, url)
 
 
 def _ids(hits: list[dict]) -> list[str]:
@@ -255,4 +226,4 @@ def test_service_down_at_query_time_is_a_clear_error(connected):
     finally:
         _connect(connected.url, connected.os_url, "--index-name", connected.name)
         if second:
-            _remove_models(connected.client, second)
+            remove_ml_models(connected.client, second)

@@ -30,7 +30,11 @@ phase() {
 }
 # Tests marked isolated fail when an earlier test in the same process already started Ray.
 phase -m isolated
-phase -m "not isolated and not cluster"
+# The rest on two workers, a test file whole on one (module fixtures built once, tests in order):
+# much of a test's time is a process or Ray starting, OpenSearch refreshing or a service answering.
+# One torch thread each: two workers with two threads each on two cores run slower than with one.
+(export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+ phase -m "not isolated and not cluster" -n "${RETROSEARCH_TEST_WORKERS:-2}" --dist loadfile)
 # The cluster tests run their own head and worker node (about 2 GiB more) and kill nodes on purpose,
 # so they run after the rest, not beside a test's in-process Ray.
 phase -m cluster

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RETROSEARCH_DATA", REPO.parent / "shared" / "data"))
+
+@contextlib.contextmanager
+def ml_settings_lock() -> Iterator[None]:
+    """Held while a test changes OpenSearch's cluster-wide ml-commons settings, or connects a service
+    that such a change would refuse: scripts/test.sh runs test files on two workers at once."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "retrosearch-tests-ml-settings.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 WORDS = (
     "the a of and to in is was for on with as by at from that this it be are were cell cells protein gene "

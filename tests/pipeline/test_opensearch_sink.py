@@ -14,7 +14,7 @@ from retrosearch.pipeline.config import parse_config
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.opensearch.pipelines import ingest_pipeline_name, search_pipeline_name
 from retrosearch.pipeline.runner import run
-from tests.conftest import remove_ml_models
+from tests.conftest import ml_settings_lock, remove_ml_models
 from tests.pipeline.conftest import corpus_size, tiny_pipeline
 from tests.plugin.serve.http_helpers import serving
 
@@ -61,7 +61,8 @@ def test_opensearch_sink_and_connect(tmp_path, train_test_collection, tiny_encod
         with serving(create_app(serve_settings, engine)) as url:
             try:
                 data["stages"]["serve"] = {"service_url": url}
-                connected = {r.name: r for r in run(parse_config(copy.deepcopy(data)), lines.append)}
+                with ml_settings_lock():
+                    connected = {r.name: r for r in run(parse_config(copy.deepcopy(data)), lines.append)}
                 assert connected["ingest"].status == "skipped" and connected["serve"].status == "ran", lines
                 assert connected["serve"].outputs["connected"] == url
                 settings_now = index.client.indices.get_settings(index=name)[name]["settings"]["index"]

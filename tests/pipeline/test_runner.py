@@ -50,7 +50,7 @@ def test_first_run_does_every_stage(setup):
         manifest = read_manifest(work / name)
         assert manifest is not None and manifest.status == "done" and manifest.seconds is not None
     pretrain = read_manifest(work / "pretrain")
-    assert pretrain.settings["steps"] == 4 and pretrain.settings["corpus"].endswith("corpus.jsonl")
+    assert pretrain.settings["steps"] == 4 and pretrain.settings["corpus"] is None  # keyed by content instead
     assert set(pretrain.inputs) >= {"file:corpus"}
     finetune = read_manifest(work / "finetune")
     # Fine-tuning is keyed on what it reads: the pretrained model and the mined file, by hash.

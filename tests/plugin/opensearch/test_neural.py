@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import remove_ml_models
+from tests.conftest import ml_settings_lock, remove_ml_models
 from tests.plugin.serve.http_helpers import run_cli, serving
 
 pytestmark = pytest.mark.integration
@@ -197,15 +197,16 @@ def test_connect_errors_name_the_url_and_the_blocking_setting(connected):
     dead = _connect("http://127.0.0.1:9", connected.os_url, check=False)
     assert dead.returncode == 2 and "http://127.0.0.1:9" in dead.stderr and "Traceback" not in dead.stderr
     client = connected.client
-    try:
-        client.cluster.put_settings(body={"persistent": {TRUSTED_SETTING: ["^https://api\\.example\\.com/.*$"]}})
-        blocked = _connect(connected.url, connected.os_url, check=False)
-        assert blocked.returncode == 2 and TRUSTED_SETTING in blocked.stderr and connected.url in blocked.stderr
-        trusted = _connect(connected.url, connected.os_url, "--trust-endpoint")
-        assert f"cluster setting changed: {TRUSTED_SETTING}" in trusted.stdout
-        assert "(reused" in trusted.stdout
-    finally:
-        client.cluster.put_settings(body={"persistent": {TRUSTED_SETTING: None}})
+    with ml_settings_lock():  # no other test connects a service while the endpoints are restricted
+        try:
+            client.cluster.put_settings(body={"persistent": {TRUSTED_SETTING: ["^https://api\\.example\\.com/.*$"]}})
+            blocked = _connect(connected.url, connected.os_url, check=False)
+            assert blocked.returncode == 2 and TRUSTED_SETTING in blocked.stderr and connected.url in blocked.stderr
+            trusted = _connect(connected.url, connected.os_url, "--trust-endpoint")
+            assert f"cluster setting changed: {TRUSTED_SETTING}" in trusted.stdout
+            assert "(reused" in trusted.stdout
+        finally:
+            client.cluster.put_settings(body={"persistent": {TRUSTED_SETTING: None}})
 
 
 def test_service_down_at_query_time_is_a_clear_error(connected):

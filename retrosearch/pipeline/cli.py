@@ -82,8 +82,13 @@ def experiment(
     experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/pretraining.yaml).")],
     readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's experiment block.")] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
+    report_only: Annotated[bool, typer.Option(
+        "--report-only", help="Run nothing: write the report from the results JSON of the runs finished so far.",
+    )] = False,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
+    import json
+
     from retrosearch.pipeline.experiment import expand, load_experiment, run_experiment
     from retrosearch.pipeline.experiment_report import write_report
 
@@ -94,9 +99,15 @@ def experiment(
         for run in runs:
             typer.echo(f"{run.label}: {run.pipeline.work_dir}")
         return
+    command = f"retrosearch pipeline experiment {experiment_file}" + (f" --readme {readme}" if readme else "")
     with opt.user_errors():
-        payload = run_experiment(config, runs, _echo)
-        command = f"retrosearch pipeline experiment {experiment_file}" + (f" --readme {readme}" if readme else "")
+        if report_only:
+            results = config.out / "results.json"
+            if not results.is_file():
+                raise opt.fail(f"{results}: no results yet (run the experiment first)")
+            payload = json.loads(results.read_text())
+        else:
+            payload = run_experiment(config, runs, _echo)
         page = write_report(payload, config.out, command, readme)
     table = Table(title=f"experiment {config.name}", title_justify="left")
     for column in ("collection", "variant", "seeds", "ndcg@10", "sd"):

@@ -214,8 +214,8 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
             "work_dir": str(run.pipeline.work_dir), "figures": run_figures(records),
             "stages": {r.name: {"status": r.status, "seconds": r.seconds} for r in records},
         })
-        payload = {"experiment": experiment.model_dump(mode="json"), "runs": results,
-                   "summary": summarise(results, experiment), "settings": settings_tried(runs)}
+        payload = {"experiment": experiment.model_dump(mode="json"), "planned": [r.label for r in runs],
+                   "runs": results, "summary": summarise(results, experiment), "settings": settings_tried(runs)}
         (experiment.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     return payload
 

@@ -87,9 +87,19 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def progress(payload: dict[str, Any]) -> list[str]:
+    """A line saying how much of the experiment the figures cover, when it is not all of it."""
+    done, planned = len(payload["runs"]), len(payload.get("planned") or payload["runs"])
+    if done >= planned:
+        return []
+    return [f"**Partial: {done} of {planned} runs finished.** The same command finishes the rest "
+            "(finished stages are skipped, an interrupted training resumes).", ""]
+
+
 def markdown(payload: dict[str, Any], command: str) -> str:
     """The report page: the table, the plot, the settings tried and every run's figures."""
-    lines = [f"# Experiment {payload['experiment']['name']}", "", *table(payload), "", f"![NDCG@10]({PLOT})", "",
+    lines = [f"# Experiment {payload['experiment']['name']}", "", *progress(payload), *table(payload), "",
+             f"![NDCG@10]({PLOT})", "",
              "Mean ± sample standard deviation over the seeds; the cost columns are per run (mean).", "",
              "## Settings", "", *_settings(payload), "", "## Every run", "", *_per_seed(payload), "",
              "Written by", "", "```bash", command, "```", ""]
@@ -99,7 +109,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
 def readme_block(payload: dict[str, Any], out: Path, readme: Path, command: str) -> str:
     """The README's copy: the table, the plot and the command."""
     folder = Path(os.path.relpath(out.resolve(), readme.resolve().parent)).as_posix()
-    return "\n".join([README_START, "", *table(payload), "", f"![NDCG@10 per variant]({folder}/{PLOT})", "",
+    return "\n".join([README_START, "", *progress(payload), *table(payload), "", f"![NDCG@10 per variant]({folder}/{PLOT})", "",
                       f"Every run and the settings: [{folder}/summary.md]({folder}/summary.md). Written by", "",
                       "```bash", command, "```", "", README_END])
 

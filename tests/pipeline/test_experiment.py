@@ -77,6 +77,9 @@ def test_bad_experiments_name_the_file_and_key(tmp_path):
     path = _experiment(tmp_path, pipeline_file, variant={})
     with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: variant: Extra inputs"):
         load_experiment(path)
+    path = _experiment(tmp_path, pipeline_file)
+    result = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    assert result.exit_code == 2 and "no results yet" in result.output
 
 
 def test_the_example_experiment_expands_to_valid_pipelines():
@@ -132,7 +135,8 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert ft["finetune"] == {"steps": 30, "seconds": 100.0, "tokens_per_s": 2000.0}
 
     payload = {"experiment": config.model_dump(mode="json"), "runs": results, "summary": rows,
-               "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}}}
+               "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}},
+               "planned": [f"run-{i}" for i in range(len(results))]}
     out = tmp_path / "out"
     out.mkdir()
     readme = tmp_path / "README.md"
@@ -146,6 +150,9 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert "old" not in first and first.endswith("\n\ntail\n") and "| c | zero | 1 | 0.5000 |" in first
     write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
     assert readme.read_text() == first  # idempotent
+    payload["planned"].append("c/ft/seed-4")  # a run still to do: the report says the figures are partial
+    write_report(payload, out, "cmd", readme)
+    assert "Partial: 4 of 5 runs finished" in page.read_text() and "Partial: 4 of 5" in readme.read_text()
     readme.write_text("no markers\n")
     with pytest.raises(typer.Exit):
         write_report(payload, out, "cmd", readme)
@@ -185,3 +192,7 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     again = json.loads((config.out / "results.json").read_text())
     assert all(s["status"] in ("skipped", "off") for r in again["runs"] for s in r["stages"].values())
     assert again["summary"] == payload["summary"]
+    (config.out / "summary.md").unlink()
+    rebuilt = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "| tiny | fine-tune only | 2 |" in (config.out / "summary.md").read_text()

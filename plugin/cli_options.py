@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +128,34 @@ def settings_from(values: dict[str, Any], config: Path | None = None) -> Setting
     return build_settings(config, **given)
 
 
+def rewrite_command(command: Callable[..., Any], receivers: Sequence[str], added: Sequence[inspect.Parameter],
+                    build: Callable[[dict[str, Any]], dict[str, Any]], what: str) -> Callable[..., Any]:
+    """``command`` as Typer should see it: its own options plus ``added``, whose values ``build`` turns
+    into the ``receivers`` arguments (built settings, validated configs) the command is called with."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    missing = [name for name in receivers if name not in signature.parameters]
+    if missing:
+        raise TypeError(f"{command.__name__} needs {', '.join(map(repr, missing))} parameters to receive the {what}")
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+           if p.name not in receivers]
+    clash = {p.name for p in own} & {p.name for p in added}
+    if clash:
+        raise TypeError(f"{command.__name__}: own parameters {sorted(clash)} hide {what} options")
+    names = [p.name for p in added]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in names}
+        return command(**build(values), **kwargs)
+
+    params = [*own, *added]
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    del run.__wrapped__  # Typer must read the new signature, not the command's own
+    return run
+
+
 def with_settings(*groups: OptionGroup, config: bool = True):
     """Give a command the options of ``groups`` (and ``--config``); it receives the built ``settings``.
 
@@ -139,30 +167,16 @@ def with_settings(*groups: OptionGroup, config: bool = True):
     panels = {f: group.title for group in reversed(groups) for f in group.fields}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        hints = typing.get_type_hints(command, include_extras=True)
-        signature = inspect.signature(command)
-        if "settings" not in signature.parameters:
-            raise TypeError(f"{command.__name__} needs a 'settings' parameter to receive the built Settings")
-        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-               if p.name != "settings"]
-        clash = {p.name for p in own} & {*fields, "config"}
-        if clash:
-            raise TypeError(f"{command.__name__}: own parameters {sorted(clash)} hide settings options")
         added = [inspect.Parameter(f, inspect.Parameter.KEYWORD_ONLY, default=None,
                                    annotation=setting_option(f, panels[f])) for f in fields]
         if config:
             added.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
                                            annotation=ConfigFile))
 
-        @functools.wraps(command)
-        def run(**kwargs: Any) -> Any:
-            values = {f: kwargs.pop(f) for f in fields}
-            return command(settings=settings_from(values, kwargs.pop("config", None)), **kwargs)
+        def build(values: dict[str, Any]) -> dict[str, Any]:
+            return {"settings": settings_from({f: values[f] for f in fields}, values.get("config"))}
 
-        params = own + added
-        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in params}
-        del run.__wrapped__  # Typer must read the new signature, not the command's own
+        run = rewrite_command(command, ("settings",), added, build, "settings")
         run.settings_fields = tuple(fields)  # type: ignore[attr-defined]
         return run
 

@@ -9,9 +9,7 @@ sections stands unless the command line names one; the file is the one every com
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,26 +154,15 @@ def with_train_config(method_model: type[BaseModel], method_options: Sequence[Fi
     run_defaults = dict(run_defaults or {})
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        hints = typing.get_type_hints(command, include_extras=True)
-        signature = inspect.signature(command)
-        if not {"train", "method"} <= set(signature.parameters):
-            raise TypeError(f"{command.__name__} needs 'train' and 'method' parameters")
-        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-               if p.name not in ("train", "method")]
         added = [
             *(o.parameter(o.annotation(TrainConfig, "Run", run_defaults.get(o.path, PydanticUndefined)))
               for o in RUN_OPTIONS),
             *(o.parameter(o.annotation(method_model, "Method")) for o in method_options),
             inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=opt.ConfigFile),
         ]
-        clash = {p.name for p in own} & {p.name for p in added}
-        if clash:
-            raise TypeError(f"{command.__name__}: own parameters {sorted(clash)} hide train options")
 
-        @functools.wraps(command)
-        def run(**kwargs: Any) -> Any:
-            values = {p.name: kwargs.pop(p.name) for p in added if p.name != "config"}
-            config: Path | None = kwargs.pop("config")
+        def build_configs(values: dict[str, Any]) -> dict[str, Any]:
+            config: Path | None = values.pop("config")
             try:
                 sections = read_config_file(config)
                 method = build(method_model, "method", sections.get("method", {}), method_options, values)
@@ -183,12 +170,8 @@ def with_train_config(method_model: type[BaseModel], method_options: Sequence[Fi
                               values)
             except ValueError as exc:
                 raise opt.fail(str(exc)) from None
-            return command(train=train, method=method, **kwargs)
+            return {"train": train, "method": method}
 
-        params = own + added
-        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in params}
-        del run.__wrapped__  # Typer must read the new signature, not the command's own
-        return run
+        return opt.rewrite_command(command, ("train", "method"), added, build_configs, "train")
 
     return decorate

@@ -26,16 +26,19 @@ class Batch:
     inputs: dict[str, torch.Tensor]
     counts: dict[str, float]
     examples: int = 0
+    tokens: int | None = None  # tokens the model reads, for a batch without an attention mask
 
     def input_tokens(self) -> int:
-        """Non-padding tokens the encoder reads: the sum of every 2-D ``*attention_mask`` input (queries
-        and passages alike); 0 for a batch without one. What tokens/s counts."""
+        """Non-padding tokens the model reads: ``tokens`` when the collator set it, else the sum of every
+        2-D ``*attention_mask`` input (queries and passages alike). What tokens/s counts."""
+        if self.tokens is not None:
+            return self.tokens
         return sum(int(v.sum()) for k, v in self.inputs.items() if k.endswith("attention_mask") and v.dim() == 2)
 
     def to(self, device: torch.device) -> "Batch":
         """The same batch with every tensor on ``device``."""
         moved = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
-        return Batch(moved, dict(self.counts), self.examples)
+        return Batch(moved, dict(self.counts), self.examples, self.tokens)
 
 
 @dataclass

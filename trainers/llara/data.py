@@ -158,7 +158,8 @@ class LLaRACollator:
             labels = lm_labels(joint.input_ids, joint.segments, len(self.prompt.head))
             inputs["lm_labels"] = labels
             counts[LM] = float((labels[:, 1:] != IGNORE).sum())
-        return Batch(inputs, counts, examples=size)
+        # The joint sequences (prompt, text, both summaries) less their padding: what the LM reads.
+        return Batch(inputs, counts, examples=size, tokens=int((joint.segments != PAD).sum()))
 
 
 def lm_labels(input_ids: torch.Tensor, segments: torch.Tensor, head: int) -> torch.Tensor:

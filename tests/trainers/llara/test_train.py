@@ -84,7 +84,10 @@ def test_export_encodes_as_the_model_embeds(family, tmp_path, llama_lm, gpt2_lm,
     texts = [t[:100] for t in scifact_texts(4)]  # within max_length: the collator cuts longer texts
     ids = method.tokenizer(texts, add_special_tokens=False)["input_ids"]
     assert max(len(i) for i in ids) <= method.config.max_length
-    batch = method.collate([(np.asarray(i), np.asarray(i)) for i in ids], [0] * len(ids)).inputs
+    collated = method.collate([(np.asarray(i), np.asarray(i)) for i in ids], [0] * len(ids))
+    batch = collated.inputs
+    # tokens/s counts what the LM reads: every text and prompt token, no padding
+    assert sum(map(len, ids)) < collated.input_tokens() < batch["input_ids"].numel()
     with torch.no_grad():
         passages, queries = model.embed(
             batch["input_ids"],

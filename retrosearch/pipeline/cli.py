@@ -83,13 +83,11 @@ def experiment(
     readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's experiment block.")] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
-        "--report-only", help="Run nothing: write the report from the results JSON of the runs finished so far.",
+        "--report-only", help="Run nothing: the results and report of the runs finished so far (from their manifests).",
     )] = False,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
-    import json
-
-    from retrosearch.pipeline.experiment import expand, load_experiment, run_experiment
+    from retrosearch.pipeline.experiment import collect, expand, load_experiment, run_experiment, write_results
     from retrosearch.pipeline.experiment_report import write_report
 
     with opt.user_errors():
@@ -102,10 +100,10 @@ def experiment(
     command = f"retrosearch pipeline experiment {experiment_file}" + (f" --readme {readme}" if readme else "")
     with opt.user_errors():
         if report_only:
-            results = config.out / "results.json"
-            if not results.is_file():
-                raise opt.fail(f"{results}: no results yet (run the experiment first)")
-            payload = json.loads(results.read_text())
+            payload = collect(config, runs)
+            if not payload["runs"]:
+                raise opt.fail(f"{experiment_file}: no run has finished yet (run the experiment first)")
+            write_results(config, payload)
         else:
             payload = run_experiment(config, runs, _echo)
         page = write_report(payload, config.out, command, readme)

@@ -156,7 +156,11 @@ def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[R
 
 
 def run_figures(records: list[Record]) -> dict[str, Any]:
-    """What the report keeps of one run: the evaluation's figures and each training stage's cost."""
+    """What the report keeps of one run: the evaluation's figures and each training stage's cost.
+
+    The cost is per step (the wall time of the steps the last process ran, over their count), so a
+    run that was interrupted and resumed costs what an uninterrupted one does.
+    """
     by_name = {r.name: r for r in records}
     evaluate = by_name.get("evaluate")
     out: dict[str, Any] = {m: (evaluate.figures.get(m) if evaluate else None) for m in METRICS}
@@ -164,9 +168,12 @@ def run_figures(records: list[Record]) -> dict[str, Any]:
         record = by_name.get(stage)
         if record is not None and record.status != "off":
             figures = record.figures
+            steps, train_s = figures.get("steps"), figures.get("train_s")
+            ran = (steps or 0) - figures.get("resumed_from_step", 0)
             out[stage] = {
-                "steps": figures.get("steps"), "seconds": record.seconds, "train_s": figures.get("train_s"),
+                "steps": steps, "step_s": round(train_s / ran, 3) if train_s and ran > 0 else None,
                 "tokens_per_s": figures.get("tokens_per_s"), "loss": figures.get("loss"),
+                "resumed_from_step": figures.get("resumed_from_step"),
             }
     return out
 
@@ -190,11 +197,37 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                 if costs:
                     row[stage] = {
                         "steps": costs[0]["steps"],
-                        "seconds": statistics.fmean(c["seconds"] or 0.0 for c in costs),
+                        "step_s": statistics.fmean(c["step_s"] or 0.0 for c in costs),
                         "tokens_per_s": statistics.fmean(c["tokens_per_s"] or 0.0 for c in costs),
                     }
             rows.append(row)
     return rows
+
+
+def _result(run: Run, records: list[Record]) -> dict[str, Any]:
+    return {
+        "collection": run.collection, "variant": run.variant, "seed": run.seed,
+        "work_dir": str(run.pipeline.work_dir), "figures": run_figures(records),
+        "stages": {r.name: {"status": r.status, "seconds": r.seconds} for r in records},
+    }
+
+
+def _peers(run: Run, runs: list[Run]) -> list[Path]:
+    return [r.pipeline.work_dir for r in runs if r.collection == run.collection and r is not run]
+
+
+def payload_of(experiment: ExperimentConfig, runs: list[Run], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results file: the experiment, the planned runs, the finished ones, the summary, the settings."""
+    return {"experiment": experiment.model_dump(mode="json"), "planned": [r.label for r in runs],
+            "runs": results, "summary": summarise(results, experiment), "settings": settings_tried(runs)}
+
+
+def write_results(experiment: ExperimentConfig, payload: dict[str, Any]) -> Path:
+    """``OUT/results.json``."""
+    experiment.out.mkdir(parents=True, exist_ok=True)
+    path = experiment.out / "results.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
 
 
 def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print) -> dict[str, Any]:
@@ -202,22 +235,26 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
     experiment keeps what it finished."""
     from retrosearch.pipeline.runner import run as run_pipeline
 
-    experiment.out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     payload: dict[str, Any] = {}
     for number, run in enumerate(runs, start=1):
         echo(f"[experiment] {number}/{len(runs)} {run.label}")
-        peers = [r.pipeline.work_dir for r in runs if r.collection == run.collection and r is not run]
-        records = run_pipeline(run.pipeline, echo, peers=peers)
-        results.append({
-            "collection": run.collection, "variant": run.variant, "seed": run.seed,
-            "work_dir": str(run.pipeline.work_dir), "figures": run_figures(records),
-            "stages": {r.name: {"status": r.status, "seconds": r.seconds} for r in records},
-        })
-        payload = {"experiment": experiment.model_dump(mode="json"), "planned": [r.label for r in runs],
-                   "runs": results, "summary": summarise(results, experiment), "settings": settings_tried(runs)}
-        (experiment.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+        results.append(_result(run, run_pipeline(run.pipeline, echo, peers=_peers(run, runs))))
+        payload = payload_of(experiment, runs, results)
+        write_results(experiment, payload)
     return payload
+
+
+def collect(experiment: ExperimentConfig, runs: list[Run]) -> dict[str, Any]:
+    """The results of the runs that are finished now (read from their manifests; nothing runs)."""
+    from retrosearch.pipeline.runner import finished
+
+    results = []
+    for run in runs:
+        records = finished(run.pipeline, _peers(run, runs))
+        if records is not None:
+            results.append(_result(run, records))
+    return payload_of(experiment, runs, results)
 
 
 def settings_tried(runs: list[Run]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def _cost(row: dict[str, Any], stage: str) -> str:
     cost = row.get(stage)
     if not cost:
         return "-"
-    return f"{cost['steps']} steps, {cost['seconds']:.0f} s, {cost['tokens_per_s']:.0f} tok/s"
+    return f"{cost['steps']} steps x {cost['step_s']:.2f} s, {cost['tokens_per_s']:.0f} tok/s"
 
 
 def table(payload: dict[str, Any]) -> list[str]:
@@ -100,7 +100,9 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     """The report page: the table, the plot, the settings tried and every run's figures."""
     lines = [f"# Experiment {payload['experiment']['name']}", "", *progress(payload), *table(payload), "",
              f"![NDCG@10]({PLOT})", "",
-             "Mean ± sample standard deviation over the seeds; the cost columns are per run (mean).", "",
+             "Mean ± sample standard deviation over the seeds. Cost: the training steps, the mean wall time of "
+             "one step and the tokens read per second (queries and passages, no padding), on the machine "
+             "that ran it.", "",
              "## Settings", "", *_settings(payload), "", "## Every run", "", *_per_seed(payload), "",
              "Written by", "", "```bash", command, "```", ""]
     return "\n".join(lines)

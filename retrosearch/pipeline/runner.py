@@ -135,6 +135,22 @@ def plan(pipeline: PipelineConfig, peers: Sequence[Path] = ()) -> list[Decision]
     return decisions
 
 
+def finished(pipeline: PipelineConfig, peers: Sequence[Path] = ()) -> list[Record] | None:
+    """Every stage's record when the pipeline has nothing left to run (its own or its peers'
+    manifests match), else None; runs nothing."""
+    decisions = plan(pipeline, peers)
+    if any(d.action in ("run", "resume") for d in decisions):
+        return None
+    records: dict[str, Record] = {}
+    for decision in decisions:
+        if decision.action == "skip":
+            assert decision.manifest is not None
+            records[decision.stage.name] = _record(decision.manifest, "skipped", decision.reason)
+        else:
+            records[decision.stage.name] = decision.stage.passthrough(records)
+    return list(records.values())
+
+
 def _record(manifest: Manifest, status: str, reason: str) -> Record:
     return Record(
         manifest.stage, status, dict(manifest.outputs), manifest.output_hash or "", dict(manifest.figures),

@@ -4,6 +4,7 @@ the summary over seeds and the report; and one tiny experiment run for real."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,6 @@ def test_bad_experiments_name_the_file_and_key(tmp_path):
     path = _experiment(tmp_path, pipeline_file, variant={})
     with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: variant: Extra inputs"):
         load_experiment(path)
-    path = _experiment(tmp_path, pipeline_file)
-    result = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
-    assert result.exit_code == 2 and "no results yet" in result.output
 
 
 def test_the_example_experiment_expands_to_valid_pipelines():
@@ -118,7 +116,7 @@ def test_holdout_divides_the_queries_the_same_way_every_time(tmp_path):
 def _result(variant: str, seed: int | None, ndcg: float) -> dict:
     figures = {"ndcg@10": ndcg, "mrr@10": ndcg + 0.1, "recall@100": 0.9}
     if seed is not None:
-        figures["finetune"] = {"steps": 30, "seconds": 100.0, "train_s": 90.0, "tokens_per_s": 2000.0, "loss": 0.5}
+        figures["finetune"] = {"steps": 30, "step_s": 3.0, "tokens_per_s": 2000.0, "loss": 0.5}
     return {"collection": "c", "variant": variant, "seed": seed, "figures": figures}
 
 
@@ -132,7 +130,7 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     zero, ft = rows
     assert zero["n"] == 1 and zero["ndcg@10"] == 0.5 and zero["ndcg@10 sd"] is None
     assert ft["n"] == 3 and ft["ndcg@10"] == pytest.approx(0.7) and ft["ndcg@10 sd"] == pytest.approx(0.1)
-    assert ft["finetune"] == {"steps": 30, "seconds": 100.0, "tokens_per_s": 2000.0}
+    assert ft["finetune"] == {"steps": 30, "step_s": 3.0, "tokens_per_s": 2000.0}
 
     payload = {"experiment": config.model_dump(mode="json"), "runs": results, "summary": rows,
                "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}},
@@ -143,7 +141,7 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\ntail\n")
     page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
     text = page.read_text()
-    assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps, 100 s, 2000 tok/s" in text
+    assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps x 3.00 s, 2000 tok/s" in text
     assert "- c/zero: no training" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
     first = readme.read_text()
@@ -166,6 +164,8 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     pipeline_file = write_pipeline(tmp_path / "tiny.yaml", base)
     path = _experiment(tmp_path, pipeline_file)
     config = load_experiment(path)
+    early = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    assert early.exit_code == 2 and "no run has finished yet" in early.output
     lines: list[str] = []
     payload = run_experiment(config, expand(config, str(path)), lines.append)
 
@@ -192,7 +192,11 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     again = json.loads((config.out / "results.json").read_text())
     assert all(s["status"] in ("skipped", "off") for r in again["runs"] for s in r["stages"].values())
     assert again["summary"] == payload["summary"]
+    # the report from the manifests alone: the same figures, and a run not finished is left out
     (config.out / "summary.md").unlink()
+    shutil.rmtree(Path(payload["runs"][2]["work_dir"]) / "evaluate")
     rebuilt = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "| tiny | fine-tune only | 2 |" in (config.out / "summary.md").read_text()
+    partial = json.loads((config.out / "results.json").read_text())
+    assert [r["seed"] for r in partial["runs"]] == [None, 1] and partial["runs"][1] == again["runs"][1]
+    assert "Partial: 2 of 3 runs finished" in (config.out / "summary.md").read_text()

@@ -45,7 +45,8 @@ def table(payload: dict[str, Any]) -> list[str]:
 def _settings(payload: dict[str, Any]) -> list[str]:
     lines = []
     for key, entry in payload["settings"].items():
-        parts = [f"{stage} " + ", ".join(f"{k} {v}" for k, v in values.items()) for stage, values in entry.items()]
+        parts = [f"{stage} " + ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
+                 for stage, values in entry.items()]
         lines.append(f"- {key}: " + ("; ".join(parts) if parts else "no training"))
     return lines
 
@@ -60,29 +61,31 @@ def _per_seed(payload: dict[str, Any]) -> list[str]:
 
 
 def plot(payload: dict[str, Any], path: Path) -> Path:
-    """NDCG@10 per variant, a panel per collection: bars at the mean, the seeds as points, sd as error bars."""
+    """NDCG@10 per variant, a panel per collection: bars at the mean, sd as error bars, each seed a dot."""
     from retrosearch.benchmarks.plots import pyplot, save
 
     plt = pyplot()
     collections = list(dict.fromkeys(row["collection"] for row in payload["summary"]))
-    fig, axes = plt.subplots(1, len(collections), figsize=(4.2 * len(collections), 3.6), squeeze=False)
+    most = max(sum(r["collection"] == c for r in payload["summary"]) for c in collections)
+    fig, axes = plt.subplots(1, len(collections), figsize=(5.2 * len(collections), 1.2 + 0.45 * most),
+                             squeeze=False)
     for ax, collection in zip(axes[0], collections):
         rows = [r for r in payload["summary"] if r["collection"] == collection]
-        xs = range(len(rows))
+        ys = list(range(len(rows)))[::-1]  # the first variant on top
         means = [r["ndcg@10"] or 0.0 for r in rows]
-        errors = [r["ndcg@10 sd"] or 0.0 for r in rows]
-        ax.bar(xs, means, yerr=errors, capsize=4, color="#4c78a8", alpha=0.8)
-        for x, row in zip(xs, rows):
+        ax.barh(ys, means, xerr=[r["ndcg@10 sd"] or 0.0 for r in rows], capsize=3, color="#4c78a8", alpha=0.8)
+        for y, row in zip(ys, rows):
             seeds = [run["figures"]["ndcg@10"] for run in payload["runs"]
                      if run["collection"] == collection and run["variant"] == row["variant"]
                      and run["figures"].get("ndcg@10") is not None]
-            ax.scatter([x] * len(seeds), seeds, color="black", s=12, zorder=3)
-        low = min(v for r in rows for v in [r["ndcg@10"] or 0.0])
-        ax.set_ylim(max(0.0, low - 0.1), min(1.0, max(means) + 0.05))
-        ax.set_xticks(list(xs), [r["label"] for r in rows], rotation=20, ha="right")
+            ax.scatter(seeds, [y] * len(seeds), color="black", s=12, zorder=3)
+            ax.annotate(f"{row['ndcg@10']:.4f} (n={row['n']})", (row["ndcg@10"] or 0.0, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+        ax.set_xlim(max(0.0, min(means) - 0.08), min(1.0, max(means) + 0.06))
+        ax.set_yticks(ys, [r["label"] for r in rows])
         ax.set_title(collection)
-        ax.set_ylabel("NDCG@10 (test)")
-    fig.suptitle("Pretraining before fine-tuning: mean over seeds, each seed a dot", fontsize=10)
+        ax.set_xlabel("NDCG@10 (test)")
+    fig.suptitle("Pretraining before fine-tuning: mean over seeds (n), each seed a dot", fontsize=10)
     save(fig, path)
     return path
 
@@ -111,7 +114,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
 def readme_block(payload: dict[str, Any], out: Path, readme: Path, command: str) -> str:
     """The README's copy: the table, the plot and the command."""
     folder = Path(os.path.relpath(out.resolve(), readme.resolve().parent)).as_posix()
-    return "\n".join([README_START, "", *progress(payload), *table(payload), "", f"![NDCG@10 per variant]({folder}/{PLOT})", "",
+    return "\n".join([README_START, "", *progress(payload), *table(payload), "",
+                      f"![NDCG@10 per variant]({folder}/{PLOT})", "",
                       f"Every run and the settings: [{folder}/summary.md]({folder}/summary.md). Written by", "",
                       "```bash", command, "```", "", README_END])
 

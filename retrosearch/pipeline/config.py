@@ -27,7 +27,9 @@ class PipelineConfigError(ValueError):
     """A pipeline file that cannot be read or validated; the message names the file and the key."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A settings model that refuses unknown keys (a typo in a file is an error, not a silent default)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -55,7 +57,7 @@ def _check(model: type[BaseModel], values: dict[str, Any]) -> None:
 TRAIN_FIELDS = [name for name in TrainConfig.model_fields if name not in _PIPELINE_OWNED_TRAIN]
 
 
-class _TrainingSection(_Strict):
+class _TrainingSection(StrictModel):
     """Common checks of a stage that trains: the harness's own rules on its train settings."""
 
     def train_settings(self) -> dict[str, Any]:
@@ -104,7 +106,7 @@ class LLaRAPretrain(_LLaRABase):
     corpus: Path | None = None
 
 
-class NoPretrain(_Strict):
+class NoPretrain(StrictModel):
     """No pretraining: the pipeline's model goes straight to mining and fine-tuning."""
 
     method: Literal["none"]
@@ -115,7 +117,7 @@ PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
 
 
 _MINE_OWNED = {"enabled", "split", "model"}
-_MineBase = create_model("_MineBase", __base__=_Strict, **_fields(MiningConfig, set()))
+_MineBase = create_model("_MineBase", __base__=StrictModel, **_fields(MiningConfig, set()))
 
 
 class MineSection(_MineBase):
@@ -161,7 +163,7 @@ class FinetuneSection(_FinetuneBase):
         return {name: getattr(self, name) for name in FinetuneConfig.model_fields if name not in _FINETUNE_OWNED}
 
 
-class EvaluateSection(_Strict):
+class EvaluateSection(StrictModel):
     """Retrieval quality on a held-out split."""
 
     enabled: bool = True
@@ -174,7 +176,7 @@ class EvaluateSection(_Strict):
     )
 
 
-class IngestSection(_Strict):
+class IngestSection(StrictModel):
     """The corpus embedded with the final model into FAISS or OpenSearch (the Ray Data ingest job)."""
 
     enabled: bool = True
@@ -195,7 +197,7 @@ class IngestSection(_Strict):
         return self
 
 
-class ServeSection(_Strict):
+class ServeSection(StrictModel):
     """How to serve the index: the command is printed; with ``service_url`` OpenSearch is connected."""
 
     enabled: bool = True
@@ -207,7 +209,7 @@ class ServeSection(_Strict):
     )
 
 
-class Stages(_Strict):
+class Stages(StrictModel):
     """Every stage, in the order they run."""
 
     pretrain: PretrainSection = Field(default_factory=lambda: NoPretrain(method="none"))
@@ -218,7 +220,7 @@ class Stages(_Strict):
     serve: ServeSection = Field(default_factory=ServeSection)
 
 
-class Embedding(_Strict):
+class Embedding(StrictModel):
     """Run-time choices of every embedding pass (mining, evaluation, ingest); none changes a vector."""
 
     device: str = "auto"
@@ -231,7 +233,7 @@ class Embedding(_Strict):
         return EncoderSettings(model=model, **self.model_dump())
 
 
-class Holdout(_Strict):
+class Holdout(StrictModel):
     """Split one qrels split's queries in two, for a collection without a training split.
 
     The pipeline writes the collection anew under ``WORK_DIR/collection/`` (the corpus and queries
@@ -251,7 +253,7 @@ class Holdout(_Strict):
         return self
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     """A pipeline: a BEIR collection, a starting model, where outputs go, and the stages."""
 
     name: str = Field("pipeline", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -297,14 +299,15 @@ def format_errors(source: str, exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def _expand(value: Any) -> Any:
+def expand_variables(value: Any) -> Any:
+    """``value`` with environment variables and ``~`` expanded in every string, nested ones too."""
     # ${RETROSEARCH_DATA}/scifact and ~/models work in any string setting.
     if isinstance(value, str):
         return os.path.expanduser(os.path.expandvars(value))
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: expand_variables(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v) for v in value]
+        return [expand_variables(v) for v in value]
     return value
 
 
@@ -313,7 +316,7 @@ def parse_config(data: Any, source: str = "<pipeline>") -> PipelineConfig:
     if not isinstance(data, dict):
         raise PipelineConfigError(f"{source}: expected a mapping of settings at the top level")
     try:
-        return PipelineConfig.model_validate(_expand(data))
+        return PipelineConfig.model_validate(expand_variables(data))
     except ValidationError as exc:
         raise PipelineConfigError(format_errors(source, exc)) from None
 

@@ -24,8 +24,8 @@ from pydantic import Field, ValidationError, field_validator
 from retrosearch.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
-    _expand,
-    _Strict,
+    expand_variables,
+    StrictModel,
     format_errors,
     parse_config,
 )
@@ -35,14 +35,14 @@ Echo = Callable[[str], None]
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 
 
-class Variant(_Strict):
+class Variant(StrictModel):
     """One arm of the comparison: settings laid over the collection's pipeline file."""
 
     label: str | None = Field(None, description="Name in the table and plot (default: the variant's key).")
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     """Collections (pipeline files), variants and seeds, and where the runs and the report go."""
 
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -120,7 +120,7 @@ def load_experiment(path: Path) -> ExperimentConfig:
     if not isinstance(data, dict):
         raise PipelineConfigError(f"{path}: expected a mapping of settings at the top level")
     try:
-        return ExperimentConfig.model_validate(_expand(data))
+        return ExperimentConfig.model_validate(expand_variables(data))
     except ValidationError as exc:
         raise PipelineConfigError(format_errors(str(path), exc)) from None
 

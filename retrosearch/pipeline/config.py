@@ -321,16 +321,20 @@ def parse_config(data: Any, source: str = "<pipeline>") -> PipelineConfig:
         raise PipelineConfigError(format_errors(source, exc)) from None
 
 
-def load_config(path: Path) -> PipelineConfig:
-    """Read and validate a pipeline YAML file."""
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; a missing file or bad YAML is a :class:`PipelineConfigError` naming the file and line."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise PipelineConfigError(f"{path}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise PipelineConfigError(f"{path}: {where}{getattr(exc, 'problem', None) or exc}") from None
-    return parse_config(data, str(path))
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read and validate a pipeline YAML file."""
+    return parse_config(read_yaml(path), str(path))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from retrosearch.pipeline.config import (
@@ -28,6 +27,7 @@ from retrosearch.pipeline.config import (
     StrictModel,
     format_errors,
     parse_config,
+    read_yaml,
 )
 from retrosearch.pipeline.stages import Record
 
@@ -103,20 +103,9 @@ def _trains(pipeline: PipelineConfig) -> bool:
     return stages.pretrain.method != "none" or stages.finetune.enabled
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PipelineConfigError(f"{path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise PipelineConfigError(f"{path}: {where}{getattr(exc, 'problem', None) or exc}") from None
-
-
 def load_experiment(path: Path) -> ExperimentConfig:
     """Read and validate an experiment file (its pipeline files are read by :func:`expand`)."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise PipelineConfigError(f"{path}: expected a mapping of settings at the top level")
     try:
@@ -131,7 +120,7 @@ def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[R
     variant on the same seeds."""
     runs = []
     for collection, pipeline_file in experiment.collections.items():
-        base = _read_yaml(pipeline_file)
+        base = read_yaml(pipeline_file)
         if not isinstance(base, dict):
             raise PipelineConfigError(f"{pipeline_file}: expected a mapping of settings at the top level")
         base = _lay_over(base, experiment.overrides)

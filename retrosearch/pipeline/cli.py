@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -80,14 +80,20 @@ def run(pipeline: PipelineFile) -> None:
 @pipeline_app.command()
 def experiment(
     experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/pretraining.yaml).")],
-    readme: Annotated[Optional[Path], typer.Option(help="Also rewrite this README's experiment block.")] = None,
+    readme: Annotated[Path | None, typer.Option(help="Also rewrite this README's experiment block.")] = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
         "--report-only", help="Run nothing: the results and report of the runs finished so far (from their manifests).",
     )] = False,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
-    from retrosearch.pipeline.experiment import collect, expand, load_experiment, run_experiment, write_results
+    from retrosearch.pipeline.experiment import (
+        collect,
+        expand,
+        load_experiment,
+        run_experiment,
+        write_results,
+    )
     from retrosearch.pipeline.experiment_report import write_report
 
     with opt.user_errors():

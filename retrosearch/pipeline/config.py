@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -112,7 +112,7 @@ class NoPretrain(StrictModel):
     method: Literal["none"]
 
 
-PretrainSection = Annotated[Union[RetroMAEPretrain, LLaRAPretrain, NoPretrain], Field(discriminator="method")]
+PretrainSection = Annotated[RetroMAEPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")]
 PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
 
 

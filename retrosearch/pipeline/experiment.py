@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from retrosearch.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
-    expand_variables,
     StrictModel,
+    expand_variables,
     format_errors,
     parse_config,
     read_yaml,
@@ -40,6 +40,11 @@ class Variant(StrictModel):
 
     label: str | None = Field(None, description="Name in the table and plot (default: the variant's key).")
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    collections: list[str] | None = Field(
+        None, min_length=1, description="Run on these collections only (default: all of them).")
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Run with these seeds only (default: the experiment's); a costly "
+                                        "arm can be tried on fewer seeds, and the report shows how many.")
 
 
 class ExperimentConfig(StrictModel):
@@ -59,6 +64,19 @@ class ExperimentConfig(StrictModel):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must differ")
         return seeds
+
+    @model_validator(mode="after")
+    def _variants_name_known_collections_and_seeds(self) -> ExperimentConfig:
+        for name, variant in self.variants.items():
+            unknown = sorted(set(variant.collections or ()) - set(self.collections))
+            if unknown:
+                raise ValueError(f"variants.{name}.collections: {', '.join(unknown)} not among the collections "
+                                 f"({', '.join(self.collections)})")
+            extra = sorted(set(variant.seeds or ()) - set(self.seeds))
+            if extra:
+                raise ValueError(f"variants.{name}.seeds: {', '.join(map(str, extra))} not among the "
+                                 f"experiment's seeds ({', '.join(map(str, self.seeds))})")
+        return self
 
 
 @dataclass
@@ -125,10 +143,12 @@ def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[R
             raise PipelineConfigError(f"{pipeline_file}: expected a mapping of settings at the top level")
         base = _lay_over(base, experiment.overrides)
         for name, variant in experiment.variants.items():
+            if variant.collections is not None and collection not in variant.collections:
+                continue
             data = _lay_over(base, {"stages": variant.stages})
             where = f"{source}: collections.{collection} x variants.{name}"
             once = parse_config({**data, "work_dir": "."}, where)
-            seeds: list[int | None] = list(experiment.seeds) if _trains(once) else [None]
+            seeds: list[int | None] = list(variant.seeds or experiment.seeds) if _trains(once) else [None]
             for seed in seeds:
                 run = copy.deepcopy(data)
                 folder = experiment.work_dir / collection / name

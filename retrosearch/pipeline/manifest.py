@@ -44,7 +44,7 @@ def hash_files(paths: dict[str, Path]) -> dict[str, str]:
 
 def now() -> str:
     """The current UTC time, to the second, ISO 8601."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Manifest(BaseModel):

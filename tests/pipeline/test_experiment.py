@@ -14,7 +14,13 @@ from typer.testing import CliRunner
 
 from retrosearch.cli import app
 from retrosearch.pipeline.config import Holdout, PipelineConfigError
-from retrosearch.pipeline.experiment import ExperimentConfig, expand, load_experiment, run_experiment, summarise
+from retrosearch.pipeline.experiment import (
+    ExperimentConfig,
+    expand,
+    load_experiment,
+    run_experiment,
+    summarise,
+)
 from retrosearch.pipeline.experiment_report import README_END, README_START, write_report
 from retrosearch.pipeline.holdout import divide, write_divided
 from tests.conftest import DATA
@@ -67,6 +73,27 @@ def test_runs_are_variants_times_seeds_and_untrained_variants_run_once(tmp_path)
     assert all(r.pipeline.stages.mine.model == "start" and not r.pipeline.stages.ingest.enabled for r in runs)
 
 
+def test_a_variant_can_run_on_some_collections_and_seeds_only(tmp_path):
+    base = tiny_pipeline(tmp_path / "collection", tmp_path / "model", tmp_path / "ignored")
+    first = write_pipeline(tmp_path / "first.yaml", base)
+    second = write_pipeline(tmp_path / "second.yaml", base)
+    path = _experiment(tmp_path, first, seeds=[1, 2, 3], collections={"a": str(first), "b": str(second)}, variants={
+        "finetune": {"stages": {"pretrain": {"method": "none"}}},
+        "long": {"stages": {"pretrain": {"method": "retromae", "steps": 7}}, "collections": ["b"], "seeds": [3, 1]},
+    })
+    runs = expand(load_experiment(path), str(path))
+    # the costly arm runs where and as often as asked, still in the rounds of the experiment's seeds
+    assert [r.label for r in runs] == ["a/finetune/seed-1", "b/finetune/seed-1", "b/long/seed-1",
+                                       "a/finetune/seed-2", "b/finetune/seed-2",
+                                       "a/finetune/seed-3", "b/finetune/seed-3", "b/long/seed-3"]
+    assert {r.pipeline.stages.pretrain.steps for r in runs if r.variant == "long"} == {7}
+    # a summary row counts the seeds it has
+    results = [{"collection": r.collection, "variant": r.variant, "seed": r.seed,
+                "figures": {"ndcg@10": 0.5, "mrr@10": 0.5, "recall@100": 0.5}} for r in runs]
+    rows = {(row["collection"], row["variant"]): row["n"] for row in summarise(results, load_experiment(path))}
+    assert rows == {("a", "finetune"): 3, ("b", "finetune"): 3, ("b", "long"): 2}
+
+
 def test_bad_experiments_name_the_file_and_key(tmp_path):
     pipeline_file = write_pipeline(tmp_path / "tiny.yaml", tiny_pipeline(tmp_path, tmp_path, tmp_path))
     path = _experiment(tmp_path, pipeline_file, seeds=[1, 1])
@@ -75,6 +102,12 @@ def test_bad_experiments_name_the_file_and_key(tmp_path):
     path = _experiment(tmp_path, pipeline_file, variants={"x": {"stages": {"finetune": {"steps": 0}}}})
     with pytest.raises(PipelineConfigError, match=r"collections\.tiny x variants\.x: stages\.finetune\.steps"):
         expand(load_experiment(path), str(path))
+    path = _experiment(tmp_path, pipeline_file, variants={"x": {"collections": ["tiny", "other"]}})
+    with pytest.raises(PipelineConfigError, match=r"variants\.x\.collections: other not among the collections \(tiny\)"):
+        load_experiment(path)
+    path = _experiment(tmp_path, pipeline_file, variants={"x": {"seeds": [2, 5]}})
+    with pytest.raises(PipelineConfigError, match=r"variants\.x\.seeds: 5 not among the experiment's seeds \(1, 2\)"):
+        load_experiment(path)
     path = _experiment(tmp_path, pipeline_file, variant={})
     with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: variant: Extra inputs"):
         load_experiment(path)
@@ -83,7 +116,10 @@ def test_bad_experiments_name_the_file_and_key(tmp_path):
 def test_the_example_experiment_expands_to_valid_pipelines():
     config = load_experiment(REPO / "examples" / "pretraining.yaml")
     runs = expand(config)
-    assert len(runs) == len(config.collections) * (1 + (len(config.variants) - 1) * len(config.seeds))  # zero-shot once
+    planned = sum(1 if name == "zero-shot" else len(variant.seeds or config.seeds)  # zero-shot runs once
+                  for collection in config.collections for name, variant in config.variants.items()
+                  if collection in (variant.collections or config.collections))
+    assert len(runs) == planned
     assert {r.pipeline.stages.pretrain.method for r in runs} == {"none", "retromae", "dupmae"}
     cranfield = next(r.pipeline for r in runs if r.collection == "cranfield")
     assert cranfield.holdout is not None and cranfield.collection_dir() == (cranfield.work_dir / "collection").resolve()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from retrosearch.pipeline.config import parse_config
+from retrosearch.pipeline.runner import run
 from retrosearch.plugin.collections.records import Document
 from retrosearch.plugin.opensearch.pipelines import ingest_pipeline_name, search_pipeline_name
-from retrosearch.pipeline.runner import run
 from tests.conftest import ml_settings_lock, remove_ml_models
 from tests.pipeline.conftest import corpus_size, tiny_pipeline
 from tests.plugin.serve.http_helpers import serving

@@ -57,6 +57,8 @@ class ExperimentConfig(StrictModel):
     collections: dict[str, Path] = Field(min_length=1, description="Collection name: its pipeline file.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Laid over every run's pipeline.")
     variants: dict[str, Variant] = Field(min_length=1)
+    baseline: str | None = Field(
+        None, description="The variant every other is compared with, seed by seed (NDCG@10 difference).")
 
     @field_validator("seeds")
     @classmethod
@@ -67,6 +69,8 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _variants_name_known_collections_and_seeds(self) -> ExperimentConfig:
+        if self.baseline is not None and self.baseline not in self.variants:
+            raise ValueError(f"baseline: {self.baseline} is not a variant ({', '.join(self.variants)})")
         for name, variant in self.variants.items():
             unknown = sorted(set(variant.collections or ()) - set(self.collections))
             if unknown:
@@ -201,6 +205,9 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                 values = [r["figures"][metric] for r in runs if r["figures"].get(metric) is not None]
                 row[metric] = statistics.fmean(values) if values else None
                 row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else None
+            if experiment.baseline is not None and name != experiment.baseline:
+                base = [r for r in results if r["collection"] == collection and r["variant"] == experiment.baseline]
+                row["baseline"] = paired_difference(runs, base, "ndcg@10")
             for stage in ("pretrain", "finetune"):
                 costs = [r["figures"][stage] for r in runs if stage in r["figures"]]
                 if costs:
@@ -211,6 +218,22 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                     }
             rows.append(row)
     return rows
+
+
+def paired_difference(runs: list[dict[str, Any]], baseline: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """``metric`` of ``runs`` minus the baseline's, paired by seed (a run without a seed, such as
+    zero-shot, pairs with every seed of the other side): the mean and sample sd of the differences.
+
+    Pairing takes out what a seed shares between arms (the batches' order), so the spread says how
+    sure the difference is rather than how much each arm moves.
+    """
+    differences = [r["figures"][metric] - b["figures"][metric] for r in runs for b in baseline
+                   if None in (r["seed"], b["seed"]) or r["seed"] == b["seed"]
+                   if r["figures"].get(metric) is not None and b["figures"].get(metric) is not None]
+    if not differences:
+        return None
+    return {"metric": metric, "mean": statistics.fmean(differences), "n": len(differences),
+            "sd": statistics.stdev(differences) if len(differences) > 1 else None}
 
 
 def _result(run: Run, records: list[Record]) -> dict[str, Any]:

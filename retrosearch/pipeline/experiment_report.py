@@ -27,16 +27,33 @@ def _cost(row: dict[str, Any], stage: str) -> str:
     return f"{cost['steps']} steps x {cost['step_s']:.2f} s, {cost['tokens_per_s']:.0f} tok/s"
 
 
+def _difference(row: dict[str, Any]) -> str:
+    diff = row.get("baseline")
+    if diff is None:
+        return "-"
+    return f"{diff['mean']:+.4f}" + (f" ± {diff['sd']:.4f}" if diff["sd"] is not None else "")
+
+
+def _baseline_label(payload: dict[str, Any]) -> str | None:
+    name = payload["experiment"].get("baseline")
+    if name is None:
+        return None
+    return payload["experiment"]["variants"][name].get("label") or name
+
+
 def table(payload: dict[str, Any]) -> list[str]:
-    """The summary table: one row per collection and variant, mean ± sample sd over seeds."""
+    """The summary table: one row per collection and variant, mean ± sample sd over seeds, and the
+    difference to the baseline paired by seed when the experiment names one."""
+    baseline = _baseline_label(payload)
+    extra = [f"ndcg@10 vs {baseline}"] if baseline else []
     lines = [
-        "| collection | variant | seeds | " + " | ".join(METRICS) + " | pretraining | fine-tuning |",
-        "|---|---|---|" + "---|" * len(METRICS) + "---|---|",
+        "| collection | variant | seeds | " + " | ".join([*METRICS, *extra]) + " | pretraining | fine-tuning |",
+        "|---|---|---|" + "---|" * (len(METRICS) + len(extra)) + "---|---|",
     ]
     for row in payload["summary"]:
+        cells = [_cell(row, m) for m in METRICS] + ([_difference(row)] if baseline else [])
         lines.append(
-            f"| {row['collection']} | {row['label']} | {row['n']} | "
-            + " | ".join(_cell(row, m) for m in METRICS)
+            f"| {row['collection']} | {row['label']} | {row['n']} | " + " | ".join(cells)
             + f" | {_cost(row, 'pretrain')} | {_cost(row, 'finetune')} |"
         )
     return lines
@@ -103,9 +120,12 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     """The report page: the table, the plot, the settings tried and every run's figures."""
     lines = [f"# Experiment {payload['experiment']['name']}", "", *progress(payload), *table(payload), "",
              f"![NDCG@10]({PLOT})", "",
-             "Mean ± sample standard deviation over the seeds. Cost: the training steps, the mean wall time of "
-             "one step and the tokens read per second (queries and passages, no padding), on the machine "
-             "that ran it.", "",
+             "Mean ± sample standard deviation over the seeds. "
+             + (f"The column against {_baseline_label(payload)} is each seed's NDCG@10 minus that arm's with the "
+                "same seed, as mean ± sd (a variant trained once is compared with every seed). "
+                if _baseline_label(payload) else "")
+             + "Cost: the training steps, the mean wall time of one step and the tokens read per second "
+             "(queries and passages, no padding), on the machine that ran it.", "",
              "## Settings", "", *_settings(payload), "", "## Every run", "", *_per_seed(payload), "",
              "Written by", "", "```bash", command, "```", ""]
     return "\n".join(lines)

@@ -108,6 +108,9 @@ def test_bad_experiments_name_the_file_and_key(tmp_path):
     path = _experiment(tmp_path, pipeline_file, variants={"x": {"seeds": [2, 5]}})
     with pytest.raises(PipelineConfigError, match=r"variants\.x\.seeds: 5 not among the experiment's seeds \(1, 2\)"):
         load_experiment(path)
+    path = _experiment(tmp_path, pipeline_file, baseline="fine-tune")
+    with pytest.raises(PipelineConfigError, match=r"baseline: fine-tune is not a variant \(zero-shot, finetune\)"):
+        load_experiment(path)
     path = _experiment(tmp_path, pipeline_file, variant={})
     with pytest.raises(PipelineConfigError, match=r"experiment\.yaml: variant: Extra inputs"):
         load_experiment(path)
@@ -159,14 +162,21 @@ def _result(variant: str, seed: int | None, ndcg: float) -> dict:
 def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tmp_path, capsys):
     config = ExperimentConfig.model_validate({
         "work_dir": "w", "out": str(tmp_path / "out"), "seeds": [1, 2, 3], "collections": {"c": "c.yaml"},
-        "variants": {"zero": {}, "ft": {"label": "fine-tune only"}},
+        "variants": {"zero": {}, "ft": {"label": "fine-tune only"}, "pt": {}}, "baseline": "ft",
     })
-    results = [_result("zero", None, 0.5), _result("ft", 1, 0.6), _result("ft", 2, 0.7), _result("ft", 3, 0.8)]
+    results = [_result("zero", None, 0.5), _result("ft", 1, 0.6), _result("ft", 2, 0.7), _result("ft", 3, 0.8),
+               _result("pt", 2, 0.72), _result("pt", 1, 0.65), _result("pt", 3, 0.86)]
     rows = summarise(results, config)
-    zero, ft = rows
+    zero, ft, pt = rows
     assert zero["n"] == 1 and zero["ndcg@10"] == 0.5 and zero["ndcg@10 sd"] is None
     assert ft["n"] == 3 and ft["ndcg@10"] == pytest.approx(0.7) and ft["ndcg@10 sd"] == pytest.approx(0.1)
     assert ft["finetune"] == {"steps": 30, "step_s": 3.0, "tokens_per_s": 2000.0}
+    # against the baseline, seed by seed: pt gains 0.05, 0.02, 0.06 (whatever order the runs come in);
+    # zero-shot, trained once, is compared with every seed
+    assert "baseline" not in ft
+    assert pt["baseline"]["mean"] == pytest.approx(0.13 / 3) and pt["baseline"]["n"] == 3
+    assert pt["baseline"]["sd"] == pytest.approx(0.0208167, abs=1e-6)  # sd of the differences, not of the arms
+    assert zero["baseline"]["mean"] == pytest.approx(-0.2) and zero["baseline"]["sd"] == pytest.approx(0.1)
 
     payload = {"experiment": config.model_dump(mode="json"), "runs": results, "summary": rows,
                "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}},
@@ -178,6 +188,7 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
     text = page.read_text()
     assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps x 3.00 s, 2000 tok/s" in text
+    assert "| ndcg@10 vs fine-tune only |" in text and "| 0.9000 ± 0.0000 | +0.0433 ± 0.0208 |" in text
     assert "- c/zero: no training" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
     first = readme.read_text()
@@ -186,7 +197,7 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert readme.read_text() == first  # idempotent
     payload["planned"].append("c/ft/seed-4")  # a run still to do: the report says the figures are partial
     write_report(payload, out, "cmd", readme)
-    assert "Partial: 4 of 5 runs finished" in page.read_text() and "Partial: 4 of 5" in readme.read_text()
+    assert "Partial: 7 of 8 runs finished" in page.read_text() and "Partial: 7 of 8" in readme.read_text()
     readme.write_text("no markers\n")
     with pytest.raises(typer.Exit):
         write_report(payload, out, "cmd", readme)

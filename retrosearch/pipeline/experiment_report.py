@@ -112,8 +112,8 @@ def progress(payload: dict[str, Any]) -> list[str]:
     done, planned = len(payload["runs"]), len(payload.get("planned") or payload["runs"])
     if done >= planned:
         return []
-    return [f"**Partial: {done} of {planned} runs finished.** The same command finishes the rest "
-            "(finished stages are skipped, an interrupted training resumes).", ""]
+    return [(f"**Partial: {done} of {planned} runs finished.** The same command finishes the rest "
+             "(finished stages are skipped, an interrupted training resumes)."), ""]
 
 
 def markdown(payload: dict[str, Any], command: str) -> str:

@@ -91,18 +91,28 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
         ys = list(range(len(rows)))[::-1]  # the first variant on top
         means = [r["ndcg@10"] or 0.0 for r in rows]
         ax.barh(ys, means, xerr=[r["ndcg@10 sd"] or 0.0 for r in rows], capsize=3, color="#4c78a8", alpha=0.8)
+        right = []
         for y, row in zip(ys, rows):
             seeds = [run["figures"]["ndcg@10"] for run in payload["runs"]
                      if run["collection"] == collection and run["variant"] == row["variant"]
                      and run["figures"].get("ndcg@10") is not None]
             ax.scatter(seeds, [y] * len(seeds), color="black", s=12, zorder=3)
-            ax.annotate(f"{row['ndcg@10']:.4f} (n={row['n']})", (row["ndcg@10"] or 0.0, y), xytext=(4, 0),
+            # the label right of the bar's whiskers and dots, so it covers neither
+            end = max([*seeds, (row["ndcg@10"] or 0.0) + (row["ndcg@10 sd"] or 0.0)])
+            right.append(end)
+            ax.annotate(f"{row['ndcg@10']:.4f} (n={row['n']})", (end, y), xytext=(5, 0),
                         textcoords="offset points", va="center", fontsize=8)
-        ax.set_xlim(max(0.0, min(means) - 0.08), min(1.0, max(means) + 0.06))
+        base = next((r for r in rows if r["variant"] == payload["experiment"].get("baseline")), None)
+        if base is not None and base["ndcg@10"] is not None:
+            ax.axvline(base["ndcg@10"], color="#e45756", linestyle="--", linewidth=1)
+        ax.set_xlim(max(0.0, min(means) - 0.08), min(1.0, max(right) + 0.07))
         ax.set_yticks(ys, [r["label"] for r in rows])
         ax.set_title(collection)
         ax.set_xlabel("NDCG@10 (test)")
-    fig.suptitle("Pretraining before fine-tuning: mean over seeds (n), each seed a dot", fontsize=10)
+    title = "Pretraining before fine-tuning: mean over seeds (n), each seed a dot"
+    if payload["experiment"].get("baseline") is not None:
+        title += f"; dashed: {_baseline_label(payload)}'s mean"
+    fig.suptitle(title, fontsize=10)
     save(fig, path)
     return path
 

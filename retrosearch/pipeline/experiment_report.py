@@ -13,11 +13,14 @@ README_END = "<!-- experiment:end -->"
 PLOT = "ndcg.png"
 
 
-def _cell(row: dict[str, Any], metric: str) -> str:
-    mean, sd = row.get(metric), row.get(f"{metric} sd")
+def _mean_sd(mean: float | None, sd: float | None, sign: str = "") -> str:
     if mean is None:
         return "-"
-    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+    return f"{mean:{sign}.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    return _mean_sd(row.get(metric), row.get(f"{metric} sd"))
 
 
 def _cost(row: dict[str, Any], stage: str) -> str:
@@ -28,10 +31,8 @@ def _cost(row: dict[str, Any], stage: str) -> str:
 
 
 def _difference(row: dict[str, Any]) -> str:
-    diff = row.get("baseline")
-    if diff is None:
-        return "-"
-    return f"{diff['mean']:+.4f}" + (f" ± {diff['sd']:.4f}" if diff["sd"] is not None else "")
+    diff = row.get("baseline") or {}
+    return _mean_sd(diff.get("mean"), diff.get("sd"), sign="+")
 
 
 def _baseline_label(payload: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-LAYERS = ["plugin", "benchmarks", "ingest", "trainers"]
+LAYERS = ["core", "plugin", "local", "benchmarks", "ingest", "trainers"]
 
 package_dir = {"retrosearch": "retrosearch"}
 packages = ["retrosearch"] + [f"retrosearch.{p}" for p in find_packages("retrosearch")]

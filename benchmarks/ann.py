@@ -24,8 +24,8 @@ import numpy as np
 import typer
 
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.config import FaissSettings, Settings
+from retrosearch.core import cli_options as opt
+from retrosearch.core.config import FaissSettings, Settings
 
 K = 10
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
@@ -131,7 +131,7 @@ def speed(search: Any, queries: np.ndarray, single: int = 200) -> tuple[float, f
 
 
 def _faiss(kind: str, vectors: np.ndarray, meta: Any, **params: Any):
-    from retrosearch.plugin.index.faiss_index import FaissIndex
+    from retrosearch.core.index.faiss_index import FaissIndex
 
     index = FaissIndex(meta.model_copy(deep=True), kind, FaissSettings(**params, use_gpu="never"))
     started = time.perf_counter()
@@ -174,8 +174,8 @@ def opensearch_points(
     ef_search: tuple[int, ...] = EF_SEARCH,
 ) -> list[AnnPoint]:
     """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch."""
-    from retrosearch.benchmarks.evaluate import fill_index
-    from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+    from retrosearch.core.retrieval import fill_index
+    from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
     run = settings.opensearch.model_copy(update={"index": f"retrosearch-ann-{meta.model_fingerprint[:12]}",
                                                  "replicas": 0, "force_merge": True})
@@ -274,10 +274,10 @@ def ann_command(
     in FAISS and of OpenSearch's HNSW, on real embeddings and a synthetic scale point."""
     from rich.console import Console
 
-    from retrosearch.benchmarks.evaluate import cached_faiss_index, corpus_vectors
-    from retrosearch.benchmarks.report import write_json
-    from retrosearch.plugin.collections import BeirCollection
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors
+    from retrosearch.core.retrieval.report import write_json
+    from retrosearch.core.collections import BeirCollection
+    from retrosearch.core.encoder import Encoder
 
     console = Console()
     with opt.user_errors():

@@ -108,7 +108,7 @@ def compare_command(
     from rich.console import Console
     from rich.table import Table
 
-    from retrosearch.plugin import cli_options as opt
+    from retrosearch.core import cli_options as opt
 
     try:
         payloads = [json.loads(path.read_text()) for path in (old, new)]

@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.benchmarks.report import write_json
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import read_corpus
-from retrosearch.plugin.config import Settings
+from retrosearch.core.retrieval.report import write_json
+from retrosearch.core import cli_options as opt
+from retrosearch.core.collections import read_corpus
+from retrosearch.core.config import Settings
 
 console = Console()
 
@@ -51,7 +51,7 @@ RUNTIME_VARIANTS = {
 
 def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
     """(a) The encoder alone over ideally sorted batches."""
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.encoder import Encoder
 
     encoder = Encoder.load(settings.encoder)
     token_ids = encoder.text_tokenizer.documents(docs)
@@ -65,8 +65,8 @@ def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]
     """(b) A plain sentence-transformers encode loop."""
     from sentence_transformers import SentenceTransformer
 
-    from retrosearch.plugin.encoder import resolve_model_path
-    from retrosearch.plugin.encoder.device import resolve_device, set_threads
+    from retrosearch.core.encoder import resolve_model_path
+    from retrosearch.core.encoder.device import resolve_device, set_threads
 
     set_threads(settings.encoder.threads)
     model = SentenceTransformer(str(resolve_model_path(settings.encoder.model)), device=str(resolve_device(settings.encoder.device)))
@@ -101,7 +101,7 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
         seconds = time.perf_counter() - started
     finally:
         if sink == "opensearch":
-            from retrosearch.plugin.opensearch.client import connect
+            from retrosearch.core.opensearch.client import connect
 
             connect(settings.opensearch).indices.delete(index=settings.opensearch.index, ignore_unavailable=True)
     docs = summary["rows_written"]

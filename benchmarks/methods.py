@@ -26,11 +26,11 @@ import typer
 
 from retrosearch.benchmarks.ann import IVF_MIN_VECTORS
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
-from retrosearch.benchmarks.metrics import MEASURES, evaluate_run
+from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.config import Settings
+from retrosearch.core import cli_options as opt
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import Settings
 
 DENSE_BACKENDS = ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "opensearch")
 WEIGHTS = (0.3, 0.5, 0.7)
@@ -82,9 +82,9 @@ def run_methods(
     opensearch: bool = True,
 ) -> list[MethodResult]:
     """Every method of the module docstring on the collection at ``root``."""
-    from retrosearch.benchmarks.evaluate import cached_faiss_index, corpus_vectors, index_vectors, text_fields
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index.opensearch_index import default_index_name
+    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index.opensearch_index import default_index_name
 
     beir = BeirCollection(root)
     qrels = beir.qrels(split)
@@ -235,7 +235,7 @@ def methods_command(
     """BM25, dense (exact and ANN) and hybrid (RRF, OpenSearch min-max / l2 over a weight grid), per collection."""
     from rich.console import Console
 
-    from retrosearch.benchmarks.report import write_json
+    from retrosearch.core.retrieval.report import write_json
 
     console = Console()
     settings.opensearch.replicas = 0  # one node: a replica could never be assigned

@@ -26,9 +26,9 @@ def build_app(index_dir: str, threads: int | None = None, runtime: str = "auto")
     """A FastAPI app with a ``/search`` route doing one encode and one search per request."""
     from fastapi import FastAPI
 
-    from retrosearch.plugin.config import EncoderSettings, Settings
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.config import EncoderSettings, Settings
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index import load_index
 
     index = load_index(index_dir, Settings())
     settings = EncoderSettings(model=index.meta.model_name, show_progress=False, threads=threads, runtime=runtime)
@@ -53,7 +53,7 @@ def main() -> None:
     """Run the naive server under uvicorn."""
     import uvicorn
 
-    from retrosearch.plugin.startup import configure_process
+    from retrosearch.core.startup import configure_process
 
     configure_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from retrosearch.plugin import cli_options as opt
+from retrosearch.core import cli_options as opt
 
 PARTS = ("methods", "ann", "ingest", "serve")
 
@@ -31,7 +31,7 @@ README_END = "<!-- bench-report:end -->"
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, GPU, library versions and the git commit of the code."""
-    from retrosearch.benchmarks.evaluate import versions
+    from retrosearch.core.retrieval import versions
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -88,7 +88,7 @@ def part_commands(out: Path, collections: list[Path], model: str | None, opensea
 
 
 def _section_methods(data: dict[str, Any], out: Path) -> list[str]:
-    from retrosearch.benchmarks.metrics import MEASURES
+    from retrosearch.core.retrieval.metrics import MEASURES
 
     lines = ["## Retrieval methods", "",
              f"{data['model']} on the {data['split']} split of each collection; every method searches the same "

@@ -33,9 +33,9 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.benchmarks.report import write_json
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.config import Settings
+from retrosearch.core.retrieval.report import write_json
+from retrosearch.core import cli_options as opt
+from retrosearch.core.config import Settings
 
 console = Console()
 
@@ -59,9 +59,9 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
 
 def raw_forward(model: str, queries: list[str], repeats: int, runtime: str = "auto") -> dict[str, Any]:
     """(a) One query at a time through the runtime: tokenize + forward, nothing else."""
-    from retrosearch.plugin.config import EncoderSettings
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.startup import configure_process
+    from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.startup import configure_process
 
     configure_process()
     encoder = Encoder.load(EncoderSettings(model=model, show_progress=False, runtime=runtime), workload="queries")
@@ -132,7 +132,7 @@ class Server:
     """A server process under test (started detached, found by its pid file, stopped at the end)."""
 
     def __init__(self, name: str, argv: list[str], port: int, run_dir: Path, marker: bytes) -> None:
-        from retrosearch.plugin.process import ManagedProcess, http_json
+        from retrosearch.core.process import ManagedProcess, http_json
 
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -182,7 +182,7 @@ def soak(server: Server, queries: list[str], concurrency: int, total: int) -> di
     """``total`` requests at ``concurrency``; every non-200 counted, memory sampled along the way.
 
     "Before" is taken after a warm-up of 1,000 requests at the same concurrency: the allocator
-    keeps freed activation buffers for reuse (see plugin/encoder/device.py), so the first
+    keeps freed activation buffers for reuse (see core/encoder/device.py), so the first
     batches of each new size raise the resident size to a plateau that is not a leak.
     """
     asyncio.run(closed_loop(server.url, queries, concurrency, 1000))
@@ -275,8 +275,8 @@ def serve_speed(
     settings: Settings = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
-    from retrosearch.benchmarks.evaluate import cached_faiss_index
-    from retrosearch.plugin.collections import BeirCollection
+    from retrosearch.core.retrieval import cached_faiss_index
+    from retrosearch.core.collections import BeirCollection
 
     beir = BeirCollection(collection)
     model = settings.encoder.model

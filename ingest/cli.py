@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.config import Settings
+from retrosearch.core import cli_options as opt
+from retrosearch.core.config import Settings
 
 
 @opt.with_settings(opt.ENCODER, opt.FAISS_BUILD, opt.OPENSEARCH, opt.OPENSEARCH_BUILD)
@@ -39,7 +39,7 @@ def ingest(
 ) -> None:
     """Embed a collection on a Ray actor pool and bulk-load it; rerunning the same command resumes."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
-    from retrosearch.plugin.collections.records import FieldMap
+    from retrosearch.core.collections.records import FieldMap
 
     with opt.user_errors():
         job = IngestConfig(

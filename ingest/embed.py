@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from retrosearch.plugin.collections.records import Document
-from retrosearch.plugin.config import EncoderSettings
+from retrosearch.core.collections.records import Document
+from retrosearch.core.config import EncoderSettings
 
 VECTOR_COLUMN = "vector"
 TOKENS_COLUMN = "_input_ids"
@@ -28,8 +28,8 @@ class TokenizeBatch:
     actors spend their time in forward passes instead of waiting on the tokenizer."""
 
     def __init__(self, settings: dict) -> None:
-        from retrosearch.plugin.encoder.checkpoint import read_spec, resolve_model_path
-        from retrosearch.plugin.encoder.runtime import load_text_tokenizer
+        from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path
+        from retrosearch.core.encoder.runtime import load_text_tokenizer
 
         encoder_settings = EncoderSettings.model_validate(settings)
         path = resolve_model_path(encoder_settings.model)
@@ -48,7 +48,7 @@ class EmbedBatch:
     def __init__(self, settings: dict) -> None:
         import ray
 
-        from retrosearch.plugin.encoder import Encoder
+        from retrosearch.core.encoder import Encoder
 
         encoder_settings = EncoderSettings.model_validate({**settings, "show_progress": False})
         if encoder_settings.threads is None:

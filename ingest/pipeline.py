@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from retrosearch.ingest.plan import OnError, plan_ingest
 from retrosearch.ingest.state import atomic_write_text
-from retrosearch.plugin.collections import FieldMap
-from retrosearch.plugin.config import Settings, cache_dir
+from retrosearch.core.collections import FieldMap
+from retrosearch.core.config import Settings, cache_dir
 
 SinkName = Literal["opensearch", "faiss", "parquet"]
 
@@ -106,10 +106,10 @@ def _write_rejects(path: Path, rejects: list) -> None:
 def run_ingest(config: IngestConfig) -> dict[str, Any]:
     """Run (or resume) an ingest and return its summary.
 
-    Raises :class:`~retrosearch.plugin.collections.CollectionError` on the first bad record when
+    Raises :class:`~retrosearch.core.collections.CollectionError` on the first bad record when
     ``on_error="fail"``, before anything is written.
     """
-    from retrosearch.plugin.encoder import describe
+    from retrosearch.core.encoder import describe
 
     if config.sink != "opensearch" and config.out is None:
         raise ValueError(f"--sink {config.sink} needs --out")
@@ -200,7 +200,7 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
     from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
     from retrosearch.ingest.progress import LiveProgress
     from retrosearch.ingest.source import ChunkSource
-    from retrosearch.plugin.ray_runtime import ensure_ray
+    from retrosearch.core.ray_runtime import ensure_ray
 
     ensure_ray(config.ray_address)
     # Our own bar counts rows written; Ray's per-operator bars and log lines would only add noise.

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import orjson
 
-from retrosearch.plugin.collections import CollectionError, FieldMap
-from retrosearch.plugin.collections.readers import parse_document
+from retrosearch.core.collections import CollectionError, FieldMap
+from retrosearch.core.collections.readers import parse_document
 
 OnError = Literal["fail", "skip"]
 SourceKind = Literal["jsonl", "parquet", "hf"]

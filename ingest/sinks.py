@@ -26,8 +26,8 @@ from ray.data import Datasink
 from retrosearch.ingest.embed import VECTOR_COLUMN
 from retrosearch.ingest.source import CHUNK_COLUMN
 from retrosearch.ingest.state import IngestState, PartLayout
-from retrosearch.plugin.config import Settings
-from retrosearch.plugin.index.base import IndexMeta
+from retrosearch.core.config import Settings
+from retrosearch.core.vector_space import IndexMeta
 
 _STAT_COLUMNS = ("_tokens", "_padded", "_embed_s")
 
@@ -111,18 +111,18 @@ class OpenSearchSink(ChunkSink):
 
     def prepare(self) -> None:
         """Create the index (or check an existing one was built by the same encoder)."""
-        from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+        from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
         OpenSearchIndex.create(self.meta, self.settings.opensearch)
 
     def loading(self) -> AbstractContextManager[None]:
-        from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+        from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
         return OpenSearchIndex.open(self.settings.opensearch).loading()
 
     def _target(self):
         if self._index is None:
-            from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+            from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
             self._index = OpenSearchIndex.open(self.settings.opensearch)
         return self._index
@@ -138,7 +138,7 @@ class OpenSearchSink(ChunkSink):
         return result.written, result.failed
 
     def finalize(self) -> dict[str, Any]:
-        from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+        from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
         index = OpenSearchIndex.open(self.settings.opensearch)
         return {"index": index.name, "count": index.count()}
@@ -213,7 +213,7 @@ class FaissSink(_PartFileSink):
             np.savez(handle, ids=np.array(table.column("id").to_pylist(), dtype=str), vectors=_vectors(table))
 
     def finalize(self) -> dict[str, Any]:
-        from retrosearch.plugin.index import create_index
+        from retrosearch.core.index import create_index
 
         state = self.state()
         # Parts of retried writes whose records were replaced, or of writes killed mid-way.

@@ -21,8 +21,8 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from retrosearch.ingest.plan import Chunk
-from retrosearch.plugin.collections import FieldMap
-from retrosearch.plugin.collections.readers import parse_document
+from retrosearch.core.collections import FieldMap
+from retrosearch.core.collections.readers import parse_document
 
 CHUNK_COLUMN = "_chunk"
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from retrosearch.plugin.startup import configure_process
+from retrosearch.core.startup import configure_process
 
 # Before any command module is imported: offline hub, tokenizer threads, Ray auth (see startup.py).
 configure_process()
 
 from retrosearch import quickstart  # noqa: E402
 from retrosearch.benchmarks import cli as benchmarks_cli  # noqa: E402
+from retrosearch.core import cli as core_cli  # noqa: E402
 from retrosearch.ingest import cli as ingest_cli  # noqa: E402
+from retrosearch.local.opensearch import cli as local_opensearch_cli  # noqa: E402
 from retrosearch.pipeline import cli as pipeline_cli  # noqa: E402
-from retrosearch.plugin import cli as plugin_cli  # noqa: E402
+from retrosearch.plugin.opensearch import cli as plugin_opensearch_cli  # noqa: E402
 from retrosearch.plugin.serve import cli as serve_cli  # noqa: E402
 from retrosearch.trainers import cli as trainers_cli  # noqa: E402
 
@@ -24,8 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-plugin_cli.register(app)
+core_cli.register(app)
 serve_cli.register(app)
+plugin_opensearch_cli.register(local_opensearch_cli.register(app))
 benchmarks_cli.register(app)
 ingest_cli.register(app)
 quickstart.register(app)

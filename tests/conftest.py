@@ -207,7 +207,7 @@ def ray_local():
     """One local Ray for the whole test session (starting one costs seconds)."""
     import ray
 
-    from retrosearch.plugin.ray_runtime import ensure_ray
+    from retrosearch.core.ray_runtime import ensure_ray
 
     # Spot-instance preemption polling and metrics are cluster features; off, a test run starts fewer actors.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")

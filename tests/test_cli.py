@@ -121,8 +121,8 @@ def _first_queries(collection: Path, n: int) -> list[str]:
 
 
 def test_search_json_matches_index_search(small_scifact: Path, built_index: Path):
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index import load_index
 
     queries = _first_queries(small_scifact, 2)
     proc = run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries)
@@ -147,9 +147,9 @@ def test_search_json_matches_index_search(small_scifact: Path, built_index: Path
 
 @pytest.mark.integration
 def test_search_json_with_filter_and_fields_on_opensearch(small_scifact: Path, opensearch_url: str):
-    from retrosearch.plugin.config import OpenSearchSettings, Settings
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.config import OpenSearchSettings, Settings
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index import load_index
 
     name = "cli-search-json-small-scifact"
     run_cli(
@@ -176,6 +176,6 @@ def test_search_json_with_filter_and_fields_on_opensearch(small_scifact: Path, o
         assert [hit["fields"] for hit in entry["hits"]] == [{"title": title_of[i]} for i in ids]
     table = run_cli("search", "--index-name", name, "--opensearch-url", opensearch_url, "--field", "title", queries[0])
     assert "title" in table.stdout and printed[0]["hits"][0]["id"] in table.stdout
-    from retrosearch.plugin.opensearch.client import connect
+    from retrosearch.core.opensearch.client import connect
 
     connect(settings.opensearch).indices.delete(index=name, ignore_unavailable=True)

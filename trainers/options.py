@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.config_file import read_config_file
+from retrosearch.core import cli_options as opt
+from retrosearch.core.config_file import read_config_file
 from retrosearch.trainers.harness.config import TrainConfig
 
 

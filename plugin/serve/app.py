@@ -27,8 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retrosearch.plugin.config import ServeSettings, Settings
-from retrosearch.plugin.index.base import mode_needs_vectors
+from retrosearch.core.config import ServeSettings, Settings
+from retrosearch.core.index.base import mode_needs_vectors
 from retrosearch.plugin.serve.batcher import BatcherClosed, DynamicBatcher, Encoded
 from retrosearch.plugin.serve.engine import EngineError, QueryEngine
 from retrosearch.plugin.serve.metrics import CONTENT_TYPE_LATEST, DefaultJSONBody, MetricsMiddleware, ServiceMetrics

@@ -15,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.config import Settings
+from retrosearch.core import cli_options as opt
+from retrosearch.core.config import Settings
 
 serve_app = typer.Typer(
     help="The query service: /search, /embed, OpenAI-compatible /v1/embeddings, /healthz, /readyz, /metrics.",
@@ -29,8 +29,8 @@ _MARKER = b"retrosearch"
 
 
 def _managed(port: int):
-    from retrosearch.plugin.config import cache_dir
-    from retrosearch.plugin.process import ManagedProcess, http_json
+    from retrosearch.core.config import cache_dir
+    from retrosearch.core.process import ManagedProcess, http_json
 
     return ManagedProcess(
         name="serve",
@@ -54,7 +54,7 @@ def serve(
     """Serve dense queries over a FAISS folder (--index), an OpenSearch index (--index-name) or embeddings only (--model)."""
     if ctx.invoked_subcommand is not None:
         return
-    from retrosearch.plugin.startup import configure_process
+    from retrosearch.core.startup import configure_process
 
     configure_process(serving=True)
     target = resolve(settings, index_dir, model)
@@ -72,7 +72,7 @@ def serve(
 def resolve(settings: Settings, index_dir: Path | None, model: str | None):
     """The index target of ``retrosearch serve``, after the checks the command makes before loading anything.
 
-    Shared by the command and by :func:`parse_argv` (:func:`retrosearch.plugin.serve.ray_app.app_builder`
+    Shared by the command and by :func:`parse_argv` (:func:`retrosearch.plugin.serve.ray_entry.app_builder`
     receives the same options as a list of arguments: KubeRay's RayService, the Helm chart).
     """
     from retrosearch.plugin.serve.engine import IndexTarget
@@ -138,7 +138,7 @@ def _run_uvicorn(settings, target, model: str | None, access_log: bool) -> None:
 
 
 def _start_background(port: int, wait: float) -> None:
-    from retrosearch.plugin.process import ProcessError
+    from retrosearch.core.process import ProcessError
 
     managed = _managed(port)
     if managed.pid() is not None:
@@ -161,7 +161,7 @@ def stop(port: Port = 8000) -> None:
 @serve_app.command()
 def status(port: Port = 8000) -> None:
     """Whether a background service runs on PORT, and what it serves (JSON)."""
-    from retrosearch.plugin.process import http_json
+    from retrosearch.core.process import http_json
 
     managed = _managed(port)
     code, ready = http_json(f"http://127.0.0.1:{port}/readyz", timeout=3)

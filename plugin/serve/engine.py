@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrosearch.plugin.config import Settings
+from retrosearch.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class QueryEngine:
         Raises FileNotFoundError, ModelNotFoundError, IndexMismatchError or OpenSearchUnavailable
         with a one-line message when something does not fit.
         """
-        from retrosearch.plugin.encoder import Encoder
-        from retrosearch.plugin.index import load_index
+        from retrosearch.core.encoder import Encoder
+        from retrosearch.core.index import load_index
 
         settings = settings.model_copy(deep=True)
         index = None
@@ -166,7 +166,7 @@ class QueryEngine:
         if mode == "query":
             token_ids = tokenizer.queries(texts)
         else:
-            from retrosearch.plugin.collections.records import Document
+            from retrosearch.core.collections.records import Document
 
             token_ids = tokenizer.documents([Document(id="", text=text) for text in texts])
         vectors, _stats = self.encoder.encode_with_stats(token_ids)
@@ -187,8 +187,8 @@ class QueryEngine:
     ) -> Any:
         """Top-``k`` hits of each query (``vectors`` for dense and hybrid, ``texts`` for the modes
         OpenSearch computes); errors become :class:`EngineError` subclasses."""
-        from retrosearch.plugin.index.base import SearchModeUnavailable, UnsupportedSearchOption
-        from retrosearch.plugin.opensearch.ml_model import RemoteModelError
+        from retrosearch.core.index.base import SearchModeUnavailable, UnsupportedSearchOption
+        from retrosearch.core.opensearch.model_errors import RemoteModelError
 
         if self.index is None:
             raise NoIndex("this service was started without an index (--index or --index-name); only embedding is served")

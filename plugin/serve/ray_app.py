@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from retrosearch.plugin.config import ServeSettings, Settings
+from retrosearch.core.config import ServeSettings, Settings
 from retrosearch.plugin.serve.batcher import Encoded
 from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 from retrosearch.plugin.serve.metrics import ServiceMetrics
@@ -84,7 +84,7 @@ def _replica_class() -> Any:
         def __init__(self, settings_json: str, index_dir: str | None, index_name: str | None, model: str | None) -> None:
             from pathlib import Path
 
-            from retrosearch.plugin.startup import configure_process
+            from retrosearch.core.startup import configure_process
 
             configure_process(serving=True)
             self.settings = Settings.model_validate_json(settings_json)
@@ -138,24 +138,6 @@ def build_application(settings: Settings, target: IndexTarget, model: str | None
     )
 
 
-def app_builder(args: dict[str, Any]) -> Any:
-    """The application of a Ray Serve config file (``import_path: retrosearch.plugin.serve.ray_app:app_builder``).
-
-    ``args`` is ``{"argv": [...]}``: the options of ``retrosearch serve --ray``, parsed and checked
-    exactly as the command does, so a KubeRay RayService (the Helm chart) runs the same service as
-    ``retrosearch serve --ray ...`` on a laptop. Host and port are the config's ``http_options``.
-    """
-    from retrosearch.plugin.serve.cli import parse_argv
-
-    argv = args.get("argv")
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        raise ValueError(f"app_builder expects args {{'argv': [str, ...]}}, got {args!r}")
-    if "--ray" not in argv:
-        raise ValueError(f"app_builder runs `retrosearch serve --ray ...`; --ray is missing from {argv}")
-    settings, target, model = parse_argv(argv)
-    return build_application(settings, target, model)
-
-
 def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
     """Deploy on Ray Serve (a local Ray, or ``serve.ray_address``) and block until interrupted."""
     import signal
@@ -163,7 +145,7 @@ def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
 
     from ray import serve
 
-    from retrosearch.plugin.ray_runtime import ensure_ray
+    from retrosearch.core.ray_runtime import ensure_ray
 
     s = settings.serve
     ensure_ray(s.ray_address)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from retrosearch.plugin import cli_options as opt
+from retrosearch.core import cli_options as opt
 
 pipeline_app = typer.Typer(
     help="One YAML file from pretraining to a served index: pretrain, mine, fine-tune, evaluate, ingest, serve.",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from retrosearch.plugin.config import EncoderSettings, OpenSearchSettings
+from retrosearch.core.config import EncoderSettings, OpenSearchSettings
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara.config import LLaRAConfig

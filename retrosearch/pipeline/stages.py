@@ -18,7 +18,7 @@ from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
 
 if TYPE_CHECKING:
-    from retrosearch.plugin.config import EncoderSettings
+    from retrosearch.core.config import EncoderSettings
     from retrosearch.trainers.harness.config import TrainConfig
     from retrosearch.trainers.harness.method import Method
 
@@ -55,8 +55,8 @@ def _json(value: Any) -> Any:
 
 def model_hash(model: str) -> str:
     """The encoder runtime's fingerprint of a checkpoint folder or packaged name."""
-    from retrosearch.plugin.config import EncoderSettings
-    from retrosearch.plugin.encoder import describe
+    from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.encoder import describe
 
     return describe(EncoderSettings(model=model)).model_fingerprint
 
@@ -294,11 +294,11 @@ class MineStage(Stage):
         return "off in the pipeline file: fine-tuning uses the split's qrels and in-batch negatives"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.benchmarks.evaluate import evaluate
-        from retrosearch.benchmarks.report import write_json
-        from retrosearch.plugin.collections import BeirCollection
-        from retrosearch.plugin.config import Settings
-        from retrosearch.plugin.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
+        from retrosearch.core.collections import BeirCollection
+        from retrosearch.core.config import Settings
+        from retrosearch.core.encoder import Encoder
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
@@ -378,11 +378,11 @@ class EvaluateStage(Stage):
         return Path(outputs["eval"]).is_file()
 
     def _evaluate(self, model: str, out: Path) -> dict[str, float]:
-        from retrosearch.benchmarks.evaluate import evaluate
-        from retrosearch.benchmarks.report import write_json
-        from retrosearch.plugin.collections import BeirCollection
-        from retrosearch.plugin.config import Settings
-        from retrosearch.plugin.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
+        from retrosearch.core.collections import BeirCollection
+        from retrosearch.core.config import Settings
+        from retrosearch.core.encoder import Encoder
 
         cfg = self.section
         settings = Settings(encoder=self.encoder_settings(model))
@@ -431,7 +431,7 @@ class IngestStage(Stage):
     def outputs_exist(self, outputs: dict[str, str]) -> bool:
         if "index_dir" in outputs:
             return (Path(outputs["index_dir"]) / "meta.json").is_file()
-        from retrosearch.plugin.opensearch.client import connect
+        from retrosearch.core.opensearch.client import connect
 
         try:
             return bool(connect(self.section.opensearch).indices.exists(index=outputs["index_name"]))
@@ -440,7 +440,7 @@ class IngestStage(Stage):
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
         from retrosearch.ingest.pipeline import IngestConfig, run_ingest
-        from retrosearch.plugin.config import Settings
+        from retrosearch.core.config import Settings
 
         cfg = self.section
         model = _model_of(upstream, "finetune")
@@ -449,8 +449,8 @@ class IngestStage(Stage):
         state = self.folder / "state"
         if cfg.sink == "opensearch" and not state.exists():
             # A fresh run (new model or corpus) replaces what an earlier run left in the index.
-            from retrosearch.plugin.encoder import describe
-            from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+            from retrosearch.core.encoder import describe
+            from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
             OpenSearchIndex.create(describe(encoder), cfg.opensearch, recreate=True)
         out = self.folder / "index" if cfg.sink == "faiss" else None
@@ -507,7 +507,7 @@ class ServeStage(Stage):
         if self.section.service_url:
             if "index_name" not in ingest.outputs:
                 raise ValueError("stages.serve.service_url connects OpenSearch: it needs stages.ingest.sink opensearch")
-            from retrosearch.plugin.config import Settings
+            from retrosearch.core.config import Settings
             from retrosearch.plugin.opensearch.connect import connect_index
 
             # What `opensearch connect` does: check the service serves the index's model, then

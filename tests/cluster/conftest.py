@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from retrosearch.plugin import ray_cluster
+from retrosearch.local import ray_cluster
 from tests.conftest import DATA  # noqa: F401  (re-exported for the tests here)
 from tests.trainers.conftest import bert_tokenizer_dir, tiny_bert_encoder  # noqa: F401  (fixtures)
 

@@ -44,8 +44,8 @@ def ingest_args(corpus: Path, model: Path) -> list[str]:
 
 
 def faiss_vectors(folder: Path) -> tuple[list[str], np.ndarray]:
-    from retrosearch.plugin.config import Settings
-    from retrosearch.plugin.index.faiss_index import FaissIndex
+    from retrosearch.core.config import Settings
+    from retrosearch.core.index.faiss_index import FaissIndex
 
     return FaissIndex.open_saved(folder, Settings()).stored_vectors()
 
@@ -53,9 +53,9 @@ def faiss_vectors(folder: Path) -> tuple[list[str], np.ndarray]:
 @pytest.fixture(scope="module")
 def one_node(corpus: Path, tiny_bert: Path) -> dict[str, np.ndarray]:
     """Vectors of the corpus from the encoder runtime in this process: what any run on one node embeds."""
-    from retrosearch.plugin.collections import read_corpus
-    from retrosearch.plugin.config import EncoderSettings
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.collections import read_corpus
+    from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.encoder import Encoder
 
     docs = list(read_corpus(corpus))
     encoder = Encoder.load(EncoderSettings(model=str(tiny_bert), show_progress=False))
@@ -77,7 +77,7 @@ def opensearch_vectors(url: str, index: str) -> tuple[list[str], np.ndarray]:
     from opensearchpy import OpenSearch
     from opensearchpy.helpers import scan
 
-    from retrosearch.plugin.config import OpenSearchSettings
+    from retrosearch.core.config import OpenSearchSettings
 
     field = OpenSearchSettings().vector_field
     client = OpenSearch(url)

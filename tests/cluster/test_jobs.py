@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from retrosearch.plugin.ray_job import stage
+from retrosearch.local.ray_job import stage
 from tests.cluster.conftest import REPO, command_env, record_figure
 
 pytestmark = pytest.mark.cluster
@@ -51,8 +51,8 @@ def test_ingest_runs_as_a_submitted_job(cluster, tiny_bert: Path, small_scifact:
     summary = json.loads(output[output.index("{\n") : output.index("\n}") + 2])
     corpus_ids = [json.loads(line)["_id"] for line in (small_scifact / "corpus.jsonl").read_text().splitlines()]
     assert summary["rows_written"] == summary["sink_count"] == len(corpus_ids)
-    from retrosearch.plugin.config import Settings
-    from retrosearch.plugin.index.faiss_index import FaissIndex
+    from retrosearch.core.config import Settings
+    from retrosearch.core.index.faiss_index import FaissIndex
 
     ids, _ = FaissIndex.open_saved(out, Settings()).stored_vectors()
     assert sorted(ids) == sorted(corpus_ids)

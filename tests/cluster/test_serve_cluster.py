@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retrosearch.plugin import ray_cluster
+from retrosearch.local import ray_cluster
 from tests.cluster.conftest import WORKER, record_figure, run_command, start_command, wait_for, wait_for_nodes
 
 pytestmark = pytest.mark.cluster

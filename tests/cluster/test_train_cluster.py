@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import DATA, WORKER, actor_nodes, record_figure, run_command, start_command, wait_for, wait_for_nodes
-from retrosearch.plugin import ray_cluster
+from retrosearch.local import ray_cluster
 
 pytestmark = pytest.mark.cluster
 

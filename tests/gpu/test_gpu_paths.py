@@ -21,14 +21,14 @@ pytestmark = [
 def _docs(n: int):
     from tests.plugin.conftest import DATA
 
-    from retrosearch.plugin.collections import read_corpus
+    from retrosearch.core.collections import read_corpus
 
     return list(itertools.islice(read_corpus(DATA / "scifact" / "corpus.jsonl"), n))
 
 
 def test_encoder_runs_in_half_precision_on_the_gpu_and_agrees_with_cpu_fp32():
-    from retrosearch.plugin.config import EncoderSettings
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.encoder import Encoder
 
     docs = _docs(200)
     gpu = Encoder.load(EncoderSettings(model="minilm", show_progress=False))
@@ -43,9 +43,9 @@ def test_encoder_runs_in_half_precision_on_the_gpu_and_agrees_with_cpu_fp32():
 def test_faiss_searches_on_the_gpu_and_saves_a_cpu_index(kind: str, tmp_path: Path):
     import faiss
 
-    from retrosearch.plugin.config import FaissSettings
-    from retrosearch.plugin.index.base import IndexMeta
-    from retrosearch.plugin.index.faiss_index import FaissIndex, gpu_count
+    from retrosearch.core.config import FaissSettings
+    from retrosearch.core.vector_space import IndexMeta
+    from retrosearch.core.index.faiss_index import FaissIndex, gpu_count
 
     if gpu_count() == 0:
         pytest.fail("torch sees a GPU but FAISS does not: install the gpu extra (faiss-gpu-cu12) in place of faiss-cpu")
@@ -69,7 +69,7 @@ def test_faiss_searches_on_the_gpu_and_saves_a_cpu_index(kind: str, tmp_path: Pa
 
 def test_ingest_puts_encoder_actors_on_gpus(tmp_path: Path):
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.index import load_index
 
     corpus = tmp_path / "corpus.jsonl"
     docs = _docs(300)

@@ -89,7 +89,7 @@ def serve_argv(rayservice: dict) -> list[str]:
     """The `retrosearch serve` arguments inside a RayService's Ray Serve config."""
     config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     (application,) = config["applications"]
-    assert application["import_path"] == "retrosearch.plugin.serve.ray_app:app_builder"
+    assert application["import_path"] == "retrosearch.plugin.serve.ray_entry:app_builder"
     return application["args"]["argv"]
 
 

@@ -16,7 +16,7 @@ ALL_PODS = ("train.retromae.enabled=true", "train.llara.enabled=true")
 
 
 def test_env_names_are_the_clients():
-    from retrosearch.plugin.opensearch import client
+    from retrosearch.core.opensearch import client
 
     assert (client.ENV_USER, client.ENV_PASSWORD) == (ENV_USER, ENV_PASSWORD)
     assert client.ENV_CA_CERTS == "RETROSEARCH_OPENSEARCH_CA_CERTS"

@@ -10,7 +10,7 @@ import pytest
 from retrosearch.ingest.pipeline import IngestConfig, resolve_workers
 from retrosearch.ingest.plan import plan_ingest
 from retrosearch.ingest.source import ChunkSource
-from retrosearch.plugin.collections import FieldMap
+from retrosearch.core.collections import FieldMap
 
 
 def _corpus(tmp_path: Path, n: int) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from retrosearch.ingest.plan import plan_ingest
 from retrosearch.ingest.source import read_chunk
-from retrosearch.plugin.collections import CollectionError, FieldMap
+from retrosearch.core.collections import CollectionError, FieldMap
 
 GOOD = [json.dumps({"_id": str(i), "title": f"t{i}", "text": f"text {i}"}) for i in range(10)]
 BAD = {

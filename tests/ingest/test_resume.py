@@ -62,7 +62,7 @@ def _finish(command: list[str], tmp_path: Path) -> dict:
 
 
 def test_faiss_sink_resumes_after_kill(corpus, tiny_bert, tmp_path):
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.index import load_index
 
     state, out = tmp_path / "state", tmp_path / "index"
     command = _command(corpus, tiny_bert, state, "--sink", "faiss", "--out", str(out))
@@ -78,12 +78,12 @@ def test_faiss_sink_resumes_after_kill(corpus, tiny_bert, tmp_path):
 
 @pytest.mark.integration
 def test_opensearch_sink_resumes_after_kill(corpus, tiny_bert, tmp_path, opensearch_url):
-    from retrosearch.plugin.config import OpenSearchSettings
-    from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+    from retrosearch.core.config import OpenSearchSettings
+    from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
     name = "test-ingest-resume"
     settings = OpenSearchSettings(url=opensearch_url, index=name)
-    from retrosearch.plugin.opensearch.client import connect
+    from retrosearch.core.opensearch.client import connect
 
     connect(settings).indices.delete(index=name, ignore_unavailable=True)
     state = tmp_path / "state"

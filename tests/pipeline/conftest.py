@@ -17,7 +17,7 @@ from tests.trainers.conftest import build_tiny_bert_encoder
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT (hidden 32) with all-MiniLM's WordPiece tokenizer."""
-    from retrosearch.plugin.encoder import resolve_model_path
+    from retrosearch.core.encoder import resolve_model_path
 
     return build_tiny_bert_encoder(tmp_path_factory.mktemp("pipeline-encoder"), resolve_model_path("minilm"))
 

@@ -141,7 +141,7 @@ def test_holdout_divides_the_queries_the_same_way_every_time(tmp_path):
     if not source.exists():
         pytest.skip(f"shared data not found at {source}")
     folder = write_divided(source, tmp_path / "cranfield", Holdout(test_fraction=0.5, seed=0))
-    from retrosearch.plugin.collections import BeirCollection
+    from retrosearch.core.collections import BeirCollection
 
     divided, original = BeirCollection(folder), BeirCollection(source)
     train_q, test_q = divided.qrels("train"), divided.qrels("test")

@@ -12,8 +12,8 @@ import pytest
 
 from retrosearch.pipeline.config import parse_config
 from retrosearch.pipeline.runner import run
-from retrosearch.plugin.collections.records import Document
-from retrosearch.plugin.opensearch.pipelines import ingest_pipeline_name, search_pipeline_name
+from retrosearch.core.collections.records import Document
+from retrosearch.core.opensearch.pipelines import ingest_pipeline_name, search_pipeline_name
 from tests.conftest import ml_settings_lock, remove_ml_models
 from tests.pipeline.conftest import corpus_size, tiny_pipeline
 from tests.plugin.serve.http_helpers import serving
@@ -21,9 +21,9 @@ from tests.plugin.serve.http_helpers import serving
 
 @pytest.mark.integration
 def test_opensearch_sink_and_connect(tmp_path, train_test_collection, tiny_encoder, ray_local, ml_url):
-    from retrosearch.plugin.config import OpenSearchSettings, Settings
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index.opensearch_index import OpenSearchIndex
+    from retrosearch.core.config import OpenSearchSettings, Settings
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
     name = f"pipeline-test-{uuid.uuid4().hex[:8]}"
     data = tiny_pipeline(train_test_collection, tiny_encoder, tmp_path / "work")

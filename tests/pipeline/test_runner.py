@@ -38,8 +38,8 @@ def _mtimes(work: Path) -> dict[str, int]:
 
 
 def test_first_run_does_every_stage(setup):
-    from retrosearch.plugin.encoder import Encoder
-    from retrosearch.plugin.index import load_index
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index import load_index
 
     records, lines = _run(setup["data"])
     assert [records[name].status for name in STAGES] == ["ran"] * 6, lines

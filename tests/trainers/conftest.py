@@ -26,7 +26,7 @@ _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spe
 @pytest.fixture(scope="session")
 def bert_tokenizer_dir() -> Path:
     """all-MiniLM-L6-v2's folder: a real uncased WordPiece tokenizer."""
-    from retrosearch.plugin.encoder import resolve_model_path
+    from retrosearch.core.encoder import resolve_model_path
 
     return resolve_model_path("minilm")
 

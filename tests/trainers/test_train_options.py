@@ -1,7 +1,7 @@
 """Every ``retrosearch train`` command: options derived from the config models, one --config file format.
 
 The commands run in-process up to the point where training would start; the configs they built
-are captured there (a stand-in for ``run_training`` that records its arguments and stops).
+are captured there (a stand-in for ``launch.run_training`` that records its arguments and stops).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from retrosearch.cli import app
-from retrosearch.trainers import cli as train_cli
+from retrosearch.trainers import launch
 from retrosearch.trainers.finetune import cli as finetune_cli
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara import cli as llara_cli
+from retrosearch.trainers.retromae import cli as retromae_cli
 
 
 class Captured(Exception):
@@ -30,8 +31,7 @@ def capture(monkeypatch):
     def recording(method, train):
         raise Captured(method.config, train)
 
-    for module in (train_cli, llara_cli, finetune_cli):
-        monkeypatch.setattr(module, "run_training", recording)
+    monkeypatch.setattr(launch, "run_training", recording)
 
 
 def _run(*argv: str) -> Captured:
@@ -137,7 +137,7 @@ def test_every_train_option_sets_a_config_field():
 
     for option in RUN_OPTIONS:
         _field_info(TrainConfig, option.path)
-    models = {"retromae": (RetroMAEConfig, train_cli.RETROMAE_OPTIONS), "llara": (LLaRAConfig, llara_cli.LLARA_OPTIONS),
+    models = {"retromae": (RetroMAEConfig, retromae_cli.RETROMAE_OPTIONS), "llara": (LLaRAConfig, llara_cli.LLARA_OPTIONS),
               "finetune": (FinetuneConfig, finetune_cli.FINETUNE_OPTIONS)}
     group = typer.main.get_command(app).commands["train"]
     for name, (model, options) in models.items():

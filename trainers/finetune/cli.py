@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from retrosearch.plugin import cli_options as opt
-from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.config import Settings
-from retrosearch.plugin.index import load_index
-from retrosearch.trainers.cli import run_training
+from retrosearch.core import cli_options as opt
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import Settings
+from retrosearch.core.index import load_index
+from retrosearch.trainers import launch
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.options import FieldOption, comma_list, empty_is_none, with_train_config
@@ -37,7 +37,7 @@ def mine_negatives(
 
     Known positives (and documents with the same text) are never negatives.
     """
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.encoder import Encoder
     from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
     if quiet:
@@ -62,10 +62,10 @@ def mine_negatives(
 
 def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: int | None, device: str) -> None:
     """The held-out evaluation ``retrosearch eval`` would run, written to ``OUT/eval-<split>.json``."""
-    from retrosearch.benchmarks.evaluate import evaluate
-    from retrosearch.benchmarks.report import print_result, write_json
-    from retrosearch.plugin.config import EncoderSettings
-    from retrosearch.plugin.encoder import Encoder
+    from retrosearch.core.retrieval import evaluate
+    from retrosearch.core.retrieval.report import print_result, write_json
+    from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.encoder import Encoder
 
     assert cfg.collection is not None and cfg.eval_split is not None
     collection = BeirCollection(cfg.collection)
@@ -122,7 +122,7 @@ def finetune(
 
     if method.mined_file is None:
         method = method.model_copy(update={"mined_file": train.out.with_name(train.out.name + ".hard-negatives.jsonl")})
-    run_training(FinetuneMethod(method), train)
+    launch.run_training(FinetuneMethod(method), train)
     if method.collection is not None and method.eval_split:
         _evaluate(method, train.out, eval_batch_size, train.threads, eval_device)
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from retrosearch.plugin.config import Pooling
+from retrosearch.core.config import Pooling
 
 
 class _Strict(BaseModel):

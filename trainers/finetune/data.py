@@ -10,7 +10,7 @@ Two sources give the same :class:`TrainingGroup`:
   (the FlagEmbedding spelling) and an optional ``query_id`` are accepted. Mined files are in this
   format too, with ranks and scores kept on each negative for inspection.
 
-Errors name the file and line through :class:`~retrosearch.plugin.collections.CollectionError`.
+Errors name the file and line through :class:`~retrosearch.core.collections.CollectionError`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from retrosearch.plugin.collections import BeirCollection, CollectionError
-from retrosearch.plugin.collections.records import Document
+from retrosearch.core.collections import BeirCollection, CollectionError
+from retrosearch.core.collections.records import Document
 
 
 @dataclass(frozen=True, slots=True)

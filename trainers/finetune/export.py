@@ -15,9 +15,9 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from retrosearch.plugin.config import EncoderSpec
-from retrosearch.plugin.encoder.checkpoint import fingerprint, write_spec
-from retrosearch.plugin.encoder.model import EncoderModel
+from retrosearch.core.config import EncoderSpec
+from retrosearch.core.encoder.checkpoint import fingerprint, write_spec
+from retrosearch.core.encoder.model import EncoderModel
 
 
 def merged_backbone(backbone: nn.Module) -> nn.Module:

@@ -75,9 +75,9 @@ class FinetuneMethod(Method):
         return groups
 
     def _groups_from_collection(self) -> list[TrainingGroup]:
-        from retrosearch.plugin.collections import BeirCollection
-        from retrosearch.plugin.config import EncoderSettings
-        from retrosearch.plugin.encoder import Encoder
+        from retrosearch.core.collections import BeirCollection
+        from retrosearch.core.config import EncoderSettings
+        from retrosearch.core.encoder import Encoder
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.config

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.benchmarks.evaluate import build_index
-from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.collections.records import Document
-from retrosearch.plugin.config import Settings
-from retrosearch.plugin.encoder import Encoder
-from retrosearch.plugin.index import SearchHits, VectorIndex
+from retrosearch.core.retrieval import build_index
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.collections.records import Document
+from retrosearch.core.config import Settings
+from retrosearch.core.encoder import Encoder
+from retrosearch.core.index import SearchHits, VectorIndex
 from retrosearch.trainers.finetune.config import MiningConfig
 from retrosearch.trainers.finetune.data import Passage, TrainingGroup, groups_from_qrels, write_groups
 

@@ -1,6 +1,6 @@
 """The trainable encoder, the batch collator and the contrastive model the harness optimises.
 
-The encoder is the runtime's own :class:`~retrosearch.plugin.encoder.model.EncoderModel` (same
+The encoder is the runtime's own :class:`~retrosearch.core.encoder.model.EncoderModel` (same
 backbone, pooling and normalisation), and batches are formatted with the checkpoint's templates
 and tokenized as the runtime tokenizes: what is trained is exactly what is later served.
 Decoder LLMs get LoRA adapters through ``peft`` and, on request, gradient checkpointing.
@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from retrosearch.plugin.config import EncoderSettings, EncoderSpec
-from retrosearch.plugin.encoder.checkpoint import read_spec, resolve_model_path
-from retrosearch.plugin.encoder.model import EncoderModel
-from retrosearch.plugin.encoder.runtime import prepare_tokenizer
-from retrosearch.plugin.encoder.tokenization import TextTokenizer
+from retrosearch.core.config import EncoderSettings, EncoderSpec
+from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path
+from retrosearch.core.encoder.model import EncoderModel
+from retrosearch.core.encoder.runtime import prepare_tokenizer
+from retrosearch.core.encoder.tokenization import TextTokenizer
 from retrosearch.trainers.finetune.config import FinetuneConfig, LoraConfig
 from retrosearch.trainers.finetune.data import Example, passage_key
 from retrosearch.trainers.finetune.loss import ContrastiveOutput, InfoNCELoss

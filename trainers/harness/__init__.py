@@ -17,7 +17,7 @@ Exports are resolved on first use (PEP 562): ``TrainConfig`` alone costs no torc
 
 from __future__ import annotations
 
-from retrosearch.plugin.lazy import lazy_exports
+from retrosearch.core.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "config",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrosearch.plugin.collections import CollectionError
-from retrosearch.plugin.collections.readers import iter_raw_records
+from retrosearch.core.collections import CollectionError
+from retrosearch.core.collections.readers import iter_raw_records
 
 _SENTENCE_ENDS = (".", "!", "?", "。")
 _TOKENIZE_BATCH = 512

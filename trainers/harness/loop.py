@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from retrosearch.plugin.encoder.device import resolve_device
+from retrosearch.core.encoder.device import resolve_device
 from retrosearch.trainers.harness.config import Precision, TrainConfig
 from retrosearch.trainers.harness.method import LossTerms, Method, RunInfo
 from retrosearch.trainers.harness.plan import BatchPlan

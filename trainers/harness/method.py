@@ -115,7 +115,7 @@ class CheckpointMethod(Method):
     @property
     def model_path(self) -> Path:
         """The local folder of the starting checkpoint."""
-        from retrosearch.plugin.encoder import resolve_model_path
+        from retrosearch.core.encoder import resolve_model_path
 
         return resolve_model_path(self.config.model)
 

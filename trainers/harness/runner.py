@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.plugin.ray_runtime import ensure_ray
+from retrosearch.core.ray_runtime import ensure_ray
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.harness.loop import EXPORT_DIR, train_loop_per_worker
 from retrosearch.trainers.harness.method import Method

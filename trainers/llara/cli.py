@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from retrosearch.trainers.cli import run_training
+from retrosearch.trainers import launch
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.options import FieldOption, comma_list, empty_is_none, with_train_config
@@ -42,7 +42,7 @@ def llara(train: TrainConfig, method: LLaRAConfig) -> None:
     """
     from retrosearch.trainers.llara.method import LLaRAMethod
 
-    run_training(LLaRAMethod(method), train)
+    launch.run_training(LLaRAMethod(method), train)
 
 
 def register(train_app: typer.Typer) -> None:

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from retrosearch.plugin.config import EncoderSpec
-from retrosearch.plugin.encoder import write_spec
+from retrosearch.core.config import EncoderSpec
+from retrosearch.core.encoder import write_spec
 from retrosearch.trainers.llara.prompt import PromptSet
 
 METHOD = "llara"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrosearch.plugin.encoder import position_limit
+from retrosearch.core.encoder import position_limit
 from retrosearch.trainers.harness.data import read_texts
 from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.llara.config import LLaRAConfig

@@ -1,6 +1,6 @@
 """RetroMAE (EMNLP 2022) and DupMAE (RetroMAE v2) pretraining on the shared harness."""
 
-from retrosearch.plugin.lazy import lazy_exports
+from retrosearch.core.lazy import lazy_exports
 
 # Resolved on first use: `retrosearch --help` reads the config model without importing torch.
 _EXPORTS = {

@@ -14,8 +14,8 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from retrosearch.plugin.config import EncoderSpec
-from retrosearch.plugin.encoder import write_spec
+from retrosearch.core.config import EncoderSpec
+from retrosearch.core.encoder import write_spec
 from retrosearch.trainers.retromae.decoder import DecoderConfig, DecoderLayer
 
 DECODER_DIR = "decoder"

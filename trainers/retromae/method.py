@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from retrosearch.plugin.encoder import position_limit, read_spec
+from retrosearch.core.encoder import position_limit, read_spec
 from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
 from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
 from retrosearch.trainers.retromae.config import RetroMAEConfig

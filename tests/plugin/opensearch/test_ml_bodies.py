@@ -7,14 +7,17 @@ import re
 
 import pytest
 
-from retrosearch.plugin.opensearch import ml_model, pipelines, queries
+from retrosearch.core.opensearch import pipelines, queries
+from retrosearch.core.opensearch.model_errors import explain_model_failure
+from retrosearch.plugin.opensearch import endpoint_trust, ml_commons
+from retrosearch.plugin.opensearch.service_client import MODES, ServiceInfo
 
-SERVICE = ml_model.ServiceInfo(url="http://127.0.0.1:8000", model="minilm", dim=384, fingerprint="f" * 64,
+SERVICE = ServiceInfo(url="http://127.0.0.1:8000", model="minilm", dim=384, fingerprint="f" * 64,
                                query_template="query: {text}", passage_template="{text}")
 
 
 def test_connector_request_body_is_json_once_opensearch_substitutes_the_texts():
-    body = ml_model.connector_body(SERVICE, "passage", "name")
+    body = ml_commons.connector_body(SERVICE, "passage", "name")
     action = body["actions"][0]
     assert action["url"] == "${parameters.endpoint}/v1/embeddings"
     substituted = action["request_body"]
@@ -22,17 +25,17 @@ def test_connector_request_body_is_json_once_opensearch_substitutes_the_texts():
                        "${parameters.input_type}": body["parameters"]["input_type"]}.items():
         substituted = substituted.replace(key, value)
     assert json.loads(substituted) == {"input": ["a", 'b "c"'], "model": "minilm", "input_type": "passage"}
-    assert body["credential"] == {"api_key": ml_model.NO_KEY}  # ml-commons refuses an empty credential
-    assert ml_model.connector_body(SERVICE, "query", "n", api_key="k")["credential"] == {"api_key": "k"}
+    assert body["credential"] == {"api_key": ml_commons.NO_KEY}  # ml-commons refuses an empty credential
+    assert ml_commons.connector_body(SERVICE, "query", "n", api_key="k")["credential"] == {"api_key": "k"}
 
 
 def test_each_mode_has_its_own_name():
-    names = {ml_model.object_name(SERVICE, mode) for mode in ml_model.MODES}
+    names = {ml_commons.object_name(SERVICE, mode) for mode in MODES}
     assert len(names) == 2 and all(SERVICE.url in n for n in names)
 
 
 def test_endpoint_regex_admits_exactly_one_service():
-    pattern = ml_model.endpoint_regex("http://encoder.svc:8000")
+    pattern = endpoint_trust.endpoint_regex("http://encoder.svc:8000")
     assert re.fullmatch(pattern, "http://encoder.svc:8000/v1/embeddings")
     assert not re.fullmatch(pattern, "http://encoder.svc:8001/v1/embeddings")
     assert not re.fullmatch(pattern, "http://encoderXsvc:8000/v1/embeddings")  # the dot is literal
@@ -40,10 +43,10 @@ def test_endpoint_regex_admits_exactly_one_service():
 
 def test_effective_setting_prefers_transient_then_persistent_then_the_node():
     flat = {"defaults": {"k": "a"}, "persistent": {"k": "b"}, "transient": {}}
-    assert ml_model._effective_setting(flat, "k") == "b"
+    assert endpoint_trust._effective_setting(flat, "k") == "b"
     flat["transient"]["k"] = "c"
-    assert ml_model._effective_setting(flat, "k") == "c"
-    assert ml_model._as_list('["x", "y"]') == ["x", "y"] and ml_model._as_list("^x$") == ["^x$"]
+    assert endpoint_trust._effective_setting(flat, "k") == "c"
+    assert endpoint_trust._as_list('["x", "y"]') == ["x", "y"] and endpoint_trust._as_list("^x$") == ["^x$"]
 
 
 @pytest.mark.parametrize("reason, expected", [
@@ -52,7 +55,7 @@ def test_effective_setting_prefers_transient_then_persistent_then_the_node():
     ("Remote inference host name has private ip address: 10.0.0.1", "refuses to call"),
 ])
 def test_model_failures_say_what_to_do(reason, expected):
-    assert expected in ml_model.explain_model_failure(reason, 500)
+    assert expected in explain_model_failure(reason, 500)
 
 
 def test_hybrid_weights_follow_the_part_order_and_are_bounded():

@@ -34,7 +34,7 @@ def _cosine(a, b) -> float:
 @pytest.fixture(scope="module")
 def asymmetric_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM's weights with a query and a passage template of its own (the weights are linked)."""
-    from retrosearch.plugin.encoder.checkpoint import read_spec, resolve_model_path, write_spec
+    from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path, write_spec
 
     source = resolve_model_path("minilm")
     folder = tmp_path_factory.mktemp("asym") / "minilm-asym"
@@ -53,8 +53,8 @@ def asymmetric_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(url: str):
-    from retrosearch.plugin.config import OpenSearchSettings
-    from retrosearch.plugin.opensearch.client import connect
+    from retrosearch.core.config import OpenSearchSettings
+    from retrosearch.core.opensearch.client import connect
 
     return connect(OpenSearchSettings(url=url))
 
@@ -67,7 +67,7 @@ def _connect(service_url: str, os_url: str, *extra: str, check: bool = True):
 @pytest.fixture(scope="module")
 def connected(ml_url: str, small_scifact: Path, asymmetric_model: Path):
     """The small SciFact cut in OpenSearch, a service over it and the service connected to it."""
-    from retrosearch.plugin.config import OpenSearchSettings, Settings
+    from retrosearch.core.config import OpenSearchSettings, Settings
     from retrosearch.plugin.serve.app import create_app
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
@@ -132,7 +132,7 @@ def test_neural_query_returns_the_dense_top_10_for_20_real_queries(connected):
 
 
 def test_ingest_pipeline_embeds_title_and_text_with_the_passage_template(connected):
-    from retrosearch.plugin.opensearch.pipelines import PASSAGE_FIELD
+    from retrosearch.core.opensearch.pipelines import PASSAGE_FIELD
 
     doc = {"title": "Vitamin D and bone", "text": "Supplementation raised bone mineral density in older adults."}
     connected.client.index(index=connected.name, id="via-pipeline", body=doc, refresh=True)
@@ -192,7 +192,7 @@ def test_cli_search_modes(connected):
 
 
 def test_connect_errors_name_the_url_and_the_blocking_setting(connected):
-    from retrosearch.plugin.opensearch.ml_model import TRUSTED_SETTING
+    from retrosearch.plugin.opensearch.endpoint_trust import TRUSTED_SETTING
 
     dead = _connect("http://127.0.0.1:9", connected.os_url, check=False)
     assert dead.returncode == 2 and "http://127.0.0.1:9" in dead.stderr and "Traceback" not in dead.stderr

@@ -26,7 +26,7 @@ def small_queries(small_scifact: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def faiss_engine(small_index: Path):
     """The engine the service runs on, opened in this process (shared by in-process apps)."""
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
     return QueryEngine.open(Settings(), IndexTarget(index_dir=small_index))

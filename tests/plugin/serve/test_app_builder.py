@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrosearch.plugin.serve.ray_app import app_builder
+from retrosearch.plugin.serve.ray_entry import app_builder
 
 
 def _deployment(argv: list[str]):

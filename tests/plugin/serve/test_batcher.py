@@ -131,7 +131,7 @@ class TopK:
         self.threads: set[int] = set()
 
     def __call__(self, vectors, k):
-        from retrosearch.plugin.index.base import SearchHits
+        from retrosearch.core.index.base import SearchHits
 
         self.threads.add(threading.get_ident())
         self.calls.append((len(vectors), k))

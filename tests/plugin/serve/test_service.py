@@ -63,8 +63,8 @@ def test_openai_client_gets_the_embed_vectors(cli_service: str, small_queries: l
 
 
 def test_embed_modes_are_the_runtime_templates(faiss_engine, small_scifact: Path):
-    from retrosearch.plugin.collections.records import Document
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.collections.records import Document
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
     encoder = faiss_engine.encoder
@@ -78,7 +78,7 @@ def test_embed_modes_are_the_runtime_templates(faiss_engine, small_scifact: Path
 
 def test_openai_embeddings_take_the_template_from_input_type(tmp_path: Path):
     """``input_type`` picks the template per request; without it the server's --embeddings-mode applies."""
-    from retrosearch.plugin.config import EncoderSettings, ServeSettings, Settings
+    from retrosearch.core.config import EncoderSettings, ServeSettings, Settings
     from retrosearch.plugin.serve.app import create_app
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
@@ -100,7 +100,7 @@ def test_openai_embeddings_take_the_template_from_input_type(tmp_path: Path):
 
 
 def _limited_settings(**serve):
-    from retrosearch.plugin.config import ServeSettings, Settings
+    from retrosearch.core.config import ServeSettings, Settings
 
     return Settings(serve=ServeSettings(**{"max_texts": 3, "max_chars": 200, "max_k": 50, **serve}))
 
@@ -180,7 +180,7 @@ def test_api_key_is_enforced_and_never_logged(faiss_engine, monkeypatch, caplog)
 
 
 def test_metrics_openapi_and_info(faiss_engine):
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
     with serving(create_app(Settings(), faiss_engine)) as url:
@@ -201,7 +201,7 @@ def test_metrics_openapi_and_info(faiss_engine):
 
 
 def test_health_answers_while_a_batch_computes(faiss_engine):
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
     long_texts = [" ".join(["protein structure and function in human cells"] * 30)] * 200
@@ -221,7 +221,7 @@ def test_health_answers_while_a_batch_computes(faiss_engine):
 
 
 def test_embedding_only_service():
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
@@ -244,7 +244,7 @@ def test_ready_only_after_loading(small_index: Path):
     """/healthz answers at once; /readyz says 503 'loading' until the engine is open."""
     import threading
 
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from retrosearch.plugin.opensearch import server
-from retrosearch.plugin.opensearch.node_config import ServerSettings
+from retrosearch.local.opensearch import server
+from retrosearch.local.opensearch.node_config import ServerSettings
 from tests.plugin.serve.http_helpers import cli_search, free_port, run_cli, serving
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def _index_into(url: str, name: str, collection: Path) -> None:
 
 
 def _engine(url: str, name: str):
-    from retrosearch.plugin.config import OpenSearchSettings, Settings
+    from retrosearch.core.config import OpenSearchSettings, Settings
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
     settings = Settings(opensearch=OpenSearchSettings(url=url, request_timeout_s=5))
@@ -33,7 +33,7 @@ def _engine(url: str, name: str):
 
 
 def test_search_equals_cli_search_with_filter_and_fields(opensearch_url: str, small_scifact: Path, small_queries):
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
     name = f"serve-{uuid.uuid4().hex[:8]}"
@@ -64,7 +64,7 @@ def test_search_equals_cli_search_with_filter_and_fields(opensearch_url: str, sm
 
 def test_backend_down_is_503_and_the_service_recovers_by_itself(opensearch_url: str, small_scifact: Path, small_queries):
     """A throwaway node of our own is stopped under a running service and started again."""
-    from retrosearch.plugin.config import Settings
+    from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
     version = httpx.get(opensearch_url).json()["version"]["number"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrosearch.plugin.collections import BeirCollection, CollectionError
+from retrosearch.core.collections import BeirCollection, CollectionError
 from retrosearch.trainers.finetune.data import (
     Passage,
     TrainingGroup,

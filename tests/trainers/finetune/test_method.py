@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from retrosearch.cli import app
-from retrosearch.plugin.config import EncoderSettings
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.finetune.data import read_groups
 from retrosearch.trainers.finetune.method import FinetuneMethod

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from retrosearch.plugin.collections import BeirCollection
-from retrosearch.plugin.config import EncoderSettings
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.finetune.config import MiningConfig
 from retrosearch.trainers.finetune.data import read_groups
 from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from retrosearch.plugin.config import EncoderSettings
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.finetune.config import FinetuneConfig, LoraConfig
 from retrosearch.trainers.finetune.data import Example, Passage
 from retrosearch.trainers.finetune.export import export_checkpoint

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
-from retrosearch.plugin.collections import CollectionError
+from retrosearch.core.collections import CollectionError
 from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts, split_document
 
 RECORDS = [

@@ -14,7 +14,7 @@ import torch
 from ray import cloudpickle
 from typer.testing import CliRunner
 
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.harness import TrainConfig, WorkerContext, WorkerLoop, fit, run_dir
 from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from retrosearch.plugin.collections.records import Document
-from retrosearch.plugin.config import EncoderSettings
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.collections.records import Document
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.harness import RunInfo, TrainConfig, WorkerContext, WorkerLoop
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.data import EBAE, EBAR, LM, document_pairs

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from retrosearch.plugin.config import EncoderSettings
-from retrosearch.plugin.encoder import Encoder
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.harness.method import RunInfo
 from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod, RetroMAEModel
 

@@ -1,0 +1,292 @@
+"""FAISS backends: exact inner product (``flat``), HNSW (``hnsw``) and IVF-PQ (``ivfpq``).
+
+All three score by inner product, which is the encoder's similarity: ``dot`` as is, and
+``cosine`` because the encoder runtime emits unit vectors whenever the similarity is cosine.
+A saved index is a folder: ``index.faiss``, ``ids.json`` (position -> document id) and
+``meta.json`` (the :class:`IndexMeta`).
+
+Search parameters are fixed when an index is built or loaded: efSearch (HNSW) and nprobe (IVF)
+from :class:`FaissSettings`, and the GPU copy (``use_gpu="auto"`` with GPUs present; HNSW stays
+on the CPU) is made after loading and after every ``add``. ``search`` only reads, so one index
+serves concurrent searches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from retrosearch.core.config import FaissSettings, Settings
+from retrosearch.core.index.base import SearchHits, UnsupportedSearchOption, VectorIndex
+from retrosearch.core.vector_space import IndexMeta
+
+KINDS = ("flat", "hnsw", "ivfpq")
+# Largest k FAISS GPU indices select; larger searches run on the CPU index.
+GPU_MAX_K = 2048
+
+
+def gpu_count() -> int:
+    """GPUs FAISS can use (0 with the faiss-cpu wheel)."""
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def gpu_copy(index: faiss.Index, kind: str, nprobe: int) -> faiss.Index:
+    """A copy of ``index`` on every GPU, searching ``nprobe`` lists when it is an IVF index."""
+    gpu = faiss.index_cpu_to_all_gpus(index)
+    if kind == "ivfpq":
+        faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", nprobe)
+    return gpu
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
+
+
+class FaissIndex(VectorIndex):
+    """A FAISS index plus its id mapping; adding an id that is already present is a no-op.
+
+    Not for concurrent writers: ``add`` and ``save`` must not run while other threads search.
+    """
+
+    def __init__(self, meta: IndexMeta, kind: str = "flat", settings: FaissSettings | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown FAISS index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.settings = settings or FaissSettings()
+        self.meta = meta.model_copy(update={"backend": f"faiss-{kind}", "params": self._params()})
+        self._index: faiss.Index | None = None if kind == "ivfpq" else self._configured(self._empty())
+        self._ids: list[str] = []
+        self._positions: dict[str, int] = {}
+        self._gpu_index: faiss.Index | None = None
+        # FAISS GPU indices are not thread-safe even for searches: GPU searches take turns.
+        self._gpu_lock = threading.Lock()
+
+    # -- the registry's entry points ------------------------------------------------------------
+    @classmethod
+    def create_empty(
+        cls, meta: IndexMeta, settings: Settings, kind: str | None = None, recreate: bool = False
+    ) -> "FaissIndex":
+        """A new in-memory index of ``kind`` (default flat); ``recreate`` has no meaning here."""
+        return cls(meta, kind=kind or "flat", settings=settings.faiss)
+
+    @classmethod
+    def open_saved(cls, path: str | Path | None, settings: Settings, kind: str | None = None) -> "FaissIndex":
+        """The index folder at ``path`` (see :meth:`load`)."""
+        if path is None:
+            raise ValueError("no FAISS index folder given")
+        return cls.load(path, settings=settings.faiss, kind=kind)
+
+    # -- construction ---------------------------------------------------------------------------
+    def _params(self) -> dict:
+        s = self.settings
+        if self.kind == "hnsw":
+            return {"m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction, "ef_search": s.hnsw_ef_search}
+        if self.kind == "ivfpq":
+            return {"nlist": s.ivf_nlist, "nprobe": s.ivf_nprobe, "pq_m": s.pq_m, "pq_nbits": s.pq_nbits}
+        return {}
+
+    def _empty(self, n_train: int = 0) -> faiss.Index:
+        d, ip = self.meta.dim, faiss.METRIC_INNER_PRODUCT
+        if self.kind == "flat":
+            return faiss.IndexFlatIP(d)
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.settings.hnsw_m, ip)
+            index.hnsw.efConstruction = self.settings.hnsw_ef_construction
+            return index
+        nlist = self.settings.ivf_nlist or max(1, min(int(4 * math.sqrt(n_train)), n_train // 39))
+        pq_m = self.settings.pq_m or _largest_divisor_at_most(d, max(1, d // 8))
+        nbits = self.settings.pq_nbits
+        if d % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the dimension {d}")
+        if n_train < nlist:
+            raise ValueError(f"IVF-PQ needs at least nlist={nlist} training vectors in the first add, got {n_train}")
+        if n_train < 2**nbits:
+            raise ValueError(
+                f"IVF-PQ needs at least 2**pq_nbits={2**nbits} training vectors in the first add, got {n_train}"
+            )
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, pq_m, nbits, ip)
+        self.meta.params.update({"nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits})
+        return index
+
+    def _configured(self, index: faiss.Index) -> faiss.Index:
+        """``index`` with the search-time parameters of the settings (set once, never per search)."""
+        if self.kind == "hnsw":
+            faiss.downcast_index(index).hnsw.efSearch = self.settings.hnsw_ef_search
+        elif self.kind == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = self.settings.ivf_nprobe
+        return index
+
+    def _rebuild_gpu(self) -> None:
+        """Replace the GPU copy by one of the current CPU index (when GPUs are to be used)."""
+        self._gpu_index = None
+        if self._index is None or self.kind == "hnsw" or self.settings.use_gpu != "auto" or gpu_count() == 0:
+            return
+        try:
+            self._gpu_index = gpu_copy(self._index, self.kind, self.settings.ivf_nprobe)
+        except RuntimeError as exc:  # e.g. a PQ layout the GPU kernels do not support
+            message = f"FAISS could not copy the {self.kind} index to the GPU, searching on the CPU: {exc}"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether searches (up to :data:`GPU_MAX_K` hits) run on a GPU copy."""
+        return self._gpu_index is not None
+
+    # -- VectorIndex ----------------------------------------------------------------------------
+    def add(self, ids: Sequence[str], vectors: np.ndarray, fields: Sequence[dict] | None = None) -> int:
+        """Add new ids (``fields`` are not stored: a FAISS index holds vectors and ids only).
+
+        The first add of an IVF-PQ index trains it. A GPU copy is rebuilt after each add, so add
+        in few large batches. Not safe while other threads search.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.meta.dim:
+            raise ValueError(f"expected vectors of shape (n, {self.meta.dim}), got {vectors.shape}")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        keep, new_ids, seen = [], [], set(self._positions)
+        for row, doc_id in enumerate(ids):
+            if doc_id not in seen:
+                seen.add(doc_id)
+                new_ids.append(doc_id)
+                keep.append(row)
+        if not keep:
+            return 0
+        fresh = vectors[keep]
+        if self._index is None:
+            index = self._empty(n_train=len(fresh))
+            index.train(fresh)
+            self._index = self._configured(index)
+        self._index.add(fresh)
+        for doc_id in new_ids:
+            self._positions[doc_id] = len(self._ids)
+            self._ids.append(doc_id)
+        self._rebuild_gpu()
+        return len(keep)
+
+    def count(self) -> int:
+        return len(self._ids)
+
+    def stored_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every id with its vector as stored (exact for flat and HNSW; PQ codes decode lossily)."""
+        if self._index is None or not self._ids:
+            return [], np.zeros((0, self.meta.dim), dtype=np.float32)
+        return list(self._ids), self._index.reconstruct_n(0, len(self._ids))
+
+    def search_positions(
+        self, queries: np.ndarray, k: int, ef_search: int | None = None, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw top-``k`` (scores, row positions) on the CPU index, with efSearch / nprobe for this
+        call only (FAISS search parameters: nothing on the index changes, so sweeps of these
+        settings need no rebuild and stay thread-safe)."""
+        queries = self.check_search_args(queries, k)
+        if self._index is None:
+            raise ValueError("the index is empty")
+        params = None
+        if self.kind == "hnsw" and ef_search:
+            params = faiss.SearchParametersHNSW(efSearch=ef_search)
+        elif self.kind == "ivfpq" and nprobe:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        return self._index.search(queries, min(k, len(self._ids)), params=params)
+
+    def size_bytes(self) -> int:
+        """The index's serialised size (vectors, graph or codes): what it takes in memory and on disk."""
+        return 0 if self._index is None else int(faiss.serialize_index(self._index).nbytes)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filter: dict | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> SearchHits:
+        """Top-``k`` by inner product with efSearch/nprobe as set when the index was built or loaded.
+
+        FAISS keeps no fields and cannot filter: a non-empty ``filter`` raises
+        :class:`UnsupportedSearchOption`; with ``fields`` asked, each hit's entry in
+        ``hits.fields`` is an empty dict (there is nothing stored to return).
+
+        Thread-safe for concurrent readers (searches on a GPU copy take turns, as FAISS GPU
+        resources are not thread-safe); not while ``add`` runs.
+        """
+        if filter:
+            raise UnsupportedSearchOption(
+                f"the {self.meta.backend} backend cannot filter (got filter {filter!r}); use the opensearch backend"
+            )
+        queries = self.check_search_args(queries, k, fields)
+        ids, index, gpu = self._ids, self._index, self._gpu_index
+        if not ids or k == 0 or index is None:
+            return self.no_hits(len(queries), fields)
+        k = min(k, len(ids))
+        if gpu is not None and k <= GPU_MAX_K:
+            with self._gpu_lock:
+                scores, positions = gpu.search(queries, k)
+        else:
+            scores, positions = index.search(queries, k)
+        hits_ids, hits_scores = [], []
+        for row_pos, row_scores in zip(positions, scores):
+            valid = row_pos >= 0
+            hits_ids.append([ids[p] for p in row_pos[valid]])
+            hits_scores.append(row_scores[valid].astype(float).tolist())
+        hit_fields = [[{} for _ in row] for row in hits_ids] if fields else None
+        return SearchHits(ids=hits_ids, scores=hits_scores, fields=hit_fields)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the index folder atomically enough: the files land under temporary names first."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self._index is None:
+            raise ValueError("cannot save an IVF-PQ index that has never been trained (add vectors first)")
+        meta = self.meta.model_copy(update={"params": {**self.meta.params, "kind": self.kind}})
+        files = {
+            "index.faiss": lambda p: faiss.write_index(self._index, str(p)),
+            "ids.json": lambda p: p.write_text(json.dumps(self._ids)),
+            "meta.json": lambda p: p.write_text(meta.model_dump_json(indent=2)),
+        }
+        for name, write in files.items():
+            tmp = path / f".{name}.tmp"
+            write(tmp)
+            os.replace(tmp, path / name)
+
+    @classmethod
+    def load(cls, path: str | Path, settings: FaissSettings | None = None, kind: str | None = None) -> "FaissIndex":
+        """Load an index folder written by :meth:`save`, ready to search.
+
+        Build-time parameters (M, nlist, PQ layout) come from the folder; search-time ones
+        (efSearch, nprobe, GPU use) from ``settings``. With ``kind`` given, a folder holding
+        another kind is a ValueError.
+        """
+        path = Path(path)
+        if not (path / "meta.json").exists():
+            raise FileNotFoundError(f"{path} is not a FAISS index folder (meta.json missing)")
+        meta = IndexMeta.model_validate_json((path / "meta.json").read_text())
+        params = dict(meta.params)
+        saved_kind = params.pop("kind", meta.backend.removeprefix("faiss-"))
+        if kind is not None and kind != saved_kind:
+            raise ValueError(f"{path} holds a faiss-{saved_kind} index, not faiss-{kind}")
+        base = settings or FaissSettings()
+        saved = {
+            "hnsw": {"hnsw_m": params.get("m"), "hnsw_ef_construction": params.get("ef_construction")},
+            "ivfpq": {"ivf_nlist": params.get("nlist"), "pq_m": params.get("pq_m"), "pq_nbits": params.get("pq_nbits")},
+        }.get(saved_kind, {})
+        settings = base.model_copy(update={k: v for k, v in saved.items() if v is not None})
+        index = cls(meta.model_copy(update={"params": {}}), kind=saved_kind, settings=settings)
+        # The parameters recorded are the ones searches use now.
+        in_effect = {"hnsw": {"ef_search": settings.hnsw_ef_search}, "ivfpq": {"nprobe": settings.ivf_nprobe}}
+        index.meta = meta.model_copy(update={"params": {**params, **in_effect.get(saved_kind, {})}})
+        index._index = index._configured(faiss.read_index(str(path / "index.faiss")))
+        index._ids = json.loads((path / "ids.json").read_text())
+        index._positions = {doc_id: i for i, doc_id in enumerate(index._ids)}
+        if index._index.ntotal != len(index._ids):
+            raise ValueError(f"{path}: index holds {index._index.ntotal} vectors but ids.json {len(index._ids)} ids")
+        index._rebuild_gpu()
+        return index

@@ -1,0 +1,51 @@
+"""The one lazily started Ray: a local instance sized for the machine, or an existing cluster.
+
+Every Ray job of the project (ingestion, training, serving) goes through :func:`ensure_ray`, so a
+laptop run and a cluster run differ only by ``address``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# A local Ray's default object store takes ~30% of RAM; ingestion streams, so 1 GiB is plenty.
+_LOCAL_OBJECT_STORE = 1 << 30
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs: Any) -> None:
+    """Start (or join) Ray once per process; later calls are no-ops.
+
+    ``address`` joins a running cluster (``auto``, ``ray://host:10001`` or ``host:6379``), and so
+    does Ray's own ``RAY_ADDRESS`` variable when no address is given; without either a local
+    instance with ``num_cpus`` CPUs (default: all), a small object store and no dashboard is started.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True, **init_kwargs}
+    if address:
+        options["address"] = address
+    else:
+        options.setdefault("num_cpus", num_cpus or os.cpu_count() or 1)
+        options.setdefault("object_store_memory", _LOCAL_OBJECT_STORE)
+        options.setdefault("include_dashboard", False)
+        # Ray kills idle workers beyond one per CPU within a second; when actors hold every CPU,
+        # each short read or write task would then start (and import into) a new process.
+        cpus = options["num_cpus"]
+        options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4})
+    # Workers (actors, Train workers, Serve replicas) start with the driver's start-up settings.
+    from retrosearch.core.startup import forwarded_environment
+
+    options.setdefault("runtime_env", {"env_vars": forwarded_environment()})
+    ray.init(**options)
+
+
+def cluster_resources() -> dict[str, float]:
+    """CPUs and GPUs Ray can schedule on (starts a local Ray if none is running)."""
+    import ray
+
+    ensure_ray()
+    return dict(ray.cluster_resources())

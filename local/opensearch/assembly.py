@@ -1,0 +1,274 @@
+"""Assemble an OpenSearch distribution with plugins from Maven Central only, and find the JDK to run it.
+
+No OpenSearch archive or Docker image can be fetched on the project's machines, but Maven Central
+serves every piece needed for a working node:
+
+* the server: ``org.opensearch.distribution.integ-test-zip:opensearch:<v>`` (zip, no bundled JDK;
+  on 2.x only the ``transport-*`` modules, while 3.5 ships all modules);
+* the ``lang-painless`` module, which k-NN extends but the 2.x integ-test zip lacks: published as
+  plain jars (``org.opensearch.plugin:lang-painless`` and its dependencies), so the module directory
+  is built here with a written ``plugin-descriptor.properties``;
+* plugins: ``org.opensearch.plugin:<name>:<v>.0`` (zip), installed with the plugin CLI.
+
+The k-NN zip on Maven Central has no native libraries, so only ``"engine": "lucene"`` works;
+``faiss``/``nmslib`` fail when a segment is written.
+
+The result is cached under ``${RETROSEARCH_CACHE:-~/.cache/retrosearch}/opensearch/<v>/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from retrosearch.core.process import tail_text
+
+from .node_config import MARKER, ServerError, ServerSettings
+
+# ingest-common and the libraries only it needs (everything else downloaded belongs to lang-painless).
+_INGEST_COMMON_ARTIFACTS = {"ingest-common", "opensearch-grok", "opensearch-dissect", "jcodings", "joni"}
+
+# lang-painless's own code is in the jars below; everything else it needs is already in lib/.
+_PAINLESS_POLICY = """grant {
+  // generates classes for compiled scripts at runtime
+  permission java.lang.RuntimePermission "createClassLoader";
+  // finds the class loader of allow-listed classes
+  permission java.lang.RuntimePermission "getClassLoader";
+};
+"""
+
+
+
+def assemble(settings: ServerSettings) -> Path:
+    """Build the distribution for `settings.version` + `settings.plugins` once; return its home.
+
+    Idempotent and atomic: the tree is built in a temporary sibling directory and renamed into
+    place, under a file lock, so concurrent or interrupted runs never leave a half-built home.
+    """
+    home = settings.home
+    if (home / MARKER).is_file():
+        return home
+    settings.version_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.version_dir / ".assemble.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / MARKER).is_file():
+            return home
+        for stale in settings.version_dir.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if home.exists():  # only possible if someone deleted the marker by hand
+            shutil.rmtree(home)
+        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=settings.version_dir))
+        try:
+            built = _build(settings, work)
+            os.rename(built, home)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return home
+
+
+def _build(settings: ServerSettings, work: Path) -> Path:
+    version = settings.version
+    artifacts = _fetch(settings, work / "maven")
+    core_zip = artifacts / f"opensearch-{version}.zip"
+    _unzip(core_zip, work)
+    home = work / f"opensearch-{version}"
+    if not (home / "bin" / "opensearch").is_file():
+        raise ServerError(f"{core_zip} has no opensearch-{version}/bin/opensearch")
+
+    # 2.x integ-test zips carry only transport-* modules; newer ones (3.5 at least) ship lang-painless.
+    # ingest-common holds the everyday ingest processors (script, remove, set, ...).
+    jars = _module_jars(home, artifacts)
+    if not (home / "modules" / "lang-painless").is_dir():
+        _build_module(home, "lang-painless", jars["lang-painless"], version,
+                      ["org.opensearch.painless.PainlessModulePlugin", "org.opensearch.painless.PainlessPlugin"],
+                      "An easy, safe and fast scripting language for OpenSearch", policy=_PAINLESS_POLICY)
+    if not (home / "modules" / "ingest-common").is_dir():
+        _build_module(home, "ingest-common", jars["ingest-common"], version,
+                      ["org.opensearch.ingest.common.IngestCommonModulePlugin", "org.opensearch.ingest.common.IngestCommonPlugin"],
+                      "Ingest processors without extra permissions", extended="lang-painless")
+
+    java_home = find_java_home(settings)
+    env = tool_env(home, java_home)
+    for name in settings.plugins:
+        plugin_zip = artifacts / f"{name}-{_plugin_version(version)}.zip"
+        result = subprocess.run(
+            [str(home / "bin" / "opensearch-plugin"), "install", "--batch", plugin_zip.resolve().as_uri()],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise ServerError(f"installing {name} failed:\n{tail_text(result.stdout + result.stderr)}")
+
+    # The node runs as an unprivileged user but the tree belongs to whoever assembled it.
+    for path in [home, *home.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            os.chmod(path, stat.S_IMODE(mode) | 0o755)
+        elif stat.S_ISREG(mode):
+            extra = 0o555 if mode & stat.S_IXUSR else 0o444
+            os.chmod(path, stat.S_IMODE(mode) | extra)
+    record = {
+        "version": version,
+        "plugins": list(settings.plugins),
+        "java_home": str(java_home),
+        "assembled_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (home / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    return home
+
+
+def _plugin_version(version: str) -> str:
+    # External plugins add a fourth component: k-NN 2.19.1.0 is built for OpenSearch 2.19.1.
+    return f"{version}.0"
+
+
+def _fetch(settings: ServerSettings, work: Path) -> Path:
+    """Download every artifact with one Maven run (one JVM start); return the folder holding them."""
+    version = settings.version
+    deps = [
+        ("org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip", False),
+        ("org.opensearch.plugin", "lang-painless", version, "jar", False),
+        # Declared directly only to cut its transitive tree (the server jars), which lib/ already has.
+        ("org.opensearch.plugin", "opensearch-scripting-painless-spi", version, "jar", True),
+        ("org.opensearch.plugin", "ingest-common", version, "jar", False),
+    ] + [("org.opensearch.plugin", name, _plugin_version(version), "zip", False) for name in settings.plugins]
+    xml_deps = "".join(
+        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version><type>{t}</type>"
+        + (
+            "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+            if cut
+            else ""
+        )
+        + "</dependency>"
+        for g, a, v, t, cut in deps
+    )
+    work.mkdir(parents=True)
+    (work / "pom.xml").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>retrosearch.local</groupId><artifactId>opensearch-assembly</artifactId><version>0</version>"
+        f"<dependencies>{xml_deps}</dependencies></project>\n"
+    )
+    out = work / "out"
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServerError("`mvn` is not on PATH; it is needed once to download OpenSearch from Maven Central")
+    result = subprocess.run(
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(work / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={out}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ServerError(
+            f"Maven could not fetch OpenSearch {version} with {', '.join(settings.plugins) or 'no plugins'} "
+            "(is every artifact published for this exact version?):\n"
+            + tail_text(result.stdout + result.stderr)
+        )
+    return out
+
+
+def _unzip(archive: Path, dest: Path) -> None:
+    # zipfile drops Unix permissions, and bin/ must stay executable.
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            target = zf.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode)
+
+
+def _module_jars(home: Path, artifacts: Path) -> dict[str, list[Path]]:
+    """The downloaded jars each built module needs (those lib/ lacks), by module name."""
+    in_lib = {_artifact_name(jar.name) for jar in (home / "lib").glob("*.jar")}
+    jars = [jar for jar in sorted(artifacts.glob("*.jar")) if _artifact_name(jar.name) not in in_lib]
+    ingest = [jar for jar in jars if _artifact_name(jar.name) in _INGEST_COMMON_ARTIFACTS]
+    return {"ingest-common": ingest, "lang-painless": [jar for jar in jars if jar not in ingest]}
+
+
+def _build_module(home: Path, name: str, jars: list[Path], version: str, classnames: list[str],
+                  description: str, extended: str = "", policy: str | None = None) -> None:
+    """Lay out modules/<name> as the full distribution ships it: its jars and a descriptor."""
+    module = home / "modules" / name
+    module.mkdir(parents=True)
+    for jar in jars:
+        shutil.copy2(jar, module / jar.name)
+    main_jar = module / f"{name}-{version}.jar"
+    with zipfile.ZipFile(main_jar) as zf:
+        names = set(zf.namelist())
+    # Plugin classes get renamed across branches; use whichever this release ships.
+    classname = next((c for c in classnames if c.replace(".", "/") + ".class" in names), None)
+    if classname is None:
+        raise ServerError(f"{main_jar.name} has none of {classnames}")
+    java_version = "11" if version.startswith(("1.", "2.")) else "21"
+    (module / "plugin-descriptor.properties").write_text(
+        f"description={description}\n"
+        f"version={version}\nname={name}\nclassname={classname}\n"
+        f"java.version={java_version}\nopensearch.version={version}\n"
+        f"extended.plugins={extended}\nhas.native.controller=false\ncustom.foldername=\n"
+    )
+    if policy:
+        (module / "plugin-security.policy").write_text(policy)
+
+
+def _artifact_name(jar_name: str) -> str:
+    """'asm-util-9.7.jar' -> 'asm-util'; 'netty-codec-4.1.118.Final.jar' -> 'netty-codec'."""
+    return re.sub(r"-\d[^-]*(-[^-]+)?\.jar$", "", jar_name)
+
+
+def _jdk_major(jdk: Path) -> int | None:
+    try:
+        text = (jdk / "release").read_text()
+    except OSError:
+        return None
+    match = re.search(r'^JAVA_VERSION="(\d+)', text, re.M)
+    return int(match.group(1)) if match and (jdk / "bin" / "java").is_file() else None
+
+
+def find_java_home(settings: ServerSettings) -> Path:
+    """The JDK to run `settings.version` on: explicit setting, $OPENSEARCH_JAVA_HOME, else the best match.
+
+    2.x still uses the Java Security Manager, which Java 24+ removed, so it gets 17 (or 21/11);
+    3.x needs 21+.
+    """
+    for explicit in (settings.java_home, os.environ.get("OPENSEARCH_JAVA_HOME")):
+        if explicit:
+            return Path(explicit)
+    wanted = (17, 21, 11) if settings.version.startswith(("1.", "2.")) else (21, 25, 24)
+    candidates = sorted(Path("/usr/lib/jvm").glob("*")) if Path("/usr/lib/jvm").is_dir() else []
+    if os.environ.get("JAVA_HOME"):
+        candidates.insert(0, Path(os.environ["JAVA_HOME"]))
+    by_major: dict[int, Path] = {}
+    for jdk in candidates:
+        major = _jdk_major(jdk)
+        if major is not None:
+            by_major.setdefault(major, jdk.resolve())
+    for major in wanted:
+        if major in by_major:
+            return by_major[major]
+    raise ServerError(
+        f"no JDK {'/'.join(map(str, wanted))} found for OpenSearch {settings.version} "
+        f"(looked in $JAVA_HOME and /usr/lib/jvm); set OPENSEARCH_JAVA_HOME"
+    )
+
+
+def tool_env(home: Path, java_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(home / "config"))
+    return env

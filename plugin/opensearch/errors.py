@@ -1,0 +1,9 @@
+"""The error of connecting our service to OpenSearch: the message names the URL and the cause."""
+
+from __future__ import annotations
+
+from retrosearch.core.errors import UserError
+
+
+class ConnectError(UserError, RuntimeError):
+    """The service or OpenSearch cannot be connected; the message names the URL and the cause."""

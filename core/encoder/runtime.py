@@ -153,6 +153,9 @@ class Encoder:
         # 64 -> ~16.2), large ones on accelerators.
         self.batch_size = settings.batch_size or (_CPU_BATCH if device.type == "cpu" else _ACCELERATOR_BATCH)
         self.formatter = self.text_tokenizer.formatter
+        # Read once: asking the fast tokenizer for it later would touch the Rust tokenizer from the
+        # forward pass's thread while a service's tokenizer thread may be using it.
+        self.pad_token_id = tokenizer.pad_token_id
         self.stats = EncodeStats()
         self._stats_lock = threading.Lock()
 
@@ -281,7 +284,7 @@ class Encoder:
         return batches
 
     def _pad(self, batch: list[Sequence[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        input_ids = np.full((len(batch), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        input_ids = np.full((len(batch), width), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(batch), width), dtype=np.int64)
         left = self.spec.padding_side == "left"
         for row, ids in enumerate(batch):

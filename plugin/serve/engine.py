@@ -2,8 +2,9 @@
 
 The engine knows nothing about HTTP. It opens the encoder the index was built with (or the one
 asked for, checked against the index), encodes texts in query or passage mode exactly as
-ingestion and evaluation do, searches, and says whether it is ready. ``encode`` is meant for one
-consumer thread (the batcher); ``search`` is safe from many threads.
+ingestion and evaluation do, searches, and says whether it is ready. ``tokenize`` is meant for one
+thread and ``encode_ids`` for one other (the batcher's tokenizer and consumer threads: the model
+never touches the tokenizer); ``search`` is safe from many threads.
 """
 
 from __future__ import annotations
@@ -159,19 +160,30 @@ class QueryEngine:
         """Whether searching is local CPU/GPU work (FAISS) rather than a call to a server."""
         return self.target.backend == "faiss" and self.index is not None
 
-    # -- encoding (one consumer thread) ---------------------------------------------------------
-    def encode(self, texts: Sequence[str], mode: Mode) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors of ``texts`` under the query or passage template, and each text's token count."""
+    # -- encoding: tokenize (one tokenizer thread), then a forward pass (one consumer thread) -------
+    def tokenize(self, texts: Sequence[str], mode: Mode) -> list[list[int]]:
+        """Token ids of ``texts`` under the query or passage template, cut to the model's length.
+
+        The ids are what :meth:`encode_ids` takes: a text is tokenized once, and its length is what
+        the batcher counts. Raises ValueError when a template leaves no room for the text.
+        """
         tokenizer = self.encoder.text_tokenizer
         if mode == "query":
-            token_ids = tokenizer.queries(texts)
-        else:
-            from retrosearch.core.collections.records import Document
+            return tokenizer.queries(texts)
+        from retrosearch.core.collections.records import Document
 
-            token_ids = tokenizer.documents([Document(id="", text=text) for text in texts])
+        return tokenizer.documents([Document(id="", text=text) for text in texts])
+
+    def encode_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Vectors of tokenized texts (rows in input order): the forward pass alone."""
         vectors, _stats = self.encoder.encode_with_stats(token_ids)
+        return vectors
+
+    def encode(self, texts: Sequence[str], mode: Mode) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of ``texts`` under the query or passage template, and each text's token count."""
+        token_ids = self.tokenize(texts, mode)
         tokens = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-        return vectors, tokens
+        return self.encode_ids(token_ids), tokens
 
     # -- searching (any thread) -----------------------------------------------------------------
     def search(

@@ -2,24 +2,39 @@
 
 Each app has its own registry, so several apps in one process (tests, a benchmark) never clash,
 and ``/metrics`` shows exactly this service's figures.
+
+Overload, per replica (what an autoscaler outside Ray Serve, e.g. a Kubernetes HPA or KEDA on
+Prometheus, should watch): ``retrosearch_queued_texts`` and ``retrosearch_queued_tokens`` (work
+held: waiting or in the forward pass) against ``retrosearch_queue_limit{unit}``;
+``retrosearch_queue_fill`` (the fuller of the two shares, 0 to 1: scale out well before 1);
+``retrosearch_rejected_requests_total{reason}`` (429 answers, by the bound that refused them).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the route
+
+if TYPE_CHECKING:
+    from retrosearch.plugin.serve.admission import QueueStatus
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ServiceMetrics:
-    """Request counts and latencies by endpoint and status, batch sizes, queue depth."""
+    """Request counts and latencies by endpoint and status, batch sizes, queue depth and overload.
 
-    def __init__(self, queue_depth: Callable[[], float] | None = None) -> None:
+    ``queue_status`` reports the replica's held work against its bound (None before the model
+    is loaded).
+    """
+
+    def __init__(self, queue_depth: Callable[[], float] | None = None,
+                 queue_status: Callable[[], "QueueStatus | None"] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "retrosearch_requests", "HTTP requests by endpoint, method and status.",
@@ -47,10 +62,38 @@ class ServiceMetrics:
         )
         self.texts = Counter("retrosearch_texts_encoded", "Texts encoded.", registry=self.registry)
         self.queue_depth = Gauge(
-            "retrosearch_queue_depth", "Requests waiting for the encoder.", registry=self.registry
+            "retrosearch_queue_depth", "Requests admitted and not yet answered by the encoder.", registry=self.registry
         )
         if queue_depth is not None:
             self.queue_depth.set_function(queue_depth)
+        self.queued_texts = Gauge(
+            "retrosearch_queued_texts", "Texts held by this replica (waiting or in the forward pass).",
+            registry=self.registry,
+        )
+        self.queued_tokens = Gauge(
+            "retrosearch_queued_tokens", "Tokens of the texts held by this replica.", registry=self.registry
+        )
+        self.queue_limit = Gauge(
+            "retrosearch_queue_limit", "Most texts or tokens this replica holds before it answers 429.",
+            ["unit"], registry=self.registry,
+        )
+        self.queue_fill = Gauge(
+            "retrosearch_queue_fill", "Share of this replica's bound in use (the fuller of texts and tokens); "
+            "requests are refused with 429 near 1.", registry=self.registry,
+        )
+        if queue_status is not None:
+            def read(attribute: str) -> Callable[[], float]:
+                return lambda: float(getattr(queue_status(), attribute, 0) or 0)
+
+            self.queued_texts.set_function(read("texts"))
+            self.queued_tokens.set_function(read("tokens"))
+            self.queue_limit.labels("texts").set_function(read("max_texts"))
+            self.queue_limit.labels("tokens").set_function(read("max_tokens"))
+            self.queue_fill.set_function(read("fill"))
+        self.rejections = Counter(
+            "retrosearch_rejected_requests", "Requests refused with 429 because the replica's bound was reached, "
+            "by the bound (texts or tokens).", ["reason"], registry=self.registry,
+        )
         self.in_flight = Gauge("retrosearch_requests_in_flight", "Requests being answered.", registry=self.registry)
 
     def record_batch(self, texts: int, requests: int, seconds: float) -> None:

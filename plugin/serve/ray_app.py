@@ -1,77 +1,25 @@
 """``retrosearch serve --ray``: the same app as a Ray Serve application (replicas, autoscaling, GPUs).
 
-Each replica opens its own engine and builds the very app of :mod:`retrosearch.plugin.serve.app`;
-only the batcher differs: Ray Serve's ``@serve.batch`` gathers concurrent requests (sized by their
-number of texts) and one batch at a time runs on the replica's encoder.
+Each replica opens its own engine and builds the very app of :mod:`retrosearch.plugin.serve.app`,
+batcher included: one tokenizer thread and one consumer thread per replica, off the replica's
+event loop, with the same token-budget batches and the same bound on held work (429 past it).
+
+Overload and Ray Serve: a refused request is answered before it waits for anything, so it counts
+as one of the replica's ongoing requests (what Ray Serve's default autoscaling policy targets)
+only for that instant. ``max_ongoing_requests`` is set above what the bound admits (every
+admitted request holds at least one text), so requests past the bound reach a replica and get
+its 429 instead of waiting in Ray's proxy queue. For a custom autoscaling policy, each replica
+reports ``queued_texts``, ``queued_tokens`` and ``queue_fill`` (``record_autoscaling_stats``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from retrosearch.core.config import ServeSettings, Settings
-from retrosearch.plugin.serve.batcher import Encoded
 from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
-from retrosearch.plugin.serve.metrics import ServiceMetrics
 
 APP_NAME = "retrosearch"
-
-
-class ServeBatchEmbedder:
-    """An :class:`~retrosearch.plugin.serve.app.Embedder` on Ray Serve's batching."""
-
-    def __init__(self, engine: QueryEngine, metrics: ServiceMetrics, serve_settings: ServeSettings) -> None:
-        from ray import serve
-
-        self.engine = engine
-        self.metrics = metrics
-        self._waiting = 0
-        self._batched = serve.batch(
-            max_batch_size=serve_settings.max_batch_size,
-            batch_wait_timeout_s=serve_settings.max_wait_ms / 1000.0,
-            batch_size_fn=lambda items: sum(len(texts) for texts, _mode in items),
-        )(self._encode_batch)
-
-    async def submit(self, texts: Sequence[str], mode: str, k: int | None = None) -> Encoded:
-        # ``k`` is ignored (``searches`` is False): the app searches each request itself.
-        self._waiting += 1
-        try:
-            return await self._batched((list(texts), mode))
-        finally:
-            self._waiting -= 1
-
-    @property
-    def depth(self) -> int:
-        return self._waiting
-
-    @property
-    def searches(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """Nothing to stop: Ray Serve owns the batching loop."""
-
-    async def _encode_batch(self, items: list[tuple[list[str], str]]) -> list[Encoded]:
-        out: list[Encoded | None] = [None] * len(items)
-        for mode in ("query", "passage"):
-            chosen = [i for i, (_texts, m) in enumerate(items) if m == mode]
-            if not chosen:
-                continue
-            texts = [t for i in chosen for t in items[i][0]]
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            vectors, tokens = await asyncio.to_thread(self.engine.encode, texts, mode)
-            self.metrics.record_batch(len(texts), len(chosen), loop.time() - started)
-            start = 0
-            for i in chosen:
-                end = start + len(items[i][0])
-                out[i] = Encoded(vectors=np.asarray(vectors[start:end]), tokens=tokens[start:end])
-                start = end
-        return out  # type: ignore[return-value]
 
 
 def _replica_class() -> Any:
@@ -94,17 +42,28 @@ def _replica_class() -> Any:
         def __serve_build_asgi_app__(self):
             from retrosearch.plugin.serve.app import create_app
 
-            return create_app(self.settings, self.engine, embedder=ServeBatchEmbedder, load_in_background=False)
+            self.app = create_app(self.settings, self.engine, load_in_background=False)
+            return self.app
+
+        def record_autoscaling_stats(self) -> dict[str, float]:
+            """The replica's held work, for a custom Ray Serve autoscaling policy."""
+            embedder = self.app.state.service.embedder if getattr(self, "app", None) is not None else None
+            if embedder is None:
+                return {"queued_texts": 0.0, "queued_tokens": 0.0, "queue_fill": 0.0}
+            status = embedder.budget.status()
+            return {"queued_texts": float(status.texts), "queued_tokens": float(status.tokens),
+                    "queue_fill": float(status.fill)}
 
     return RetroSearchReplica
 
 
 def deployment_options(serve_settings: ServeSettings) -> dict[str, Any]:
-    """Replicas or autoscaling bounds, resources per replica, and enough ongoing requests to fill a batch."""
+    """Replicas or autoscaling bounds, resources per replica, and enough ongoing requests for the bound."""
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": serve_settings.num_cpus, "num_gpus": serve_settings.num_gpus},
-        # Ray Serve's default of 5 ongoing requests per replica would cap every batch at 5.
-        "max_ongoing_requests": max(2 * serve_settings.max_batch_size, 64),
+        # Ray Serve's default of 5 ongoing requests per replica would cap every batch at 5; past the
+        # replica's own bound (each admitted request holds a text) requests must reach it to get a 429.
+        "max_ongoing_requests": ongoing_requests_limit(serve_settings),
         "name": "RetroSearchService",
     }
     if serve_settings.max_replicas_per_node is not None:
@@ -123,6 +82,13 @@ def deployment_options(serve_settings: ServeSettings) -> dict[str, Any]:
     else:
         options["num_replicas"] = serve_settings.num_replicas
     return options
+
+
+def ongoing_requests_limit(serve_settings: ServeSettings) -> int:
+    """Ray Serve's ``max_ongoing_requests`` per replica: all the requests the bound can admit (one
+    text each at the least), plus room for those it refuses, so that no request waits in Ray's
+    proxy for a replica that would refuse it anyway."""
+    return serve_settings.max_queued_texts + max(2 * serve_settings.max_batch_size, 64)
 
 
 def build_application(settings: Settings, target: IndexTarget, model: str | None) -> Any:

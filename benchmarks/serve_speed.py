@@ -11,7 +11,10 @@ d. ours under ``--ray`` (the same app as a Ray Serve application, one replica).
 b-d are separate server processes answering ``POST /search`` (k=10) over real HTTP, measured by a
 closed-loop async client (httpx) at each concurrency level: latency p50/p99 and queries/s. Then a
 soak of ``--soak`` requests at the highest concurrency against c counts every non-200 answer and
-reports the server's resident memory before and after.
+reports the server's resident memory before and after. With ``--overload-seconds``, c is then
+offered an open-loop load at ``--overload-factor`` times the queries/s it just reached at the
+highest concurrency (:mod:`retrosearch.benchmarks.serve_overload`): accepted and refused counts,
+5xx, p50/p99 of the accepted requests, and its health afterwards.
 """
 
 from __future__ import annotations
@@ -221,6 +224,10 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "  ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items()), "",
               f"Runtime overhead of one query (tokenize, pad, copy out) over the bare forward pass: "
               f"{raw['runtime_overhead_p50_ms']:.3f} ms at p50 (bare forward {raw['bare_forward_p50_ms']:.2f} ms)."]
+    if payload.get("overload"):
+        from retrosearch.benchmarks.serve_overload import summary
+
+        lines += ["", summary(payload["overload"])]
     s = payload.get("soak")
     if s:
         lines += ["", f"Soak: {s['requests']} requests at {s['concurrency']} clients in {s['seconds']:.1f} s, "
@@ -271,6 +278,12 @@ def serve_speed(
     runtime_variants: Annotated[
         bool, typer.Option(help="Also measure the service with ONNX Runtime, fp32 (c2) and int8 (c3).")
     ] = False,
+    overload_seconds: Annotated[float, typer.Option(
+        help="Then offer c an open-loop load past its capacity for this many seconds (0: none).")] = 0.0,
+    overload_factor: Annotated[float, typer.Option(
+        help="The overload's rate as a multiple of c's queries/s at the highest concurrency.")] = 2.0,
+    overload_bound: Annotated[Optional[int], typer.Option(
+        help="c's --max-queued-texts (default: the service's own), to reach the bound in a short overload.")] = None,
     json_out: opt.JsonOut = None,
     settings: Settings = None,
 ) -> None:
@@ -303,7 +316,9 @@ def serve_speed(
         servers["c3_service_onnx_int8"] = [*servers["c_service"], "--runtime", "onnx", "--quantize", "int8"]
     if ray:
         servers["d_service_ray"] = [*servers["c_service"], "--ray"]
-    soaked = None
+    if overload_bound is not None:
+        servers["c_service"] += ["--max-queued-texts", str(overload_bound)]
+    soaked, overloaded = None, None
     with tempfile.TemporaryDirectory() as tmp:
         for name, argv in servers.items():
             port = _free_port()
@@ -315,6 +330,13 @@ def serve_speed(
                     soaked = soak(server, queries, max(levels), soak_requests)
                     console.print(f"  {soaked['errors_5xx']} 5xx, RSS {soaked['rss_before_mb']:.0f} -> "
                                   f"{soaked['rss_after_mb']:.0f} MB")
+                if name == "c_service" and overload_seconds > 0:
+                    from retrosearch.benchmarks.serve_overload import overload, summary
+
+                    capacity = results[name]["levels"][str(max(levels))]["qps"]
+                    console.print(f"  overload: {overload_factor:.1f} x {capacity:.1f} q/s for {overload_seconds:.0f} s")
+                    overloaded = overload(server.url, queries, capacity, overload_factor, overload_seconds)
+                    console.print("  " + summary(overloaded))
     top = str(max(levels))
     ratios = {"c p50@1 / a p50": results["c_service"]["levels"]["1"]["p50_ms"] / results["a_raw"]["p50_ms"],
               f"c qps@{top} / b qps@{top}": results["c_service"]["levels"][top]["qps"] / results["b_naive"]["levels"][top]["qps"]}
@@ -329,7 +351,8 @@ def serve_speed(
         ratios[f"d qps@{top} / b qps@{top}"] = (
             results["d_service_ray"]["levels"][top]["qps"] / results["b_naive"]["levels"][top]["qps"])
     payload = {"model": model, "collection": beir.name, "documents": documents, "queries": len(queries),
-               "cpus": os.cpu_count(), "results": results, "ratios": ratios, "soak": soaked}
+               "cpus": os.cpu_count(), "results": results, "ratios": ratios, "soak": soaked,
+               "overload": overloaded}
     table = Table(title="query service speed", title_justify="left")
     for column in ("run", "clients", "p50 ms", "p99 ms", "q/s"):
         table.add_column(column, justify="right")

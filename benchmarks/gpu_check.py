@@ -160,8 +160,28 @@ def faiss_search(path: Path) -> None:
           f"same top-10 {same:.4f}")
 
 
+def _kill_tree(pid: int) -> None:
+    """Kill a step's process group and every process it started: bench serve's servers run in
+    sessions of their own, which a group kill alone would leave holding the GPU and their ports."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_step(step: Step, timeout_s: float, log: Path) -> dict[str, Any]:
-    """Run one step in its own process group; on timeout the whole group is killed."""
+    """Run one step in its own process group; on timeout it is killed with everything it started."""
     record: dict[str, Any] = {"name": step.name, "command": shlex.join(step.argv),
                               "timeout_s": round(timeout_s), "note": step.note}
     if step.note.endswith("skipped"):
@@ -175,7 +195,7 @@ def run_step(step: Step, timeout_s: float, log: Path) -> dict[str, Any]:
             code = proc.wait(timeout=timeout_s)
             status = "ok" if code == 0 else "failed"
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc.pid)
             code = proc.wait()
             status = "timeout"
     record.update(status=status, returncode=code, seconds=round(time.perf_counter() - started, 1),

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from retrosearch.benchmarks import gpu_check
@@ -72,11 +74,31 @@ def test_plan_leaves_faiss_out_on_the_cpu_build_and_honours_only(tmp_path: Path)
     assert "not faiss" not in with_gpu[0].argv and with_gpu[1].note == ""
 
 
+def _ends(pid: int, within_s: float = 30) -> bool:
+    """Whether process ``pid`` is gone (or a zombie nobody reaps yet) within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_step_past_its_timeout_is_killed_and_recorded(tmp_path: Path):
     result = tmp_path / "figures.json"
-    step = gpu_check.Step("slow", 60, [sys.executable, "-c", "import time; time.sleep(600)"])
-    record = gpu_check.run_step(step, 5, tmp_path / "slow.log")
+    # The step starts a server-like child in a session of its own (as bench serve does), then hangs.
+    pid_file = tmp_path / "child.pid"
+    script = (f"import subprocess, sys, time, pathlib; child = subprocess.Popen([sys.executable, '-c', "
+              f"'import time; time.sleep(600)'], start_new_session=True); "
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(600)")
+    step = gpu_check.Step("slow", 60, [sys.executable, "-c", script])
+    record = gpu_check.run_step(step, 15, tmp_path / "slow.log")
     assert record["status"] == "timeout" and record["returncode"] != 0
+    assert pid_file.exists(), "the step did not start its child within its 15 s"
+    assert _ends(int(pid_file.read_text())), "the step's child outlived the step's timeout"
     write = f"open({str(result)!r}, 'w').write('{{\"x\": 1}}')"
     quick = gpu_check.Step("quick", 60, [sys.executable, "-c", write], result=result)
     record = gpu_check.run_step(quick, 60, tmp_path / "quick.log")

@@ -202,10 +202,11 @@ def test_metrics_openapi_and_info(faiss_engine):
 
 
 def test_health_answers_while_a_batch_computes(faiss_engine, monkeypatch: pytest.MonkeyPatch):
-    """/healthz answers while the consumer thread is inside a forward pass.
+    """/healthz answers while the consumer thread is busy with a batch.
 
-    The engine's encode is held at its start until the health answer is in: the embed request is
-    proven to be computing (not queued, not finished) when /healthz is asked and answers.
+    The engine's encode (the batch's forward pass) is held at its start until the health answer is
+    in: the embed request is proven to be in the encoder (not queued, not finished) when /healthz is
+    asked, and /healthz cannot wait for it to finish.
     """
     from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app

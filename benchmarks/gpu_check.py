@@ -1,7 +1,7 @@
 """The GPU check: on a machine with an NVIDIA GPU, the GPU tests and the speed benchmarks on the
 GPU in one run of a few minutes, written to one JSON and one Markdown report.
 
-    scripts/gpu-check.sh [--data DIR] [--out DIR] [--budget-s 470] [--dry-run] [--only STEP ...]
+    scripts/gpu-check.sh [--data DIR] [--out DIR] [--budget-s 450] [--dry-run] [--only STEP ...]
 
 Steps, each a separate process with its own timeout (cut to what is left of the budget, so one
 slow step cannot take the others' time), in this order:
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="BEIR collection folder (default: RETROSEARCH_DATA/scifact or ../shared/data/scifact).")
     add("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu",
         help="Folder for gpu_check.json, gpu_check.md and each step's JSON and log.")
-    add("--budget-s", type=int, default=470, help="Seconds for all steps together (default 470).")
+    add("--budget-s", type=int, default=450, help="Seconds for all steps together (default 450).")
     add("--model", default="minilm", help="Model of the benchmarks (default: the packaged minilm).")
     add("--ingest-docs", type=int, default=5000, help="Documents of the ingest runs (default 5000).")
     add("--train-batch-size", type=int, default=64, help="Examples per optimiser step of bench train.")

@@ -107,7 +107,7 @@ def test_a_step_past_its_timeout_is_killed_and_recorded(tmp_path: Path):
 
 def test_markdown_report_has_one_row_per_step():
     report = {
-        "finished": "2026-01-01 00:00 UTC", "budget_s": 470, "seconds": 123.4,
+        "finished": "2026-01-01 00:00 UTC", "budget_s": 450, "seconds": 123.4,
         "machine": {"gpus": ["NVIDIA H100"], "nvidia_smi": "NVIDIA H100, 81559 MiB, 550.00", "cpus": 16,
                     "torch": "2.13.0", "cuda": "12.8", "faiss_gpus": 0},
         "steps": [

@@ -96,15 +96,23 @@ def test_requests_waiting_behind_a_forward_pass_share_the_next_batches():
 
 
 def test_a_lone_request_does_not_wait_for_company():
-    batcher = batcher_with(GatedForward(), max_wait_ms=600_000)
+    """The linger is an hour: a lone request comes back only if the consumer does not wait for company."""
+    forward = GatedForward()
+    batches: list[tuple[int, int]] = []
+    batcher = batcher_with(forward, max_wait_ms=3_600_000, on_batch=lambda t, r, s: batches.append((t, r)))
 
     async def main():
-        for _ in range(5):
-            # Lingering for company would take ten minutes per request.
-            await asyncio.wait_for(batcher.submit(["hello"], "query"), timeout=60)
+        for i in range(5):
+            # The timeout only keeps a broken batcher from hanging the test run: it is 1/60 of the linger.
+            result = await asyncio.wait_for(batcher.submit([f"alone {i}"], "query"), timeout=60)
+            assert result.vectors[:, 0].tolist() == [len(f"alone {i}")]
 
-    run(main())
-    batcher.close()
+    try:
+        run(main())
+    finally:
+        batcher.close()
+    assert batches == [(1, 1)] * 5  # each request was its own forward pass, none held back
+    assert forward.calls == [[len(f"alone {i}")] for i in range(5)]
 
 
 def test_each_request_gets_its_own_template_even_in_a_shared_batch():

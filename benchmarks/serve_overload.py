@@ -37,7 +37,8 @@ async def open_loop(url: str, queries: list[str], rate: float, seconds: float, k
 
     total = max(1, int(rate * seconds))
     connector = aiohttp.TCPConnector(limit=0)  # open loop: as many connections as requests in flight
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = []
         start = time.perf_counter()
         for i in range(total):
@@ -63,11 +64,20 @@ def healthy_after(url: str, query: str) -> dict[str, int]:
                 "search": client.post(f"{url}/search", json={"query": query, "k": 10}).status_code}
 
 
-def overload(url: str, queries: list[str], capacity_qps: float, factor: float, seconds: float) -> dict[str, Any]:
-    """Offer ``factor`` x ``capacity_qps`` for ``seconds``; answers by kind, latencies, health after."""
+def server_rejections(url: str) -> float:
+    """The service's own count of 429 answers (``retrosearch_rejected_requests_total``, all reasons)."""
     import httpx
 
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("retrosearch_rejected_requests_total{"))
+
+
+def overload(url: str, queries: list[str], capacity_qps: float, factor: float,
+             seconds: float) -> dict[str, Any]:
+    """Offer ``factor`` x ``capacity_qps`` for ``seconds``; answers by kind, latencies, health after."""
     rate = factor * capacity_qps
+    rejected_before = server_rejections(url)
     started = time.perf_counter()
     answers = asyncio.run(open_loop(url, queries, rate, seconds))
     wall = time.perf_counter() - started
@@ -77,9 +87,9 @@ def overload(url: str, queries: list[str], capacity_qps: float, factor: float, s
     for code, _, _ in answers:
         statuses[str(code)] = statuses.get(str(code), 0) + 1
     retry = [int(r) for code, _, r in answers if code == 429 and r is not None and r.isdigit()]
-    metrics = httpx.get(f"{url}/metrics", timeout=30).text
     return {
-        "capacity_qps": capacity_qps, "factor": factor, "offered_qps": rate, "seconds": seconds, "wall_s": wall,
+        "capacity_qps": capacity_qps, "factor": factor, "offered_qps": rate, "seconds": seconds,
+        "wall_s": wall,
         "sent": len(answers), "accepted": len(accepted), "rejected": len(refused),
         "errors_5xx": sum(n for code, n in statuses.items() if code.startswith("5") or code == "0"),
         "statuses": dict(sorted(statuses.items())),
@@ -87,23 +97,23 @@ def overload(url: str, queries: list[str], capacity_qps: float, factor: float, s
         "accepted_p50_ms": _ms(accepted, 50), "accepted_p99_ms": _ms(accepted, 99),
         "rejected_p50_ms": _ms(refused, 50), "rejected_p99_ms": _ms(refused, 99),
         "retry_after_s": {"min": min(retry), "max": max(retry)} if retry else None,
-        "rejections_counted_by_server": sum(
-            float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-            if line.startswith("retrosearch_rejected_requests_total{")),
+        "rejections_counted_by_server": server_rejections(url) - rejected_before,
         "healthy_after": healthy_after(url, queries[0]),
     }
 
 
 def summary(run: dict[str, Any]) -> str:
     """One paragraph of the overload run for the report."""
-    fmt = (lambda v: "n/a" if v is None else f"{v:.1f}")
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
     health = run["healthy_after"]
     retry = run["retry_after_s"]
     hint = f"{retry['min']}-{retry['max']} s" if retry else "none"
     return (f"Overload: {run['offered_qps']:.0f} requests/s offered ({run['factor']:.1f}x the measured "
-            f"{run['capacity_qps']:.0f}) for {run['seconds']:.0f} s: {run['sent']} sent, {run['accepted']} accepted "
-            f"({run['accepted_qps']:.1f}/s), {run['rejected']} refused with 429 (Retry-After {hint}), "
-            f"{run['errors_5xx']} 5xx/failed; accepted p50 "
+            f"{run['capacity_qps']:.0f}) for {run['seconds']:.0f} s: {run['sent']} sent, "
+            f"{run['accepted']} accepted ({run['accepted_qps']:.1f}/s), {run['rejected']} refused with 429 "
+            f"(Retry-After {hint}), {run['errors_5xx']} 5xx/failed; accepted p50 "
             f"{fmt(run['accepted_p50_ms'])} ms, p99 {fmt(run['accepted_p99_ms'])} ms; refused p99 "
-            f"{fmt(run['rejected_p99_ms'])} ms; afterwards /healthz {health['healthz']}, /readyz {health['readyz']}, "
-            f"search {health['search']}.")
+            f"{fmt(run['rejected_p99_ms'])} ms; afterwards /healthz {health['healthz']}, "
+            f"/readyz {health['readyz']}, search {health['search']}.")

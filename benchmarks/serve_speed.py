@@ -283,7 +283,8 @@ def serve_speed(
     overload_factor: Annotated[float, typer.Option(
         help="The overload's rate as a multiple of c's queries/s at the highest concurrency.")] = 2.0,
     overload_bound: Annotated[Optional[int], typer.Option(
-        help="c's --max-queued-texts (default: the service's own), to reach the bound in a short overload.")] = None,
+        help="c's --max-queued-texts (default: the service's own), to reach the bound in a short overload; "
+        "at least the highest concurrency.")] = None,
     json_out: opt.JsonOut = None,
     settings: Settings = None,
 ) -> None:
@@ -297,6 +298,9 @@ def serve_speed(
     index_dir = index_dir or cached_faiss_index(beir, settings)
     documents = len(json.loads((index_dir / "ids.json").read_text()))
     levels = [int(x) for x in concurrency.split(",") if x.strip()]
+    if overload_bound is not None and overload_bound < max(levels):
+        raise opt.fail(f"--overload-bound {overload_bound} is below the highest concurrency {max(levels)}: "
+                       "the closed-loop levels would be refused")
     console.print(f"{len(queries)} queries of {beir.name}, index {index_dir} ({documents} documents)")
     results: dict[str, Any] = {}
     console.print("a. raw forward pass at batch 1 (fresh process)")
@@ -334,7 +338,8 @@ def serve_speed(
                     from retrosearch.benchmarks.serve_overload import overload, summary
 
                     capacity = results[name]["levels"][str(max(levels))]["qps"]
-                    console.print(f"  overload: {overload_factor:.1f} x {capacity:.1f} q/s for {overload_seconds:.0f} s")
+                    console.print(f"  overload: {overload_factor:.1f} x {capacity:.1f} q/s "
+                                  f"for {overload_seconds:.0f} s")
                     overloaded = overload(server.url, queries, capacity, overload_factor, overload_seconds)
                     console.print("  " + summary(overloaded))
     top = str(max(levels))

@@ -56,8 +56,9 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
     SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
-    SettingOption("max_batch_tokens", help="padded positions (texts x longest) per forward pass: the service's "
-                  "batches and the encoder's micro-batches (serve's default 8192)"), SettingOption("max_queued_texts"), SettingOption("max_queued_tokens"),
+    SettingOption("max_batch_tokens", help="padded positions (texts x longest) per forward pass: the "
+                  "service's batches and the encoder's micro-batches (serve's default 8192)"),
+    SettingOption("max_queued_texts"), SettingOption("max_queued_tokens"),
     SettingOption("max_texts"), SettingOption("max_chars"), SettingOption("max_k"), SettingOption("embeddings_mode"),
     SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),
     SettingOption("ray_address"), SettingOption("num_replicas", ("--replicas",)), SettingOption("min_replicas"),
@@ -84,9 +85,9 @@ OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
 OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
 OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "space_type", "shards", "replicas", "force_merge"))
 HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalization"))
-SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_batch_tokens", "max_wait_ms", "max_queued_texts",
-                                  "max_queued_tokens", "max_texts", "max_chars", "max_k", "embeddings_mode",
-                                  "api_key_env", "search_threads"))
+SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_batch_tokens", "max_wait_ms",
+                                  "max_queued_texts", "max_queued_tokens", "max_texts", "max_chars", "max_k",
+                                  "embeddings_mode", "api_key_env", "search_threads"))
 SCALE_OUT = OptionGroup("Ray Serve", ("ray", "ray_address", "num_replicas", "min_replicas", "max_replicas", "num_gpus",
                                       "num_cpus", "max_replicas_per_node", "proxy_location"))
 

@@ -153,17 +153,19 @@ class ServeSettings(_Strict):
     port: int = Field(8000, ge=0, lt=65536, description="HTTP port")
     max_batch_size: int = Field(32, gt=0, description="texts per forward pass of the batcher")
     max_batch_tokens: int = Field(
-        8192, gt=0, description="padded positions (texts x longest) per batch of the batcher; a longer text goes alone "
-        "(also caps the encoder's own micro-batches)"
+        8192, gt=0, description="padded positions (texts x longest) per batch of the batcher; a longer text "
+        "goes alone (also caps the encoder's own micro-batches)"
     )
     max_wait_ms: float = Field(
         2.0, ge=0, description="longest a batch waits to fill under concurrent load"
     )
     max_queued_texts: int = Field(
-        1024, gt=0, description="texts a replica holds (waiting or encoding) before it answers 429 with Retry-After"
+        1024, gt=0, description="texts a replica holds (waiting or encoding) before it answers 429 with "
+        "Retry-After"
     )
     max_queued_tokens: int = Field(
-        131_072, gt=0, description="tokens a replica holds (waiting or encoding) before it answers 429 with Retry-After"
+        131_072, gt=0, description="tokens a replica holds (waiting or encoding) before it answers 429 with "
+        "Retry-After"
     )
     max_texts: int = Field(256, gt=0, description="texts or queries per request; more is 413")
     max_chars: int = Field(20_000, gt=0, description="characters per text; more is 413")

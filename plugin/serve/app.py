@@ -33,7 +33,8 @@ def local_embedder(engine: QueryEngine, metrics: ServiceMetrics, serve: ServeSet
     bound on held texts and tokens; it also searches an in-process index."""
     return DynamicBatcher(
         engine.tokenize, engine.encode_ids,
-        max_batch_size=serve.max_batch_size, max_batch_tokens=serve.max_batch_tokens, max_wait_ms=serve.max_wait_ms,
+        max_batch_size=serve.max_batch_size, max_batch_tokens=serve.max_batch_tokens,
+        max_wait_ms=serve.max_wait_ms,
         budget=QueueBudget(serve.max_queued_texts, serve.max_queued_tokens), on_batch=metrics.record_batch,
         search=engine.search if engine.searches_in_process else None,
     )

@@ -218,7 +218,8 @@ class DynamicBatcher:
                 if self._closed:
                     return None
             self._drop_finished()
-            chosen = select_batch([text.length for text in self._pending], self.max_batch_size, self.max_batch_tokens)
+            lengths = [text.length for text in self._pending]
+            chosen = select_batch(lengths, self.max_batch_size, self.max_batch_tokens)
             picked = set(chosen)
             batch = [self._pending[i] for i in chosen]
             self._pending = [text for i, text in enumerate(self._pending) if i not in picked]
@@ -305,7 +306,8 @@ class DynamicBatcher:
     def _fail(self, request: _Request, error: BaseException) -> None:
         self._settle(request, error=error)
 
-    def _settle(self, request: _Request, result: Encoded | None = None, error: BaseException | None = None) -> None:
+    def _settle(self, request: _Request, result: Encoded | None = None,
+                error: BaseException | None = None) -> None:
         """Answer a request once (on its event loop); its texts still waiting are dropped."""
         if request.answered:
             return

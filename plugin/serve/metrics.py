@@ -62,7 +62,8 @@ class ServiceMetrics:
         )
         self.texts = Counter("retrosearch_texts_encoded", "Texts encoded.", registry=self.registry)
         self.queue_depth = Gauge(
-            "retrosearch_queue_depth", "Requests admitted and not yet answered by the encoder.", registry=self.registry
+            "retrosearch_queue_depth", "Requests admitted and not yet answered by the encoder.",
+            registry=self.registry
         )
         if queue_depth is not None:
             self.queue_depth.set_function(queue_depth)
@@ -78,8 +79,9 @@ class ServiceMetrics:
             ["unit"], registry=self.registry,
         )
         self.queue_fill = Gauge(
-            "retrosearch_queue_fill", "Share of this replica's bound in use (the fuller of texts and tokens); "
-            "requests are refused with 429 near 1.", registry=self.registry,
+            "retrosearch_queue_fill",
+            "Share of this replica's bound in use (the fuller of texts and tokens); 429 answers near 1.",
+            registry=self.registry,
         )
         if queue_status is not None:
             def read(attribute: str) -> Callable[[], float]:
@@ -91,8 +93,9 @@ class ServiceMetrics:
             self.queue_limit.labels("tokens").set_function(read("max_tokens"))
             self.queue_fill.set_function(read("fill"))
         self.rejections = Counter(
-            "retrosearch_rejected_requests", "Requests refused with 429 because the replica's bound was reached, "
-            "by the bound (texts or tokens).", ["reason"], registry=self.registry,
+            "retrosearch_rejected_requests",
+            "Requests refused with 429 because the replica's bound was reached, by bound (texts or tokens).",
+            ["reason"], registry=self.registry,
         )
         self.in_flight = Gauge("retrosearch_requests_in_flight", "Requests being answered.", registry=self.registry)
 

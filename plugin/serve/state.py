@@ -64,7 +64,8 @@ def json_response(payload: Any) -> Response:
 class ServiceState:
     """What the routes share: settings, metrics, and (once loaded) the engine and the embedder."""
 
-    def __init__(self, settings: Settings, load: Callable[[], QueryEngine], embedder: EmbedderFactory) -> None:
+    def __init__(self, settings: Settings, load: Callable[[], QueryEngine],
+                 embedder: EmbedderFactory) -> None:
         self.settings = settings
         self.serve = settings.serve
         self._load = load
@@ -76,7 +77,8 @@ class ServiceState:
             queue_depth=lambda: self.embedder.depth if self.embedder else 0,
             queue_status=lambda: self.embedder.budget.status() if self.embedder else None,
         )
-        self.executor = ThreadPoolExecutor(max_workers=self.serve.search_threads, thread_name_prefix="retrosearch-search")
+        self.executor = ThreadPoolExecutor(max_workers=self.serve.search_threads,
+                                           thread_name_prefix="retrosearch-search")
         self.api_key = self._read_api_key()
         self.started_at = time.time()
 
@@ -111,11 +113,13 @@ class ServiceState:
         """413 naming the field when a request has too many texts or too long a text."""
         limits = self.serve
         if len(texts) > limits.max_texts:
-            raise ApiError(413, f"{len(texts)} texts in {param}; this server takes at most {limits.max_texts} per request", param)
+            raise ApiError(413, f"{len(texts)} texts in {param}; this server takes at most "
+                           f"{limits.max_texts} per request", param)
         for i, text in enumerate(texts):
             if len(text) > limits.max_chars:
                 where = f"{param}[{i}]" if len(texts) > 1 or param != "query" else param
-                raise ApiError(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}", where)
+                raise ApiError(413, f"{where} has {len(text)} characters; the limit is {limits.max_chars}",
+                               where)
 
     async def encode(self, texts: list[str], mode: str, k: int | None = None) -> tuple[QueryEngine, Encoded]:
         """The engine and the texts' vectors (and hits, with ``k``, when the embedder searches)."""
@@ -124,7 +128,8 @@ class ServiceState:
             return engine, await embedder.submit(texts, mode, k)
         except Overloaded as exc:
             self.metrics.rejections.labels(exc.reason).inc()
-            raise ApiError(429, exc.message, code="queue_full", headers={"Retry-After": str(exc.retry_after_s)}) from None
+            raise ApiError(429, exc.message, code="queue_full",
+                           headers={"Retry-After": str(exc.retry_after_s)}) from None
         except BatcherClosed as exc:
             raise ApiError(503, str(exc), code="shutting_down") from None
         except EngineError as exc:  # the batcher's search
@@ -151,7 +156,8 @@ async def require_key(request: Request, state: ServiceState = Depends(service)) 
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
-        raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+        raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                       code="invalid_api_key")
 
 
 #: Route dependencies of everything but the probes.

@@ -16,8 +16,8 @@ from retrosearch.plugin.serve.state import PROTECTED, ServiceState, json_respons
 router = APIRouter()
 
 #: The settings ``/info`` shows under ``limits``.
-_LIMITS = {"max_batch_size", "max_batch_tokens", "max_wait_ms", "max_texts", "max_chars", "max_k", "embeddings_mode",
-           "max_queued_texts", "max_queued_tokens"}
+_LIMITS = {"max_batch_size", "max_batch_tokens", "max_wait_ms", "max_texts", "max_chars", "max_k",
+           "embeddings_mode", "max_queued_texts", "max_queued_tokens"}
 
 
 @router.get("/healthz", tags=["probes"], summary="The process is up (answers while a batch computes).")
@@ -25,7 +25,8 @@ async def healthz(state: ServiceState = Depends(service)) -> dict[str, Any]:
     return {"status": "ok", "uptime_s": round(time.time() - state.started_at, 3)}
 
 
-@router.get("/readyz", tags=["probes"], summary="Model loaded and backend reachable; 503 with the reason otherwise.")
+@router.get("/readyz", tags=["probes"],
+            summary="Model loaded and backend reachable; 503 with the reason otherwise.")
 async def readyz(state: ServiceState = Depends(service)) -> Response:
     engine, _ = state.require_engine()
     reason = await asyncio.get_running_loop().run_in_executor(state.executor, engine.not_ready_reason)

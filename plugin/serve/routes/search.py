@@ -28,8 +28,8 @@ async def search(body: SearchRequest, state: ServiceState = Depends(service)) ->
         raise ApiError(422, f"k={body.k} is above this server's limit of {state.serve.max_k}", "k")
     engine, embedder = state.require_engine()
     if engine.index is None:
-        raise ApiError(404, "this service was started without an index; only /embed and /v1/embeddings are served",
-                       code="no_index")
+        raise ApiError(404, "this service was started without an index; only /embed and /v1/embeddings "
+                       "are served", code="no_index")
     vectors, hits = None, None
     if mode_needs_vectors(body.mode):
         # Plain dense top-k on an in-process index: the batcher searches the whole batch at once.
@@ -41,24 +41,21 @@ async def search(body: SearchRequest, state: ServiceState = Depends(service)) ->
     if hits is None:
         searched = time.perf_counter()
         try:
-            hits = await asyncio.get_running_loop().run_in_executor(
-                state.executor, functools.partial(engine.search, vectors, body.k, body.filter, body.fields,
-                                                  texts=queries, mode=body.mode, dense_weight=body.hybrid_weight,
-                                                  normalization=body.hybrid_normalization)
-            )
+            call = functools.partial(engine.search, vectors, body.k, body.filter, body.fields, texts=queries,
+                                     mode=body.mode, dense_weight=body.hybrid_weight,
+                                     normalization=body.hybrid_normalization)
+            hits = await asyncio.get_running_loop().run_in_executor(state.executor, call)
         except EngineError as exc:
             raise ApiError(exc.status, exc.message, exc.param) from None
         state.metrics.search_seconds.observe(time.perf_counter() - searched)
     results = []
     for q, query in enumerate(queries):
         fields = hits.fields[q] if body.fields and hits.fields is not None else None
-        results.append({
-            "query": query,
-            "hits": [
-                {"id": doc_id, "score": score, "rank": rank, **({"fields": fields[rank - 1]} if fields else {})}
-                for rank, (doc_id, score) in enumerate(zip(hits.ids[q], hits.scores[q]), start=1)
-            ],
-        })
+        ranked = enumerate(zip(hits.ids[q], hits.scores[q]), start=1)
+        results.append({"query": query, "hits": [
+            {"id": doc_id, "score": score, "rank": rank, **({"fields": fields[rank - 1]} if fields else {})}
+            for rank, (doc_id, score) in ranked
+        ]})
     payload = {"results": results, "model": engine.model_name, "k": body.k,
                "took_ms": round((time.perf_counter() - started) * 1000, 3)}
     if isinstance(body.query, str):

@@ -122,7 +122,8 @@ def test_each_request_gets_its_own_template_even_in_a_shared_batch():
     async def main():
         first = asyncio.create_task(batcher.submit(["warm"], "query"))
         await started(forward)
-        jobs = [asyncio.create_task(batcher.submit([f"t{i}"], "query" if i % 2 else "passage")) for i in range(20)]
+        modes = ["query" if i % 2 else "passage" for i in range(20)]
+        jobs = [asyncio.create_task(batcher.submit([f"t{i}"], mode)) for i, mode in enumerate(modes)]
         await until(lambda: batcher.depth == 21, "all requests queued")
         forward.gate.set()
         await first
@@ -142,7 +143,8 @@ def test_one_failing_request_does_not_fail_its_neighbours():
     async def main():
         first = asyncio.create_task(batcher.submit(["warm"], "query"))
         await started(forward)
-        jobs = [asyncio.create_task(batcher.submit(["boom"] if i == 3 else [f"ok{i}"], "query")) for i in range(8)]
+        texts = [["boom"] if i == 3 else [f"ok{i}"] for i in range(8)]
+        jobs = [asyncio.create_task(batcher.submit(t, "query")) for t in texts]
         await until(lambda: batcher.depth == 9, "all requests queued")
         forward.gate.set()
         await first
@@ -221,7 +223,8 @@ def test_past_the_tokens_bound_a_request_is_refused_and_its_texts_given_back():
 
     refused, held = run(main())
     batcher.close()
-    assert refused.reason == "tokens" and refused.retry_after_s >= 1 and "max_queued_tokens" in refused.message
+    assert refused.reason == "tokens" and refused.retry_after_s >= 1
+    assert "max_queued_tokens" in refused.message
     assert (held.texts, held.tokens) == (2, 18)
 
 
@@ -320,7 +323,8 @@ def test_a_failed_search_fails_only_the_requests_that_asked_for_it():
     batcher = batcher_with(GatedForward(), search=TopK())
 
     async def main():
-        jobs = [batcher.submit([f"q{i}"], "query", k=13 if i == 2 else (None if i == 3 else 5)) for i in range(6)]
+        ks = [13 if i == 2 else (None if i == 3 else 5) for i in range(6)]
+        jobs = [batcher.submit([f"q{i}"], "query", k=k) for i, k in enumerate(ks)]
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     results = run(main())

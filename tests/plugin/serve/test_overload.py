@@ -61,7 +61,8 @@ def test_past_the_bound_the_service_answers_429_with_retry_after_and_recovers(fa
         async with httpx.AsyncClient(timeout=120) as client:
             first = asyncio.create_task(client.post(f"{url}/embed", json={"texts": ["cells", "proteins"]}))
             assert await asyncio.to_thread(started.wait, 120)
-            second = asyncio.create_task(client.post(f"{url}/search", json={"query": ["tumour", "mice"], "k": 3}))
+            body = {"query": ["tumour", "mice"], "k": 3}
+            second = asyncio.create_task(client.post(f"{url}/search", json=body))
             await until_metric(client, url, "retrosearch_queued_texts", 4.0)
             refused = await client.post(f"{url}/v1/embeddings", json={"input": "one more"})
             during = await client.get(f"{url}/metrics")
@@ -83,13 +84,16 @@ def test_past_the_bound_the_service_answers_429_with_retry_after_and_recovers(fa
     assert error["type"] == "overloaded_error" and error["code"] == "queue_full" and error["param"] is None
     assert "max_queued_texts" in error["message"]
     assert metric(during, 'retrosearch_rejected_requests_total{reason="texts"}') == 1.0
-    assert metric(during, "retrosearch_queued_texts") == 4.0 and metric(during, "retrosearch_queue_fill") == 1.0
+    assert metric(during, "retrosearch_queued_texts") == 4.0
+    assert metric(during, "retrosearch_queue_fill") == 1.0
     assert metric(during, 'retrosearch_queue_limit{unit="texts"}') == 4.0
-    assert metric(during, "retrosearch_queued_tokens") > 4  # the real tokenizer's counts, [CLS]/[SEP] included
-    assert metric(during, 'retrosearch_requests_total{endpoint="/v1/embeddings",method="POST",status="429"}') == 1.0
+    assert metric(during, "retrosearch_queued_tokens") > 4  # the real tokenizer's counts, with [CLS]/[SEP]
+    refusals = 'retrosearch_requests_total{endpoint="/v1/embeddings",method="POST",status="429"}'
+    assert metric(during, refusals) == 1.0
     assert health == 200 and answered == [200, 200] and ready == 200
     assert again.status_code == 200 and len(again.json()["data"][0]["embedding"]) == 384
-    assert metric(after, "retrosearch_queued_texts") == 0.0 and metric(after, "retrosearch_queued_tokens") == 0.0
+    assert metric(after, "retrosearch_queued_texts") == 0.0
+    assert metric(after, "retrosearch_queued_tokens") == 0.0
 
 
 def test_the_tokens_bound_counts_the_real_tokenizer_s_tokens(faiss_engine, held_forward):

@@ -35,7 +35,7 @@ def _replica_class() -> Any:
             from retrosearch.core.startup import configure_process
 
             configure_process(serving=True)
-            self.settings = Settings.model_validate_json(settings_json)
+            self.settings = replica_settings(Settings.model_validate_json(settings_json))
             target = IndexTarget(index_dir=Path(index_dir) if index_dir else None, index_name=index_name)
             self.engine = QueryEngine.open(self.settings, target, model=model)
 
@@ -55,6 +55,20 @@ def _replica_class() -> Any:
                     "queue_fill": float(status.fill)}
 
     return RetroSearchReplica
+
+
+def replica_settings(settings: Settings) -> Settings:
+    """The settings a replica runs with: unless ``--threads`` says otherwise, the encoder uses as many
+    CPU threads as the replica was given CPUs (``--num-cpus``).
+
+    Ray sets ``OMP_NUM_THREADS`` to a worker's CPUs, which torch follows but ONNX Runtime (the default
+    runtime for queries on a CPU) does not: its sessions would start a thread per core in every
+    replica, so replicas sharing a node would compete for the same cores.
+    """
+    if settings.encoder.threads is not None:
+        return settings
+    threads = max(1, int(settings.serve.num_cpus))
+    return settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"threads": threads})})
 
 
 def deployment_options(serve_settings: ServeSettings) -> dict[str, Any]:

@@ -40,3 +40,23 @@ def test_builder_refuses_what_the_command_refuses(args, error):
 def test_builder_refuses_unknown_options():
     with pytest.raises(Exception, match="No such option: --no-such-option"):
         app_builder({"argv": ["--model", "minilm", "--ray", "--no-such-option", "1"]})
+
+
+def test_requests_past_the_bound_reach_a_replica_to_be_refused():
+    """Ray Serve must not queue in its proxy what a replica would refuse: the ongoing-request cap
+    lies above what the bound admits (at least one text per admitted request)."""
+    deployment = _deployment(["--model", "minilm", "--ray", "--max-queued-texts", "300",
+                              "--max-batch-size", "16"])
+    assert deployment.max_ongoing_requests == 300 + 64
+    assert deployment.max_ongoing_requests > 300
+
+
+def test_a_replica_s_encoder_threads_follow_its_cpus():
+    from retrosearch.core.config import EncoderSettings, ServeSettings, Settings
+    from retrosearch.plugin.serve.ray_app import replica_settings
+
+    given = Settings(serve=ServeSettings(num_cpus=2.5))
+    assert replica_settings(given).encoder.threads == 2 and given.encoder.threads is None
+    assert replica_settings(Settings(serve=ServeSettings(num_cpus=0.5))).encoder.threads == 1
+    chosen = Settings(encoder=EncoderSettings(threads=3), serve=ServeSettings(num_cpus=1))
+    assert replica_settings(chosen).encoder.threads == 3

@@ -242,6 +242,10 @@ class DynamicBatcher:
     def _process_batch(self, batch: list[_Text]) -> None:
         try:
             self._process(batch)
+        except Exception as exc:  # noqa: BLE001 - a fault here must not end the consumer: all get answers
+            log.exception("a batch failed")
+            for request in dict.fromkeys(text.request for text in batch):
+                self._fail(request, exc)
         finally:
             self.budget.release(len(batch), sum(text.length for text in batch))
 

@@ -42,12 +42,13 @@ def _replica_class() -> Any:
         def __serve_build_asgi_app__(self):
             from retrosearch.plugin.serve.app import create_app
 
-            self.app = create_app(self.settings, self.engine, load_in_background=False)
-            return self.app
+            self.asgi_app = create_app(self.settings, self.engine, load_in_background=False)
+            return self.asgi_app
 
         def record_autoscaling_stats(self) -> dict[str, float]:
             """The replica's held work, for a custom Ray Serve autoscaling policy."""
-            embedder = self.app.state.service.embedder if getattr(self, "app", None) is not None else None
+            app = getattr(self, "asgi_app", None)
+            embedder = app.state.service.embedder if app is not None else None
             if embedder is None:
                 return {"queued_texts": 0.0, "queued_tokens": 0.0, "queue_fill": 0.0}
             status = embedder.budget.status()

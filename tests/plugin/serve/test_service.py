@@ -307,6 +307,9 @@ def test_ray_serve_mode_answers_like_the_plain_service(cli_service: str, small_i
             assert [h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]]
             assert np.allclose([h["score"] for h in a["hits"]], [h["score"] for h in b["hits"]], atol=1e-4)
         assert httpx.get(f"{url}/healthz").status_code == 200
-        assert "retrosearch_batch_texts" in httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "retrosearch_batch_texts" in metrics
+        # The replica runs the same batcher, within the same bound as the plain service.
+        assert 'retrosearch_queue_limit{unit="texts"} 1024.0' in metrics
     finally:
         run_cli("serve", "stop", "--port", str(port))

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,6 @@ class _Text:
     request: _Request
     row: int
     ids: Sequence[int]
-    arrived: float = field(default_factory=time.perf_counter)
 
     @property
     def length(self) -> int:

@@ -319,7 +319,8 @@ def serve_speed(
         servers["c2_service_onnx"] = [*servers["c_service"], "--runtime", "onnx"]
         servers["c3_service_onnx_int8"] = [*servers["c_service"], "--runtime", "onnx", "--quantize", "int8"]
     if ray:
-        servers["d_service_ray"] = [*servers["c_service"], "--ray"]
+        # The replica gets the machine's CPUs, as c's process has them (Ray would give it one by default).
+        servers["d_service_ray"] = [*servers["c_service"], "--ray", "--num-cpus", str(os.cpu_count() or 1)]
     if overload_bound is not None:
         servers["c_service"] += ["--max-queued-texts", str(overload_bound)]
     soaked, overloaded = None, None

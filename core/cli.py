@@ -60,7 +60,8 @@ def index(
         built = create_index(backend, encoder.index_meta(), settings)
     vectors = encoder.encode_documents(docs, desc=f"embedding {path.name}")
     stored = [{"title": d.title, "text": d.text} for d in docs] if opensearch else None
-    written, _ = fill_index(built, [d.id for d in docs], vectors, stored)
+    with opt.user_errors():  # a refused write or documents that failed by id: one line, no traceback
+        written, _ = fill_index(built, [d.id for d in docs], vectors, stored)
     where = f"OpenSearch index {settings.opensearch.index!r}" if opensearch else str(out)
     if not opensearch:
         built.save(out)

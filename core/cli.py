@@ -123,7 +123,6 @@ def search(
     no fields (each hit's fields are empty). Scores are the encoder's similarity in dense and
     neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.
     """
-    from retrosearch.core.encoder import Encoder
     from retrosearch.core.index import SEARCH_MODES, mode_needs_vectors
 
     settings.encoder.show_progress = False
@@ -136,6 +135,9 @@ def search(
         loaded = open_index(settings, index_dir)
         vectors = None
         if mode_needs_vectors(mode):
+            # Imported once the index answered: a wrong URL or password is reported without loading torch.
+            from retrosearch.core.encoder import Encoder
+
             settings.encoder.model = model or loaded.meta.model_name
             encoder = Encoder.load(settings.encoder, workload="queries")
             loaded.check_query_encoder(encoder.index_meta())

@@ -142,10 +142,11 @@ def _pass(client: Any, index: str, docs: Iterable[dict[str, Any]],
 
 @contextmanager
 def loading_mode(client: OpenSearch, index: str, settings: OpenSearchSettings) -> Iterator[None]:
-    """Refresh off and no replicas while loading; afterwards restore both, merge if asked, refresh.
+    """Refresh off (and on a single node no replicas) while loading; afterwards restore both, merge if
+    asked, refresh.
 
-    Replicas would index every document a second time during the load; afterwards they copy the
-    finished segments instead. The previous values are restored even when the load fails.
+    On one node replicas cannot be assigned anyway; on several they stay, so losing a node during the
+    load loses no shard. The previous values are restored even when the load fails.
     """
     current = client.indices.get_settings(index=index)[index]["settings"]["index"]
     # A setting never set explicitly is restored as None, which resets it to the cluster default.
@@ -157,7 +158,13 @@ def loading_mode(client: OpenSearch, index: str, settings: OpenSearchSettings) -
         "refresh_interval": None if refresh == "-1" else refresh,
         "number_of_replicas": settings.replicas if replicas in (None, "0") else replicas,
     }
-    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
+    relaxed: dict[str, Any] = {"refresh_interval": "-1"}
+    # Dropping replicas only pays where they could be placed, and there it would make the node holding
+    # a primary a single point of failure for the load: a lost node would stall it. So several data
+    # nodes keep their replicas during the load; a single node has none assigned anyway.
+    if int(client.cluster.health().get("number_of_data_nodes", 1)) <= 1:
+        relaxed["number_of_replicas"] = 0
+    client.indices.put_settings(index=index, body={"index": relaxed})
     try:
         yield
     finally:

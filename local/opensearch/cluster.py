@@ -192,6 +192,17 @@ def start(cluster: ClusterSettings, wait_s: float = 300.0) -> dict[str, Any]:
     return status(cluster)
 
 
+def restart_node(cluster: ClusterSettings, port: int) -> int:
+    """Start the cluster's node on ``port`` again (after a crash or a stop), not waiting; return its pid.
+
+    The users and roles live in the security index by then, so only the node's files are laid out anew.
+    """
+    pid = server.read_pid(cluster.node(port))
+    if pid is not None:
+        return pid
+    return start_node(cluster, port, assemble(replace(cluster.base, plugins=cluster.plugins)))
+
+
 def stop(cluster: ClusterSettings, grace_s: float = 30.0) -> list[int]:
     """Stop the cluster's nodes (SIGTERM, then SIGKILL after ``grace_s``); the ports of those that ran."""
     return [port for port in cluster.ports if server.stop(cluster.node(port), grace_s)]

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from retrosearch.local.opensearch import cluster, security, server
 from retrosearch.local.opensearch.node_config import ServerSettings
+from tests.conftest import DATA
 
 pytestmark = pytest.mark.secure
 
@@ -123,10 +126,9 @@ def test_secrets_are_private_and_never_on_a_command_line_or_in_a_log(secured):
 def test_index_search_and_eval_as_writer_and_searcher_on_all_nodes(secured, small_scifact, tiny_bert, tmp_path):
     name = "retrosearch-secure-cli"
     common = ["--model", str(tiny_bert), "--backend", "opensearch", "--index-name", name, *_urls(secured)]
-    run_as(secured, "writer", "index", "--collection", str(small_scifact), *common, "--quiet")
-    again = run_as(secured, "writer", "index", "--collection", str(small_scifact), *common, "--quiet")
+    loaded = run_as(secured, "writer", "index", "--collection", str(small_scifact), *common, "--quiet")
     docs = len((small_scifact / "corpus.jsonl").read_text().splitlines())
-    assert f"indexed {docs} documents" in again.stdout  # loading twice: ids overwrite, nothing doubles
+    assert f"indexed {docs} documents" in loaded.stdout
     settings = _admin_json(secured, f"/{name}/_settings")[name]["settings"]["index"]
     assert settings["number_of_replicas"] == "1"  # one replica by default: a lost node loses no shard
 
@@ -183,14 +185,56 @@ def test_plain_http_against_https_is_one_line(secured):
     assert "use https://" in line and "'writer'" in line and "http://127.0.0.1" in line
 
 
-def test_ray_data_ingest_as_writer_holds_every_id_once(secured, small_scifact, tiny_bert, tmp_path):
-    name = "retrosearch-secure-ingest"
-    proc = run_as(secured, "writer", "ingest", "-i", str(small_scifact / "corpus.jsonl"), "--sink", "opensearch",
-                  "--model", str(tiny_bert), "--index-name", name, *_urls(secured), "--chunk-rows", "32",
-                  "--state-dir", str(tmp_path / "state"))
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
-    corpus = {json.loads(line)["_id"] for line in (small_scifact / "corpus.jsonl").read_text().splitlines()}
+def _manager_and_others(group: cluster.ClusterSettings) -> tuple[int, list[int]]:
+    manager_id = _admin_json(group, "/_cluster/state/cluster_manager_node")["cluster_manager_node"]
+    nodes = _admin_json(group, "/_nodes/http")["nodes"]
+    by_id = {node_id: int(n["http"]["publish_address"].rsplit(":", 1)[1]) for node_id, n in nodes.items()}
+    return by_id[manager_id], [port for node_id, port in by_id.items() if node_id != manager_id]
+
+
+def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secured, tiny_bert, tmp_path):
+    """SIGKILL a data node while the writer's Ray Data ingest of a real collection runs: the job finishes
+    on the other nodes without a rerun, every corpus id is in the index once, and the restarted node
+    brings the cluster back to green."""
+    corpus_file = DATA / "cranfield" / "corpus.jsonl"
+    if not corpus_file.is_file():
+        pytest.skip(f"shared data not found at {corpus_file}")
+    corpus = [json.loads(line)["_id"] for line in corpus_file.read_text().splitlines()]
+    name = "retrosearch-secure-ingest-fault"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSEARCH_OPENSEARCH_")}
+    env.update(HF_HUB_OFFLINE="1", **cluster.client_environment(secured, "writer"))
+    job = subprocess.Popen(
+        [sys.executable, "-m", "retrosearch.cli", "ingest", "-i", str(corpus_file), "--sink", "opensearch",
+         "--model", str(tiny_bert), "--index-name", name, *_urls(secured), "--chunk-rows", "50",
+         "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _, victims = _manager_and_others(secured)
+    victim = victims[-1]
+    try:
+        # Kill once documents are arriving (refresh is off while loading: count indexing operations).
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and job.poll() is None:
+            status, stats = cluster.admin_request(secured, f"/{name}/_stats/indexing")
+            if status == 200 and stats["_all"]["primaries"]["indexing"]["index_total"] >= 100:
+                break
+            time.sleep(0.5)
+        assert job.poll() is None, "the ingest ended before a node could be killed:\n" + job.communicate()[1][-2000:]
+        os.kill(server.read_pid(secured.node(victim)), signal.SIGKILL)
+        killed_at = time.monotonic()
+        out, err = job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, f"ingest failed after node {victim} was killed:\n{out[-2000:]}\n{err[-3000:]}"
+    summary = json.loads(out[out.index("{"):])
     assert summary["failed"] == [] and summary["rows_written"] == len(corpus)
     _admin_json(secured, f"/{name}/_refresh")
-    ids = _admin_json(secured, f"/{name}/_search?size=1000&_source=false&q=*:*")["hits"]["hits"]
-    assert sorted(h["_id"] for h in ids) == sorted(corpus)
+    assert _admin_json(secured, f"/{name}/_count")["count"] == len(corpus)
+    hits = _admin_json(secured, f"/{name}/_search?size=10000&_source=false&q=*:*")["hits"]["hits"]
+    assert sorted(h["_id"] for h in hits) == sorted(corpus)  # each id exactly once
+
+    restarted = time.monotonic()
+    pid = cluster.restart_node(secured, victim)
+    cluster.wait_green(secured, time.monotonic() + 300, {victim: pid})
+    print(f"\nnode {victim} killed {restarted - killed_at:.0f} s before its restart; "
+          f"green again {time.monotonic() - restarted:.0f} s after it")

@@ -118,8 +118,8 @@ class OpenSearchSettings(_Strict):
 
     url: str = Field(
         "http://127.0.0.1:9250",
-        description="OpenSearch URL; several nodes comma-separated or the option repeated (credentials come from the "
-        "environment)",
+        description="OpenSearch URL; several nodes comma-separated or the option repeated "
+        "(credentials come from the environment)",
     )
     index: str | None = Field(None, description="OpenSearch index name")
     vector_field: str = "embedding"

@@ -69,7 +69,7 @@ def opensearch_urls(url: str) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise OpenSearchUnavailable(f"OpenSearch URL {one!r} is not of the form http(s)://host:port")
     if len({urlsplit(one).scheme for one in urls}) > 1:
-        raise OpenSearchUnavailable(f"OpenSearch URLs {url!r} mix http and https; a cluster speaks one of them")
+        raise OpenSearchUnavailable(f"OpenSearch URLs {url!r} mix http and https; a cluster speaks one")
     return urls
 
 
@@ -128,7 +128,8 @@ def _refused(urls: str, user: str | None) -> str:
     if user:
         return (f"OpenSearch at {urls} refused the credentials of user {user!r} (HTTP 401: wrong password or "
                 f"unknown user); check {ENV_PASSWORD} or {ENV_PASSWORD_FILE}")
-    return f"OpenSearch at {urls} needs credentials (HTTP 401); set {ENV_USER} and {ENV_PASSWORD} or {ENV_PASSWORD_FILE}"
+    return (f"OpenSearch at {urls} needs credentials (HTTP 401); set {ENV_USER} and {ENV_PASSWORD} "
+            f"or {ENV_PASSWORD_FILE}")
 
 
 class FastJSONSerializer(JSONSerializer):
@@ -184,7 +185,8 @@ def _connection_cause(exc: os_exc.ConnectionError, url: str) -> str:
         return "it answers plain http, not https; use http:// in --opensearch-url"
     if url.startswith("http://") and any(w in text for w in ("RemoteDisconnected", "Connection aborted",
                                                              "ConnectionResetError", "BadStatusLine")):
-        return "it closed the connection without an answer, as an https-only node does; use https:// in --opensearch-url"
+        return ("it closed the connection without an answer, as an https-only node does; "
+                "use https:// in --opensearch-url")
     return str(getattr(exc, "error", None) or type(exc).__name__)
 
 

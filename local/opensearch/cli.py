@@ -37,14 +37,17 @@ Plugin = Annotated[
     typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable. (default opensearch-knn)"),
 ]
 CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root. (default $RETROSEARCH_CACHE or ~/.cache/retrosearch)")]
-RunDir = Annotated[Optional[Path], typer.Option(help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>, "
-                                                 "run/cluster-<port> with --nodes or --secure)")]
+RunDir = Annotated[Optional[Path], typer.Option(
+    help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>, "
+    "run/cluster-<port> with --nodes or --secure)")]
 Nodes = Annotated[Optional[int], typer.Option(
-    "--nodes", help="Run a cluster of this many nodes on HTTP ports PORT, PORT+1, ... (transport ports 100 above). "
-    "(default 1; heap 512m each, 1g with --with-ml)")]
+    "--nodes", help="Run a cluster of this many nodes on HTTP ports PORT, PORT+1, ... "
+    "(transport ports 100 above). (default 1; heap 512m each, 1g with --with-ml)")]
 Secure = Annotated[bool, typer.Option(
-    "--secure", help="Security plugin on: TLS with a generated CA, users admin, writer and searcher with generated "
-    "passwords in 0600 files (see `status`).")]
+    "--secure", help="Security plugin on: TLS with a generated CA, users admin, writer and searcher "
+    "with generated passwords in 0600 files (see `status`).")]
+
+Wait = Annotated[float, typer.Option(help="Seconds to wait for a yellow node (green cluster: at least 300).")]
 
 
 def _cluster(settings: ServerSettings, nodes: int | None, secure: bool, heap_given: bool = False):
@@ -78,8 +81,7 @@ def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=Non
 def start(version: Version = None, port: Port = None, heap: Heap = None, setting: Setting = None, plugin: Plugin = None,
           with_ml: WithMl = False, cache_dir: CacheDir = None, run_dir: RunDir = None, nodes: Nodes = None,
           secure: Secure = False,
-          wait: Annotated[float, typer.Option(help="Seconds to wait for a yellow node (a green cluster).")] = 180.0,
-          ) -> None:
+          wait: Wait = 180.0) -> None:
     """Assemble the node if needed, start it and wait until it is healthy."""
     settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir, ml=with_ml)
     began = time.monotonic()

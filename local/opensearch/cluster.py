@@ -52,7 +52,11 @@ class ClusterSettings:
 
     @property
     def cluster_dir(self) -> Path:
-        return Path(self.base.run_dir) if self.base.run_dir else self.base.version_dir / "run" / f"cluster-{self.base.port}"
+        return (
+            Path(self.base.run_dir)
+            if self.base.run_dir
+            else self.base.version_dir / "run" / f"cluster-{self.base.port}"
+        )
 
     @property
     def ports(self) -> list[int]:
@@ -85,8 +89,14 @@ class ClusterSettings:
         }
         if self.secure:
             extra.update(security.node_security_settings(self.node_name(port)))
-        return replace(self.base, port=port, plugins=self.plugins, cluster_name=self.cluster_name,
-                       run_dir=self.cluster_dir / f"node-{port}", extra={**extra, **self.base.extra})
+        return replace(
+            self.base,
+            port=port,
+            plugins=self.plugins,
+            cluster_name=self.cluster_name,
+            run_dir=self.cluster_dir / f"node-{port}",
+            extra={**extra, **self.base.extra},
+        )
 
 
 def cluster_settings(base: ServerSettings, nodes: int, secure: bool, heap_given: bool) -> ClusterSettings:
@@ -101,7 +111,7 @@ def cluster_settings(base: ServerSettings, nodes: int, secure: bool, heap_given:
 
 # -- talking to the cluster over https with credentials ------------------------------------------
 def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET ``path`` from the first node answering, as admin when secured: (status, JSON); 0 when none answers."""
+    """GET ``path`` from the first node answering, as admin when secured: (status, JSON); 0: none answers."""
     headers: dict[str, str] = {}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     if cluster.secure:
@@ -111,13 +121,16 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
             return 0, None
         headers["Authorization"] = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
         context = ssl.create_default_context(cafile=str(security.ca_file(cluster.cluster_dir)))
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPSHandler(context=context))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     status = 0
     body: Any = None
     for url in cluster.urls:
         try:
-            with opener.open(urllib.request.Request(url + path, headers=headers), timeout=timeout) as response:
+            with opener.open(
+                urllib.request.Request(url + path, headers=headers), timeout=timeout
+            ) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             status, body = error.code, error.read()
@@ -131,9 +144,16 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
 
 def _green(cluster: ClusterSettings) -> bool:
     status, health = admin_request(
-        cluster, f"/_cluster/health?wait_for_status=green&wait_for_nodes={cluster.nodes}&timeout=1s", timeout=10)
-    return status == 200 and isinstance(health, dict) and health.get("status") == "green" \
+        cluster,
+        f"/_cluster/health?wait_for_status=green&wait_for_nodes={cluster.nodes}&timeout=1s",
+        timeout=10,
+    )
+    return (
+        status == 200
+        and isinstance(health, dict)
+        and health.get("status") == "green"
         and health.get("number_of_nodes") == cluster.nodes
+    )
 
 
 def wait_green(cluster: ClusterSettings, deadline: float, pids: dict[int, int] | None = None) -> None:
@@ -146,8 +166,10 @@ def wait_green(cluster: ClusterSettings, deadline: float, pids: dict[int, int] |
             return
         if time.monotonic() > deadline:
             health = admin_request(cluster, "/_cluster/health")
-            raise server.startup_error(cluster.node(cluster.ports[0]),
-                                        f"cluster was not green with {cluster.nodes} nodes in time ({health})")
+            raise server.startup_error(
+                cluster.node(cluster.ports[0]),
+                f"cluster was not green with {cluster.nodes} nodes in time ({health})",
+            )
         time.sleep(1.0)
 
 
@@ -155,7 +177,9 @@ def wait_green(cluster: ClusterSettings, deadline: float, pids: dict[int, int] |
 def _prepare_security(cluster: ClusterSettings, home: Path) -> dict[str, str]:
     """Certificates and passwords (made at the first start), and the users' yml files to install."""
     cluster.cluster_dir.mkdir(parents=True, exist_ok=True)
-    security.ensure_certificates(cluster.cluster_dir, [cluster.node_name(p) for p in cluster.ports], cluster.base.host)
+    security.ensure_certificates(
+        cluster.cluster_dir, [cluster.node_name(p) for p in cluster.ports], cluster.base.host
+    )
     passwords = security.ensure_passwords(cluster.cluster_dir)
     from .assembly import find_java_home, tool_env
 
@@ -212,9 +236,11 @@ def client_environment(cluster: ClusterSettings, user: str = "writer") -> dict[s
     """The environment variables that point the project's client at this cluster as ``user``."""
     env = {"RETROSEARCH_OPENSEARCH_URL": ",".join(cluster.urls)}
     if cluster.secure:
-        env.update(RETROSEARCH_OPENSEARCH_USER=user,
-                   RETROSEARCH_OPENSEARCH_PASSWORD_FILE=str(security.password_file(cluster.cluster_dir, user)),
-                   RETROSEARCH_OPENSEARCH_CA_CERTS=str(security.ca_file(cluster.cluster_dir)))
+        env.update(
+            RETROSEARCH_OPENSEARCH_USER=user,
+            RETROSEARCH_OPENSEARCH_PASSWORD_FILE=str(security.password_file(cluster.cluster_dir, user)),
+            RETROSEARCH_OPENSEARCH_CA_CERTS=str(security.ca_file(cluster.cluster_dir)),
+        )
     return env
 
 
@@ -222,8 +248,10 @@ def status(cluster: ClusterSettings) -> dict[str, Any]:
     """Each node's pid, the cluster's health and, when secured, where the CA and the credentials are."""
     nodes = {}
     for port in cluster.ports:
-        nodes[str(port)] = {"pid": server.read_pid(cluster.node(port)),
-                            "node_dir": str(cluster.node(port).node_dir)}
+        nodes[str(port)] = {
+            "pid": server.read_pid(cluster.node(port)),
+            "node_dir": str(cluster.node(port).node_dir),
+        }
     code, health = admin_request(cluster, "/_cluster/health")
     info: dict[str, Any] = {
         "running": sum(1 for n in nodes.values() if n["pid"] is not None),
@@ -231,7 +259,9 @@ def status(cluster: ClusterSettings) -> dict[str, Any]:
         "urls": cluster.urls,
         "answering": code == 200,
         "health": health.get("status") if code == 200 and isinstance(health, dict) else None,
-        "number_of_nodes": health.get("number_of_nodes") if code == 200 and isinstance(health, dict) else None,
+        "number_of_nodes": health.get("number_of_nodes")
+        if code == 200 and isinstance(health, dict)
+        else None,
         "secure": cluster.secure,
         "cluster_dir": str(cluster.cluster_dir),
     }
@@ -245,4 +275,3 @@ def status(cluster: ClusterSettings) -> dict[str, Any]:
     else:
         info["export"] = client_environment(cluster)
     return info
-

@@ -82,15 +82,18 @@ def _name(common_name: str, unit: str) -> Any:
     from cryptography import x509  # only when certificates are made (first start)
     from cryptography.x509.oid import NameOID
 
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
-def _issue(subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: bool,
-           hosts: tuple[str, ...] = ()) -> Any:
+def _issue(
+    subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: bool, hosts: tuple[str, ...] = ()
+) -> Any:
     from cryptography import x509  # only when certificates are made (first start)
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -98,7 +101,9 @@ def _issue(subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: 
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer).public_key(public_key)
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=_CERT_DAYS))
@@ -106,12 +111,24 @@ def _issue(subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: 
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
     if hosts:
         names = []
         for host in hosts:
@@ -126,8 +143,9 @@ def _issue(subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: 
 def _pem_key(key: Any) -> bytes:
     from cryptography.hazmat.primitives import serialization  # only when certificates are made
 
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _pem_cert(cert: Any) -> bytes:
@@ -165,7 +183,9 @@ def ensure_certificates(cluster_dir: Path, node_names: list[str], host: str) -> 
         if cert_path.is_file() and key_path.is_file():
             continue
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = _issue(_name(common_name, unit), ca_cert.subject, key.public_key(), ca_key, ca=False, hosts=san)
+        cert = _issue(
+            _name(common_name, unit), ca_cert.subject, key.public_key(), ca_key, ca=False, hosts=san
+        )
         _write_private(key_path, _pem_key(key))
         cert_path.write_bytes(_pem_cert(cert))
     return folder
@@ -183,21 +203,26 @@ def install_node_certificates(cluster_dir: Path, node_name: str, config_dir: Pat
 
 def node_security_settings(node_name: str) -> dict[str, Any]:
     """opensearch.yml entries for TLS on both layers, the admin and node DNs and the REST API roles."""
-    pem = {"pemcert_filepath": f"certs/node-{node_name}.pem", "pemkey_filepath": f"certs/node-{node_name}-key.pem",
-           "pemtrustedcas_filepath": "certs/ca.pem"}
+    pem = {
+        "pemcert_filepath": f"certs/node-{node_name}.pem",
+        "pemkey_filepath": f"certs/node-{node_name}-key.pem",
+        "pemtrustedcas_filepath": "certs/ca.pem",
+    }
     values: dict[str, Any] = {}
     for layer in ("transport", "http"):
         values.update({f"plugins.security.ssl.{layer}.{key}": value for key, value in pem.items()})
-    values.update({
-        "plugins.security.ssl.http.enabled": True,
-        "plugins.security.ssl.transport.enforce_hostname_verification": False,
-        "plugins.security.authcz.admin_dn": [ADMIN_DN],
-        "plugins.security.nodes_dn": [NODE_DN_PATTERN],
-        # The users and roles below are loaded when the security index is first created.
-        "plugins.security.allow_default_init_securityindex": True,
-        "plugins.security.restapi.roles_enabled": ["all_access"],
-        "plugins.security.check_snapshot_restore_write_privileges": True,
-    })
+    values.update(
+        {
+            "plugins.security.ssl.http.enabled": True,
+            "plugins.security.ssl.transport.enforce_hostname_verification": False,
+            "plugins.security.authcz.admin_dn": [ADMIN_DN],
+            "plugins.security.nodes_dn": [NODE_DN_PATTERN],
+            # The users and roles below are loaded when the security index is first created.
+            "plugins.security.allow_default_init_securityindex": True,
+            "plugins.security.restapi.roles_enabled": ["all_access"],
+            "plugins.security.check_snapshot_restore_write_privileges": True,
+        }
+    )
     return values
 
 
@@ -206,11 +231,17 @@ def hash_passwords(home: Path, env: dict[str, str], passwords: dict[str, str]) -
     tool = home / "plugins" / "opensearch-security" / "tools" / "hash.sh"
     hashes = {}
     for user, password in passwords.items():
-        result = subprocess.run(["bash", str(tool), "-env", "RETROSEARCH_HASH_INPUT"],
-                                env={**env, "RETROSEARCH_HASH_INPUT": password}, capture_output=True, text=True)
+        result = subprocess.run(
+            ["bash", str(tool), "-env", "RETROSEARCH_HASH_INPUT"],
+            env={**env, "RETROSEARCH_HASH_INPUT": password},
+            capture_output=True,
+            text=True,
+        )
         found = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("$2")]
         if result.returncode != 0 or not found:
-            raise ServerError(f"hashing the password of {user!r} with {tool} failed (exit {result.returncode})")
+            raise ServerError(
+                f"hashing the password of {user!r} with {tool} failed (exit {result.returncode})"
+            )
         hashes[user] = found[-1]
     return hashes
 
@@ -219,57 +250,104 @@ def _writer_role() -> dict[str, Any]:
     # What loading an index needs and no more: no deleting, no other indices, no security index.
     return {
         "cluster_permissions": [
-            "cluster_monitor", "indices:data/write/bulk", "indices:data/read/mget", "indices:data/read/msearch",
-            "indices:data/read/scroll", "indices:data/read/scroll/clear",
-            "cluster:admin/ingest/pipeline/get", "cluster:admin/ingest/pipeline/put",
-            "cluster:admin/search/pipeline/get", "cluster:admin/search/pipeline/put",
+            "cluster_monitor",
+            "indices:data/write/bulk",
+            "indices:data/read/mget",
+            "indices:data/read/msearch",
+            "indices:data/read/scroll",
+            "indices:data/read/scroll/clear",
+            "cluster:admin/ingest/pipeline/get",
+            "cluster:admin/ingest/pipeline/put",
+            "cluster:admin/search/pipeline/get",
+            "cluster:admin/search/pipeline/put",
         ],
-        "index_permissions": [{
-            "index_patterns": [INDEX_PATTERN],
-            "allowed_actions": [
-                "create_index", "write", "read", "indices_monitor", "indices:admin/refresh*", "indices:admin/get",
-                "indices:admin/mappings/get", "indices:admin/mapping/put", "indices:admin/settings/update",
-                "indices:monitor/settings/get", "indices:admin/forcemerge",
-            ],
-        }],
+        "index_permissions": [
+            {
+                "index_patterns": [INDEX_PATTERN],
+                "allowed_actions": [
+                    "create_index",
+                    "write",
+                    "read",
+                    "indices_monitor",
+                    "indices:admin/refresh*",
+                    "indices:admin/get",
+                    "indices:admin/mappings/get",
+                    "indices:admin/mapping/put",
+                    "indices:admin/settings/update",
+                    "indices:monitor/settings/get",
+                    "indices:admin/forcemerge",
+                ],
+            }
+        ],
     }
 
 
 def _searcher_role() -> dict[str, Any]:
     return {
-        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops_ro", "cluster:admin/search/pipeline/get"],
-        "index_permissions": [{
-            "index_patterns": [INDEX_PATTERN],
-            "allowed_actions": ["read", "indices_monitor", "indices:admin/get", "indices:admin/mappings/get",
-                                "indices:monitor/settings/get", "indices:admin/refresh*"],
-        }],
+        "cluster_permissions": [
+            "cluster_monitor",
+            "cluster_composite_ops_ro",
+            "cluster:admin/search/pipeline/get",
+        ],
+        "index_permissions": [
+            {
+                "index_patterns": [INDEX_PATTERN],
+                "allowed_actions": [
+                    "read",
+                    "indices_monitor",
+                    "indices:admin/get",
+                    "indices:admin/mappings/get",
+                    "indices:monitor/settings/get",
+                    "indices:admin/refresh*",
+                ],
+            }
+        ],
     }
 
 
 def _ml_user_role() -> dict[str, Any]:
     # neural queries and embedding ingest pipelines call the model; managing models stays with admin.
-    return {"cluster_permissions": ["cluster:admin/opensearch/ml/predict", "cluster:admin/opensearch/ml/models/get",
-                                    "cluster:admin/opensearch/ml/models/search"]}
+    return {
+        "cluster_permissions": [
+            "cluster:admin/opensearch/ml/predict",
+            "cluster:admin/opensearch/ml/models/get",
+            "cluster:admin/opensearch/ml/models/search",
+        ]
+    }
 
 
 def security_files(hashes: dict[str, str], with_ml: bool) -> dict[str, str]:
     """The contents of internal_users.yml, roles.yml and roles_mapping.yml (JSON is valid YAML)."""
     users = {"_meta": {"type": "internalusers", "config_version": 2}}
-    descriptions = {"admin": "administrator", "writer": f"creates and loads {INDEX_PATTERN} indices",
-                    "searcher": f"reads {INDEX_PATTERN} indices"}
+    descriptions = {
+        "admin": "administrator",
+        "writer": f"creates and loads {INDEX_PATTERN} indices",
+        "searcher": f"reads {INDEX_PATTERN} indices",
+    }
     for user in USERS:
         users[user] = {"hash": hashes[user], "reserved": user == "admin", "description": descriptions[user]}
-    roles: dict[str, Any] = {"_meta": {"type": "roles", "config_version": 2},
-                             "retrosearch_writer": _writer_role(), "retrosearch_searcher": _searcher_role()}
-    mapping: dict[str, Any] = {"_meta": {"type": "rolesmapping", "config_version": 2},
-                               "all_access": {"reserved": False, "users": ["admin"]},
-                               "retrosearch_writer": {"users": ["writer"]},
-                               "retrosearch_searcher": {"users": ["searcher"]}}
+    roles: dict[str, Any] = {
+        "_meta": {"type": "roles", "config_version": 2},
+        "retrosearch_writer": _writer_role(),
+        "retrosearch_searcher": _searcher_role(),
+    }
+    mapping: dict[str, Any] = {
+        "_meta": {"type": "rolesmapping", "config_version": 2},
+        "all_access": {"reserved": False, "users": ["admin"]},
+        "retrosearch_writer": {"users": ["writer"]},
+        "retrosearch_searcher": {"users": ["searcher"]},
+    }
     if with_ml:
         roles["retrosearch_ml_user"] = _ml_user_role()
         mapping["retrosearch_ml_user"] = {"users": ["writer", "searcher"]}
-    return {name: json.dumps(body, indent=2) + "\n" for name, body in
-            (("internal_users.yml", users), ("roles.yml", roles), ("roles_mapping.yml", mapping))}
+    return {
+        name: json.dumps(body, indent=2) + "\n"
+        for name, body in (
+            ("internal_users.yml", users),
+            ("roles.yml", roles),
+            ("roles_mapping.yml", mapping),
+        )
+    }
 
 
 def install_security_files(config_dir: Path, files: dict[str, str]) -> None:

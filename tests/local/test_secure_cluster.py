@@ -35,8 +35,10 @@ def secured() -> cluster.ClusterSettings:
     group = cluster.cluster_settings(ServerSettings(port=PORT), nodes=3, secure=True, heap_given=False)
     info = cluster.status(group)
     if info["health"] != "green" or info["number_of_nodes"] != 3:
-        message = (f"no green secured 3-node cluster at {group.urls} ({info['health']}, {info['number_of_nodes']} "
-                   f"nodes); start one: retrosearch opensearch start --nodes 3 --secure --port {PORT}")
+        message = (
+            f"no green secured 3-node cluster at {group.urls} ({info['health']}, {info['number_of_nodes']} "
+            f"nodes); start one: retrosearch opensearch start --nodes 3 --secure --port {PORT}"
+        )
         if os.environ.get("RETROSEARCH_REQUIRE_SECURE_OPENSEARCH") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -44,12 +46,15 @@ def secured() -> cluster.ClusterSettings:
 
 
 def _passwords(group: cluster.ClusterSettings) -> dict[str, str]:
-    return {user: security.password_file(group.cluster_dir, user).read_text().strip() for user in security.USERS}
+    return {
+        user: security.password_file(group.cluster_dir, user).read_text().strip() for user in security.USERS
+    }
 
 
-def run_as(group: cluster.ClusterSettings, user: str | None, *args: str, check: bool = True,
-           **env_changes: str) -> subprocess.CompletedProcess:
-    """``retrosearch ARGS`` as ``user`` (None: no credentials), every node URL given, secrets only in files."""
+def run_as(
+    group: cluster.ClusterSettings, user: str | None, *args: str, check: bool = True, **env_changes: str
+) -> subprocess.CompletedProcess:
+    """``retrosearch ARGS`` as ``user`` (None: no credentials), all node URLs given, secrets only in files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSEARCH_OPENSEARCH_")}
     env.update(HF_HUB_OFFLINE="1", COLUMNS="200")
     if user is not None:
@@ -57,13 +62,16 @@ def run_as(group: cluster.ClusterSettings, user: str | None, *args: str, check: 
     else:
         env["RETROSEARCH_OPENSEARCH_CA_CERTS"] = str(security.ca_file(group.cluster_dir))
     env.update(env_changes)
-    proc = subprocess.run([sys.executable, "-m", "retrosearch.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrosearch.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
     for password in _passwords(group).values():
         assert password not in proc.stdout + proc.stderr, f"a password was printed by retrosearch {args[0]}"
     if check and proc.returncode != 0:
-        raise AssertionError(f"retrosearch {' '.join(args)} as {user} failed ({proc.returncode}):\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"retrosearch {' '.join(args)} as {user} failed ({proc.returncode}):\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -103,7 +111,9 @@ def test_secrets_are_private_and_never_on_a_command_line_or_in_a_log(secured):
     keys = list(secured.cluster_dir.rglob("*-key.pem"))
     assert len(keys) >= 2 * 3 + 2  # the CA's, the admin's, each node's and its copy in the node's config
     assert all(stat.S_IMODE(key.stat().st_mode) == 0o600 for key in keys)
-    assert not list(secured.cluster_dir.glob("node-*/config/certs/ca-key.pem"))  # the CA key never leaves certs/
+    assert not list(
+        secured.cluster_dir.glob("node-*/config/certs/ca-key.pem")
+    )  # the CA key never leaves certs/
 
     passwords = _passwords(secured).values()
     pids = [server.read_pid(secured.node(port)) for port in secured.ports]
@@ -123,7 +133,9 @@ def test_secrets_are_private_and_never_on_a_command_line_or_in_a_log(secured):
     assert info["export"]["writer"]["RETROSEARCH_OPENSEARCH_PASSWORD_FILE"].endswith("/credentials/writer")
 
 
-def test_index_search_and_eval_as_writer_and_searcher_on_all_nodes(secured, small_scifact, tiny_bert, tmp_path):
+def test_index_search_and_eval_as_writer_and_searcher_on_all_nodes(
+    secured, small_scifact, tiny_bert, tmp_path
+):
     name = "retrosearch-secure-cli"
     common = ["--model", str(tiny_bert), "--backend", "opensearch", "--index-name", name, *_urls(secured)]
     loaded = run_as(secured, "writer", "index", "--collection", str(small_scifact), *common, "--quiet")
@@ -133,18 +145,53 @@ def test_index_search_and_eval_as_writer_and_searcher_on_all_nodes(secured, smal
     assert settings["number_of_replicas"] == "1"  # one replica by default: a lost node loses no shard
 
     query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])["text"]
-    found = run_as(secured, "searcher", "search", "--index-name", name, *_urls(secured), "--model", str(tiny_bert),
-                   "--json", "-k", "3", query)
+    found = run_as(
+        secured,
+        "searcher",
+        "search",
+        "--index-name",
+        name,
+        *_urls(secured),
+        "--model",
+        str(tiny_bert),
+        "--json",
+        "-k",
+        "3",
+        query,
+    )
     assert len(json.loads(found.stdout)[0]["hits"]) == 3
     out = tmp_path / "eval.json"
-    run_as(secured, "searcher", "eval", "--collection", str(small_scifact), *common, "--json", str(out), "--quiet")
+    run_as(
+        secured,
+        "searcher",
+        "eval",
+        "--collection",
+        str(small_scifact),
+        *common,
+        "--json",
+        str(out),
+        "--quiet",
+    )
     assert json.loads(out.read_text())["num_docs"] == docs
 
 
 def test_the_searcher_cannot_write(secured, small_scifact, tiny_bert):
-    proc = run_as(secured, "searcher", "index", "--collection", str(small_scifact), "--model", str(tiny_bert),
-                  "--backend", "opensearch", "--index-name", "retrosearch-secure-denied", *_urls(secured),
-                  "--quiet", check=False)
+    proc = run_as(
+        secured,
+        "searcher",
+        "index",
+        "--collection",
+        str(small_scifact),
+        "--model",
+        str(tiny_bert),
+        "--backend",
+        "opensearch",
+        "--index-name",
+        "retrosearch-secure-denied",
+        *_urls(secured),
+        "--quiet",
+        check=False,
+    )
     line = _one_line_error(proc)
     assert "HTTP 403" in line and "'searcher'" in line and secured.urls[0] in line
     assert "RETROSEARCH_OPENSEARCH_USER" in line
@@ -152,8 +199,17 @@ def test_the_searcher_cannot_write(secured, small_scifact, tiny_bert):
 
 
 def _search(group, user, **env):
-    return run_as(group, user, "search", "--index-name", "retrosearch-any", *_urls(group), "anything",
-                  check=False, **env)
+    return run_as(
+        group,
+        user,
+        "search",
+        "--index-name",
+        "retrosearch-any",
+        *_urls(group),
+        "anything",
+        check=False,
+        **env,
+    )
 
 
 def test_a_wrong_password_is_one_line(secured, tmp_path):
@@ -172,15 +228,26 @@ def test_missing_credentials_are_one_line(secured):
 def test_an_unknown_ca_is_one_line(secured, tmp_path):
     other = tmp_path / "other-cluster"
     security.ensure_certificates(other, [], "127.0.0.1")
-    line = _one_line_error(_search(secured, "writer", RETROSEARCH_OPENSEARCH_CA_CERTS=str(security.ca_file(other))))
+    line = _one_line_error(
+        _search(secured, "writer", RETROSEARCH_OPENSEARCH_CA_CERTS=str(security.ca_file(other)))
+    )
     assert "not signed by a CA we trust" in line and "RETROSEARCH_OPENSEARCH_CA_CERTS" in line
     assert "'writer'" in line and secured.urls[0] in line
 
 
 def test_plain_http_against_https_is_one_line(secured):
     http_urls = ",".join(u.replace("https://", "http://") for u in secured.urls)
-    proc = run_as(secured, "writer", "search", "--index-name", "retrosearch-any", "--opensearch-url", http_urls,
-                  "anything", check=False)
+    proc = run_as(
+        secured,
+        "writer",
+        "search",
+        "--index-name",
+        "retrosearch-any",
+        "--opensearch-url",
+        http_urls,
+        "anything",
+        check=False,
+    )
     line = _one_line_error(proc)
     assert "use https://" in line and "'writer'" in line and "http://127.0.0.1" in line
 
@@ -204,10 +271,30 @@ def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secure
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSEARCH_OPENSEARCH_")}
     env.update(HF_HUB_OFFLINE="1", **cluster.client_environment(secured, "writer"))
     job = subprocess.Popen(
-        [sys.executable, "-m", "retrosearch.cli", "ingest", "-i", str(corpus_file), "--sink", "opensearch",
-         "--model", str(tiny_bert), "--index-name", name, *_urls(secured), "--chunk-rows", "50",
-         "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "retrosearch.cli",
+            "ingest",
+            "-i",
+            str(corpus_file),
+            "--sink",
+            "opensearch",
+            "--model",
+            str(tiny_bert),
+            "--index-name",
+            name,
+            *_urls(secured),
+            "--chunk-rows",
+            "50",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     _, victims = _manager_and_others(secured)
     victim = victims[-1]
     try:
@@ -218,7 +305,9 @@ def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secure
             if status == 200 and stats["_all"]["primaries"]["indexing"]["index_total"] >= 100:
                 break
             time.sleep(0.5)
-        assert job.poll() is None, "the ingest ended before a node could be killed:\n" + job.communicate()[1][-2000:]
+        assert job.poll() is None, (
+            "the ingest ended before a node could be killed:\n" + job.communicate()[1][-2000:]
+        )
         os.kill(server.read_pid(secured.node(victim)), signal.SIGKILL)
         killed_at = time.monotonic()
         out, err = job.communicate(timeout=600)
@@ -226,7 +315,7 @@ def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secure
         if job.poll() is None:
             job.kill()
     assert job.returncode == 0, f"ingest failed after node {victim} was killed:\n{out[-2000:]}\n{err[-3000:]}"
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     assert summary["failed"] == [] and summary["rows_written"] == len(corpus)
     _admin_json(secured, f"/{name}/_refresh")
     assert _admin_json(secured, f"/{name}/_count")["count"] == len(corpus)
@@ -236,5 +325,7 @@ def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secure
     restarted = time.monotonic()
     pid = cluster.restart_node(secured, victim)
     cluster.wait_green(secured, time.monotonic() + 300, {victim: pid})
-    print(f"\nnode {victim} killed {restarted - killed_at:.0f} s before its restart; "
-          f"green again {time.monotonic() - restarted:.0f} s after it")
+    print(
+        f"\nnode {victim} killed {restarted - killed_at:.0f} s before its restart; "
+        f"green again {time.monotonic() - restarted:.0f} s after it"
+    )

@@ -37,26 +37,23 @@ class OpenSearchUnavailable(UserError, RuntimeError):
     """OpenSearch cannot be reached or refused the credentials; the message says which and where."""
 
 
-class OpenSearchForbidden(UserError, os_exc.AuthorizationException):
+class _Explained(UserError, os_exc.TransportError):
+    """A transport error that keeps its status and body for callers but reads as one explained line."""
+
+    def __init__(self, message: str, exc: os_exc.TransportError) -> None:
+        os_exc.TransportError.__init__(self, exc.status_code, exc.error, exc.info)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class OpenSearchForbidden(_Explained, os_exc.AuthorizationException):
     """The user lacks a permission (HTTP 403); still an AuthorizationException for callers that catch it."""
 
-    def __init__(self, message: str, exc: os_exc.TransportError) -> None:
-        os_exc.AuthorizationException.__init__(self, exc.status_code, exc.error, exc.info)
-        self.message = message
 
-    def __str__(self) -> str:
-        return self.message
-
-
-class OpenSearchUnauthorized(UserError, os_exc.AuthenticationException):
+class OpenSearchUnauthorized(_Explained, os_exc.AuthenticationException):
     """The credentials were refused (HTTP 401) in the middle of a job."""
-
-    def __init__(self, message: str, exc: os_exc.TransportError) -> None:
-        os_exc.AuthenticationException.__init__(self, exc.status_code, exc.error, exc.info)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def opensearch_urls(url: str) -> list[str]:

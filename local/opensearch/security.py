@@ -246,74 +246,28 @@ def hash_passwords(home: Path, env: dict[str, str], passwords: dict[str, str]) -
     return hashes
 
 
-def _writer_role() -> dict[str, Any]:
-    # What loading an index needs and no more: no deleting, no other indices, no security index.
-    return {
-        "cluster_permissions": [
-            "cluster_monitor",
-            "indices:data/write/bulk",
-            "indices:data/read/mget",
-            "indices:data/read/msearch",
-            "indices:data/read/scroll",
-            "indices:data/read/scroll/clear",
-            "cluster:admin/ingest/pipeline/get",
-            "cluster:admin/ingest/pipeline/put",
-            "cluster:admin/search/pipeline/get",
-            "cluster:admin/search/pipeline/put",
-        ],
-        "index_permissions": [
-            {
-                "index_patterns": [INDEX_PATTERN],
-                "allowed_actions": [
-                    "create_index",
-                    "write",
-                    "read",
-                    "indices_monitor",
-                    "indices:admin/refresh*",
-                    "indices:admin/get",
-                    "indices:admin/mappings/get",
-                    "indices:admin/mapping/put",
-                    "indices:admin/settings/update",
-                    "indices:monitor/settings/get",
-                    "indices:admin/forcemerge",
-                ],
-            }
-        ],
-    }
+def _role(cluster: list[str], index_actions: list[str] | None = None) -> dict[str, Any]:
+    """A role: cluster permissions and, when given, actions on the project's indices only."""
+    role: dict[str, Any] = {"cluster_permissions": cluster}
+    if index_actions:
+        role["index_permissions"] = [{"index_patterns": [INDEX_PATTERN], "allowed_actions": index_actions}]
+    return role
 
 
-def _searcher_role() -> dict[str, Any]:
-    return {
-        "cluster_permissions": [
-            "cluster_monitor",
-            "cluster_composite_ops_ro",
-            "cluster:admin/search/pipeline/get",
-        ],
-        "index_permissions": [
-            {
-                "index_patterns": [INDEX_PATTERN],
-                "allowed_actions": [
-                    "read",
-                    "indices_monitor",
-                    "indices:admin/get",
-                    "indices:admin/mappings/get",
-                    "indices:monitor/settings/get",
-                    "indices:admin/refresh*",
-                ],
-            }
-        ],
-    }
-
-
-def _ml_user_role() -> dict[str, Any]:
-    # neural queries and embedding ingest pipelines call the model; managing models stays with admin.
-    return {
-        "cluster_permissions": [
-            "cluster:admin/opensearch/ml/predict",
-            "cluster:admin/opensearch/ml/models/get",
-            "cluster:admin/opensearch/ml/models/search",
-        ]
-    }
+_READ_INDEX = ["read", "indices_monitor", "indices:admin/get", "indices:admin/mappings/get",
+               "indices:monitor/settings/get", "indices:admin/refresh*"]
+# What loading an index needs and no more: no deleting, no other indices, no security index.
+_WRITER = _role(
+    ["cluster_monitor", "indices:data/write/bulk", "indices:data/read/mget", "indices:data/read/msearch",
+     "indices:data/read/scroll", "indices:data/read/scroll/clear", "cluster:admin/ingest/pipeline/get",
+     "cluster:admin/ingest/pipeline/put", "cluster:admin/search/pipeline/get", "cluster:admin/search/pipeline/put"],
+    ["create_index", "write", *_READ_INDEX, "indices:admin/mapping/put", "indices:admin/settings/update",
+     "indices:admin/forcemerge"],
+)
+_SEARCHER = _role(["cluster_monitor", "cluster_composite_ops_ro", "cluster:admin/search/pipeline/get"], _READ_INDEX)
+# neural queries and embedding ingest pipelines call the model; managing models stays with admin.
+_ML_USER = _role(["cluster:admin/opensearch/ml/predict", "cluster:admin/opensearch/ml/models/get",
+                  "cluster:admin/opensearch/ml/models/search"])
 
 
 def security_files(hashes: dict[str, str], with_ml: bool) -> dict[str, str]:
@@ -328,8 +282,8 @@ def security_files(hashes: dict[str, str], with_ml: bool) -> dict[str, str]:
         users[user] = {"hash": hashes[user], "reserved": user == "admin", "description": descriptions[user]}
     roles: dict[str, Any] = {
         "_meta": {"type": "roles", "config_version": 2},
-        "retrosearch_writer": _writer_role(),
-        "retrosearch_searcher": _searcher_role(),
+        "retrosearch_writer": _WRITER,
+        "retrosearch_searcher": _SEARCHER,
     }
     mapping: dict[str, Any] = {
         "_meta": {"type": "rolesmapping", "config_version": 2},
@@ -338,7 +292,7 @@ def security_files(hashes: dict[str, str], with_ml: bool) -> dict[str, str]:
         "retrosearch_searcher": {"users": ["searcher"]},
     }
     if with_ml:
-        roles["retrosearch_ml_user"] = _ml_user_role()
+        roles["retrosearch_ml_user"] = _ML_USER
         mapping["retrosearch_ml_user"] = {"users": ["writer", "searcher"]}
     return {
         name: json.dumps(body, indent=2) + "\n"

@@ -259,12 +259,14 @@ _READ_INDEX = ["read", "indices_monitor", "indices:admin/get", "indices:admin/ma
 # What loading an index needs and no more: no deleting, no other indices, no security index.
 _WRITER = _role(
     ["cluster_monitor", "indices:data/write/bulk", "indices:data/read/mget", "indices:data/read/msearch",
-     "indices:data/read/scroll", "indices:data/read/scroll/clear", "cluster:admin/ingest/pipeline/get",
-     "cluster:admin/ingest/pipeline/put", "cluster:admin/search/pipeline/get", "cluster:admin/search/pipeline/put"],
+     "indices:data/read/scroll", "indices:data/read/scroll/clear",
+     "cluster:admin/ingest/pipeline/get", "cluster:admin/ingest/pipeline/put",
+     "cluster:admin/search/pipeline/get", "cluster:admin/search/pipeline/put"],
     ["create_index", "write", *_READ_INDEX, "indices:admin/mapping/put", "indices:admin/settings/update",
      "indices:admin/forcemerge"],
 )
-_SEARCHER = _role(["cluster_monitor", "cluster_composite_ops_ro", "cluster:admin/search/pipeline/get"], _READ_INDEX)
+_SEARCHER = _role(["cluster_monitor", "cluster_composite_ops_ro", "cluster:admin/search/pipeline/get"],
+                  _READ_INDEX)
 # neural queries and embedding ingest pipelines call the model; managing models stays with admin.
 _ML_USER = _role(["cluster:admin/opensearch/ml/predict", "cluster:admin/opensearch/ml/models/get",
                   "cluster:admin/opensearch/ml/models/search"])

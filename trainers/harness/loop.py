@@ -283,8 +283,6 @@ class WorkerLoop:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The Ray Train entry point: fetch the examples, build a :class:`WorkerLoop` and run it."""
-    import ray
-
     examples = ray.get(loop_config["examples"])
     WorkerLoop(
         loop_config["method"],

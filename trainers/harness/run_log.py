@@ -65,7 +65,8 @@ class RunLog:
             f"elapsed {elapsed:.0f}s eta {eta:.0f}s",
             record,
         )
-        self.event(EventType.PROGRESS, step, **record, eta_s=eta)
+        # The event carries the step itself; its details are the rest of the record.
+        self.event(EventType.PROGRESS, step, **{k: v for k, v in record.items() if k != "step"}, eta_s=eta)
 
     def checkpoint(self, step: int, final: bool) -> None:
         """The line saying rank 0 wrote the checkpoint of ``step`` (Ray records it as an event)."""

@@ -100,7 +100,7 @@ class RunProgress:
     checkpoint_step: int | None  # the step of the last registered checkpoint: a rerun resumes there
     checkpoint: str | None  # that checkpoint's path
     resumed_from: int | None  # the step the latest attempt resumed from (None: it started at step 0)
-    metrics: dict[str, Any]  # the latest progress metrics (the final metrics once finished)
+    metrics: dict[str, Any]  # the latest attempt's last progress metrics, updated by the final ones
     out: str | None  # the output folder, once finished
     error: str | None  # why it failed, when it did
 
@@ -122,9 +122,10 @@ def summarise(events: Sequence[Event]) -> RunProgress:
     checkpoint_step = checkpoint = resumed_from = out = error = None
     metrics: dict[str, Any] = {}
     for event in events:
-        if event.type == EventType.STARTED:
+        if event.type == EventType.STARTED:  # a new attempt: what the last one logged is history
             state, step, total, resumed_from = "running", event.step, event.details.get("steps"), None
             error = out = None
+            metrics = {}
         elif event.type == EventType.RESUMED:
             resumed_from, step = event.step, event.step
         elif event.type == EventType.PROGRESS:
@@ -133,7 +134,7 @@ def summarise(events: Sequence[Event]) -> RunProgress:
             checkpoint_step, checkpoint = event.step, event.details.get("path")
         elif event.type == EventType.FINISHED:
             state, step, out = "finished", event.step, event.details.get("out")
-            metrics = dict(event.details.get("metrics") or metrics)
+            metrics = {**metrics, **(event.details.get("metrics") or {})}
         elif event.type == EventType.FAILED:
             state, error = "failed", event.details.get("error")
     return RunProgress(state, step, total, checkpoint_step, checkpoint, resumed_from, metrics, out, error)

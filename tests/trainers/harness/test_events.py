@@ -50,7 +50,7 @@ def test_progress_follows_attempts_and_resumes(tmp_path):
     append_event(tmp_path, EventType.FINISHED, 6, metrics={"loss": 0.25}, out="/model")
     done = progress(tmp_path)
     assert (done.state, done.step, done.out, done.metrics, done.error) == (
-        "finished", 6, "/model", {"loss": 0.25}, None
+        "finished", 6, "/model", {"loss": 0.25, "eta_s": 3.0}, None
     )
     # The tail since a point (what the pipeline reads after a rerun) knows that attempt resumed.
     assert summarise(read_events(tmp_path)[seen:]).resumed_from == 2
@@ -86,3 +86,4 @@ def test_a_real_run_writes_its_events_in_order(ray_local, tmp_path, tiny_bert_en
     assert (summary.state, summary.step, summary.checkpoint_step, summary.out) == (
         "finished", 4, 4, str(tmp_path / "model")
     )
+    assert summary.metrics["tokens_per_s"] > 0 and summary.metrics["loss"] == result.metrics["loss"]

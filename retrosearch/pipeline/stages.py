@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
-from retrosearch.trainers.harness.events import Event, read_events, summarise
+from retrosearch.trainers.harness.events import EVENTS_FILE, Event, read_events, summarise
 
 if TYPE_CHECKING:
     from retrosearch.core.config import EncoderSettings
@@ -154,9 +154,9 @@ class TrainingStage(Stage):
         )
 
     def run_dir(self) -> Path | None:
-        """The harness's run folder (checkpoints, log and events) under ``train/``, once it exists."""
-        folders = sorted(p for p in (self.folder / "train").glob("*") if p.is_dir())
-        return folders[0] if folders else None
+        """The harness's run folder (checkpoints, log and events) under ``train/``, once it has events."""
+        logs = sorted((self.folder / "train").glob(f"*/{EVENTS_FILE}"))
+        return logs[0].parent if logs else None
 
     def events(self) -> list[Event]:
         """The run events the harness wrote so far (none before the first run)."""

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
 from retrosearch.core.ray_runtime import ensure_ray
 from retrosearch.trainers.harness.checkpoints import EXPORT_DIR
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.harness.events import EventType, append_event, progress
 from retrosearch.trainers.harness.loop import train_loop_per_worker
 from retrosearch.trainers.harness.method import Method
+from retrosearch.trainers.harness.ray_report import CheckpointEvents
 from retrosearch.trainers.harness.run_log import LOG_FILE
 
 __all__ = ["LOG_FILE", "TrainResult", "fit", "run_dir"]
@@ -57,12 +62,6 @@ def _check_local_resources(config: TrainConfig, available: dict[str, float]) -> 
 
 def fit(method: Method, config: TrainConfig) -> TrainResult:
     """Train ``method`` as ``config`` says and write the export to ``config.out``."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from retrosearch.trainers.harness.ray_report import CheckpointEvents
-
     ensure_ray(config.ray_address)
     if config.ray_address is None:
         _check_local_resources(config, ray.cluster_resources())

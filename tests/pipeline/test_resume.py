@@ -54,7 +54,7 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, train_test_coll
     assert not (tmp_path / "work" / "pretrain" / "model").exists()
     before = read_events(run_dir)
     saved_step = progress(run_dir).checkpoint_step
-    assert saved_step is not None and 0 < saved_step < STEPS and progress(run_dir).state == "running"
+    assert saved_step is not None and 0 < saved_step < STEPS
     decision = plan(parse_config(copy.deepcopy(data)))[0]
     assert decision.action == "resume"
     assert decision.reason == f"interrupted (checkpoint at step {saved_step}): resumes from the checkpoint"

@@ -51,6 +51,7 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("hnsw_m"), SettingOption("hnsw_ef_construction", ("--ef-construction",)),
     SettingOption("hnsw_ef_search", ("--ef-search",)), SettingOption("ivf_nlist", ("--nlist",)),
     SettingOption("ivf_nprobe", ("--nprobe",)), SettingOption("pq_m"),
+    SettingOption("oversample"), SettingOption("rescore", ("--rescore/--no-rescore",)),
     SettingOption("url", ("--opensearch-url",)), SettingOption("index", ("--index-name",)),
     SettingOption("engine"), SettingOption("space_type"), SettingOption("shards"), SettingOption("replicas"),
     SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
@@ -77,7 +78,7 @@ ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "thre
 ENCODER = OptionGroup("Encoder", ("model", *ENCODER_RUNTIME.fields))
 ENCODER_SPEC = OptionGroup("Encoder spec overrides", ("pooling", "max_length", "query_template", "passage_template"))
 FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf_nlist", "pq_m"))
-INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe"))
+INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe", "oversample", "rescore"))
 OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
 OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
 OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "space_type", "shards", "replicas", "force_merge"))

@@ -93,7 +93,8 @@ class EncoderSettings(_Strict):
 
 
 class FaissSettings(_Strict):
-    """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq``)."""
+    """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq`` and the quantized
+    ``faiss-int8``, ``faiss-int8-hnsw``, ``faiss-binary``, ``faiss-binary-hnsw``)."""
 
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree M (FAISS and OpenSearch)")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW efConstruction (FAISS and OpenSearch)")
@@ -102,6 +103,14 @@ class FaissSettings(_Strict):
     ivf_nprobe: int = Field(16, gt=0, description="IVF lists probed per query")
     pq_m: int | None = Field(None, gt=0, description="PQ sub-quantizers; default dimension/8")
     pq_nbits: int = Field(8, gt=0, le=16)
+    # Search-time, like efSearch: a saved quantized index is searched with the value in effect.
+    oversample: float = Field(
+        4.0, ge=1, description="quantized indices: candidates per hit (k x oversample) rescored against the "
+        "stored vectors"
+    )
+    rescore: bool = Field(
+        True, description="quantized indices: rescore candidates (off: the codes' own ranking)"
+    )
     use_gpu: Literal["auto", "never"] = "auto"
 
 

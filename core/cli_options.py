@@ -45,7 +45,7 @@ class SettingOption:
 SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("model", ("--model", "-m")),
     SettingOption("device"), SettingOption("dtype"), SettingOption("batch_size"), SettingOption("threads"),
-    SettingOption("runtime"), SettingOption("quantize"),
+    SettingOption("runtime"), SettingOption("quantize"), SettingOption("dimensions"),
     SettingOption("pooling"), SettingOption("max_length"), SettingOption("query_template"),
     SettingOption("passage_template"),
     SettingOption("hnsw_m"), SettingOption("hnsw_ef_construction", ("--ef-construction",)),
@@ -74,7 +74,8 @@ class OptionGroup:
 
 
 MODEL = OptionGroup("Encoder", ("model",))
-ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize"))
+ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize",
+                                          "dimensions"))
 ENCODER = OptionGroup("Encoder", ("model", *ENCODER_RUNTIME.fields))
 ENCODER_SPEC = OptionGroup("Encoder spec overrides", ("pooling", "max_length", "query_template", "passage_template"))
 FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf_nlist", "pq_m"))

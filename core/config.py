@@ -50,6 +50,9 @@ class EncoderSpec(_Strict):
     padding_side: Literal["right", "left"] = "right"
     method: str = "pretrained"
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # Recorded by a Matryoshka fine-tune: the leading dimensions the loss was summed over (vectors
+    # cut to any of them were trained to retrieve). Describes the weights; not part of the fingerprint.
+    matryoshka_dimensions: list[int] | None = None
 
     @field_validator("query_template", "passage_template")
     @classmethod
@@ -65,7 +68,8 @@ class EncoderSpec(_Strict):
 
 
 class EncoderSettings(_Strict):
-    """Run-time choices for the encoder runtime; none of them changes the vectors' meaning."""
+    """Run-time choices for the encoder runtime; none of them changes the vectors' meaning, except
+    ``dimensions``, which cuts them (and so gives them another fingerprint)."""
 
     model: str = Field("minilm", description="checkpoint folder or packaged model name")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
@@ -84,6 +88,10 @@ class EncoderSettings(_Strict):
         None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; default torch's choice")
+    dimensions: int | None = Field(
+        None, gt=0, description="cut vectors to their first N dimensions, renormalised (for Matryoshka-"
+        "trained models); default the model's own"
+    )
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
     pooling: Pooling | None = Field(None, description="override the checkpoint's pooling")

@@ -80,6 +80,26 @@ def test_quantized_backend_reports_bytes_and_searches_like_flat(small_scifact: P
     assert [[h["id"] for h in q["hits"]] for q in int8] == [[h["id"] for h in q["hits"]] for q in flat]
 
 
+def test_index_at_a_dimension_refuses_queries_at_another(small_scifact: Path, built_index: Path,
+                                                          tmp_path: Path):
+    out = tmp_path / "d128"
+    proc = run_cli("index", "--collection", str(small_scifact), "--dimensions", "128", "--out", str(out),
+                   "--quiet")
+    assert "dim 128" in proc.stdout and json.loads((out / "meta.json").read_text())["dim"] == 128
+    query = _first_queries(small_scifact, 1)
+    proc = run_cli("search", "--index", str(out), *query, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert error == ["error: refusing to search: dimension 384 != 128 (the index was built with "
+                     "dimensions=128)"]
+    hits = json.loads(run_cli("search", "--index", str(out), "--dimensions", "128", "--json", "-k", "3",
+                              *query).stdout)
+    assert len(hits[0]["hits"]) == 3
+    # the full-dimension index refuses cut queries the same way
+    proc = run_cli("search", "--index", str(built_index), "--dimensions", "128", *query, check=False)
+    assert proc.returncode == 2 and "dimension 128 != 384" in proc.stderr
+
+
 def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert: Path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"_id": "1", "text": "ok"}\n{"_id": "2"}\n')

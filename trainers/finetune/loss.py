@@ -190,19 +190,16 @@ class MatryoshkaLoss(nn.Module):
         return F.normalize(cut.float(), p=2, dim=-1) if self.renormalize else cut
 
     def forward(
-        self,
-        queries: torch.Tensor,
-        passages: torch.Tensor,
-        passage_keys: torch.Tensor | None = None,
-        positive_keys: torch.Tensor | None = None,
+        self, queries: torch.Tensor, passages: torch.Tensor, *keys: torch.Tensor | None
     ) -> ContrastiveOutput:
+        """``base``'s inputs (``keys``: its optional passage and positive keys, passed on as given)."""
         if self.dimensions[0] > queries.shape[1]:
             raise ValueError(f"Matryoshka dimension {self.dimensions[0]} is above the embeddings' "
                              f"{queries.shape[1]}")
         widest, total = None, None
         for dimensions, weight in zip(self.dimensions, self.weights):
             cut_queries, cut_passages = self._cut(queries, dimensions), self._cut(passages, dimensions)
-            out = self.base(cut_queries, cut_passages, passage_keys, positive_keys)
+            out = self.base(cut_queries, cut_passages, *keys)
             total = weight * out.loss if total is None else total + weight * out.loss
             widest = widest or out
         return ContrastiveOutput(total, widest.accuracy, widest.positive_score, widest.hardest_negative_score)

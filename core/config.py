@@ -141,6 +141,15 @@ class OpenSearchSettings(_Strict):
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_construction: int = Field(200, gt=0)
     hnsw_ef_search: int | None = Field(256, gt=0)
+    # Lucene's scalar quantizer (7-bit codes in the HNSW graph; k-NN 2.16+). It scores candidates
+    # with the codes only, so searches rescore them with the float vectors of _source.
+    knn_encoder: Literal["none", "sq"] = Field(
+        "none", description="sq: Lucene scalar quantization of the k-NN vectors (engine lucene), candidates "
+        "rescored with the stored float vectors"
+    )
+    # The same names as FaissSettings': one command-line option sets both.
+    oversample: float = Field(4.0, ge=1)
+    rescore: bool = True
     shards: int = Field(1, gt=0, description="OpenSearch primary shards")
     replicas: int = Field(1, ge=0, description="OpenSearch replicas (restored after the load)")
     request_timeout_s: float = Field(120.0, gt=0)

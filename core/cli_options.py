@@ -53,7 +53,8 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("ivf_nprobe", ("--nprobe",)), SettingOption("pq_m"),
     SettingOption("oversample"), SettingOption("rescore", ("--rescore/--no-rescore",)),
     SettingOption("url", ("--opensearch-url",)), SettingOption("index", ("--index-name",)),
-    SettingOption("engine"), SettingOption("knn_encoder"), SettingOption("space_type"), SettingOption("shards"), SettingOption("replicas"),
+    SettingOption("engine"), SettingOption("knn_encoder"), SettingOption("space_type"), SettingOption("shards"),
+    SettingOption("replicas"),
     SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
     SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
@@ -82,8 +83,8 @@ FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf
 INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe", "oversample", "rescore"))
 OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
 OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
-OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "knn_encoder", "space_type", "shards", "replicas",
-                                                          "force_merge"))
+OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "knn_encoder", "space_type", "shards",
+                                                          "replicas", "force_merge"))
 HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalization"))
 SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_wait_ms", "max_texts", "max_chars", "max_k",
                                   "embeddings_mode", "api_key_env", "search_threads"))

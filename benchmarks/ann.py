@@ -7,10 +7,11 @@ are the collection's real query vectors, topped up with noisy copies to ``num_qu
 
 For every point: recall@10 (the fraction of exact search's top 10 found), queries/s with all
 queries in one batch call (the backend's own threads), p50 latency of one query at a time, build
-time, index size and bytes per vector in memory and on disk. FAISS HNSW sweeps M x efConstruction x
-efSearch and IVF-PQ sweeps nprobe; the quantized indices (int8 and binary, flat and HNSW) sweep
-oversample, with their codes' own ranking (no rescoring) as one more point each;
-OpenSearch's Lucene HNSW sweeps efSearch on the real point (bulk-loading a million vectors into
+time, index size and bytes per vector in memory and on disk (OpenSearch: its store on disk).
+FAISS HNSW sweeps M x efConstruction x efSearch and IVF-PQ sweeps nprobe; the quantized indices
+(int8 and binary, flat and HNSW) sweep oversample, with their codes' own ranking (no rescoring)
+as one more point each. OpenSearch's Lucene HNSW (float vectors, and with Lucene's scalar
+quantizer by oversample) sweeps efSearch on the real point (bulk-loading a million vectors into
 one local node is out of this machine's reach in a benchmark's time).
 """
 
@@ -213,14 +214,24 @@ def quantized_points(
 
 def opensearch_points(
     scale: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, meta: Any, settings: Settings,
-    ef_search: tuple[int, ...] = EF_SEARCH,
+    ef_search: tuple[int, ...] = EF_SEARCH, knn_encoder: str = "none",
+    oversample: tuple[float, ...] = (),
 ) -> list[AnnPoint]:
-    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch."""
+    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch; with
+    ``knn_encoder="sq"`` (Lucene's scalar quantizer) each efSearch without rescoring, then each
+    ``oversample`` rescored at the settings' efSearch."""
     from retrosearch.core.retrieval import fill_index
     from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
-    run = settings.opensearch.model_copy(update={"index": f"retrosearch-ann-{meta.model_fingerprint[:12]}",
-                                                 "replicas": 0, "force_merge": True})
+    name = f"retrosearch-ann-{meta.model_fingerprint[:12]}"
+    run = settings.opensearch.model_copy(update={"index": name, "replicas": 0, "force_merge": True,
+                                                 "knn_encoder": knn_encoder})
+    backend = "opensearch-lucene" + ("-sq" if knn_encoder == "sq" else "")
+    graph = {"M": run.hnsw_m, "efC": run.hnsw_ef_construction}
+    grid = [({**graph, "ef": ef}, {"hnsw_ef_search": ef, "rescore": False}) for ef in ef_search]
+    if knn_encoder == "sq":
+        grid += [({**graph, "ef": run.hnsw_ef_search, "oversample": o}, {"rescore": True, "oversample": o})
+                 for o in oversample]
     started = time.perf_counter()
     index = OpenSearchIndex.create(meta, run, recreate=True)
     fill_index(index, [str(i) for i in range(len(vectors))], vectors)
@@ -229,13 +240,13 @@ def opensearch_points(
     size = int(stats["indices"][index.name]["total"]["store"]["size_in_bytes"])
     points = []
     try:
-        for ef in ef_search:
-            view = OpenSearchIndex(index.client, index.name, index.meta, run.model_copy(update={"hnsw_ef_search": ef}))
+        for params, search_settings in grid:
+            view = OpenSearchIndex(index.client, index.name, index.meta,
+                                   run.model_copy(update=search_settings))
             qps, p50, ids = speed(lambda q, v=view: np.asarray(
                 [[int(i) for i in row] + [-1] * (K - len(row)) for row in v.search(q, K).ids]), queries)
-            points.append(AnnPoint(scale, len(vectors), "opensearch-lucene",
-                                   {"M": run.hnsw_m, "efC": run.hnsw_ef_construction, "ef": ef},
-                                   recall(ids, truth), qps, p50, built, size))
+            points.append(AnnPoint(scale, len(vectors), backend, params, recall(ids, truth), qps, p50, built,
+                                   size, disk_bytes_per_vector=size / len(vectors)))
     finally:
         index.delete()
     return points
@@ -352,6 +363,9 @@ def ann_command(
                                              oversample=tuple(oversample), progress=console.print)
         if not skip_opensearch:
             sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings)
+            if quantized:
+                sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings,
+                                                  knn_encoder="sq", oversample=tuple(oversample))
         if scale:
             big = synthetic(vectors, scale)
             points, big_truth = faiss_points("synthetic", big, queries, meta, [(32, 100)],

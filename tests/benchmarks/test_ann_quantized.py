@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from retrosearch.benchmarks.ann import AnnSweep, markdown, quantized_points, recall
 from retrosearch.core.index import IndexMeta
@@ -35,3 +36,24 @@ def test_quantized_points_report_recall_and_bytes_per_vector():
     assert AnnSweep.from_dict(json.loads(json.dumps(sweep.as_dict()))) == sweep
     assert "B/vector memory" in markdown(sweep)
     assert recall(truth, truth) == 1.0
+
+
+@pytest.mark.integration
+def test_opensearch_sq_points_rescore(opensearch_url):
+    from retrosearch.benchmarks.ann import opensearch_points
+    from retrosearch.core.config import OpenSearchSettings, Settings
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:10] + 0.1 * rng.standard_normal((10, 16)).astype(np.float32)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    meta = IndexMeta(model_name="m", model_fingerprint="ann-sq-test" + "0" * 53, dim=16, similarity="cosine")
+    settings = Settings(opensearch=OpenSearchSettings(url=opensearch_url))
+    points = opensearch_points("real", vectors, queries, truth, meta, settings, ef_search=(64,),
+                               knn_encoder="sq", oversample=(10,))
+    by_label = {p.label(): p for p in points}
+    assert set(by_label) == {"opensearch-lucene-sq M=32 efC=200 ef=64",
+                             "opensearch-lucene-sq M=32 efC=200 ef=256 oversample=10"}
+    assert by_label["opensearch-lucene-sq M=32 efC=200 ef=256 oversample=10"].recall_at_10 == 1.0
+    assert all(p.disk_bytes_per_vector > 16 for p in points)

@@ -20,6 +20,7 @@ quantizes by hand.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -71,13 +72,17 @@ class RescoreStore:
         self._quantizer: faiss.ScalarQuantizer | None = None
         self._chunks: list[np.ndarray] = []
         self._rows: np.ndarray = np.zeros((0, dim), dtype=np.float32 if dtype == "float32" else np.uint8)
+        # Concurrent searches may be the first to need the appended chunks joined: once, under a lock.
+        self._join_lock = threading.Lock()
 
     @property
     def rows(self) -> np.ndarray:
         """Every stored row (float32 vectors or uint8 codes), appended chunks joined once."""
         if self._chunks:
-            self._rows = np.concatenate([self._rows, *self._chunks])
-            self._chunks = []
+            with self._join_lock:
+                if self._chunks:
+                    self._rows = np.concatenate([self._rows, *self._chunks])
+                    self._chunks = []
         return self._rows
 
     def __len__(self) -> int:

@@ -111,3 +111,21 @@ def test_binary_needs_a_dimension_divisible_by_8():
     meta = IndexMeta(model_name="m", model_fingerprint="abc", dim=12, similarity="cosine")
     with pytest.raises(ValueError, match="divisible by 8, got 12"):
         create_index("faiss-binary", meta)
+
+
+@pytest.mark.parametrize("backend", ["faiss-int8-hnsw", "faiss-binary"])
+def test_concurrent_first_searches_equal_serial_ones(scifact_embedded, backend):
+    """Concurrent searches, the very first ones included (they join the store's appended rows),
+    return what serial searches return afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.core.index.test_concurrent_search import _hammer
+
+    queries = scifact_embedded.query_vectors
+    fresh = _built(scifact_embedded, backend)
+    fresh._store.append(np.zeros((0, queries.shape[1]), np.float32))  # a second chunk still to join
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: fresh.search(queries[i : i + 1], 10).ids, range(len(queries))))
+    assert len(fresh._store) == len(scifact_embedded.ids)  # joined once, not once per thread
+    assert got == [fresh.search(queries[i : i + 1], 10).ids for i in range(len(queries))]
+    _hammer(fresh, queries)

@@ -125,12 +125,19 @@ class FaissSettings(_Strict):
 class OpenSearchSettings(_Strict):
     """Where the OpenSearch backend connects and how it builds and loads k-NN indices.
 
-    Credentials and TLS files are read from the environment (``RETROSEARCH_OPENSEARCH_USER``,
-    ``RETROSEARCH_OPENSEARCH_PASSWORD``, ``RETROSEARCH_OPENSEARCH_CA_CERTS``,
-    ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from settings files or the command line.
+    ``url`` names one node or several, comma-separated (all are given to the client, so one dead
+    node is not an outage). Credentials and TLS files are read from the environment
+    (``RETROSEARCH_OPENSEARCH_USER``, ``RETROSEARCH_OPENSEARCH_PASSWORD``, or the files
+    ``RETROSEARCH_OPENSEARCH_USER_FILE`` / ``RETROSEARCH_OPENSEARCH_PASSWORD_FILE`` name,
+    ``RETROSEARCH_OPENSEARCH_CA_CERTS``, ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from
+    settings files or the command line.
     """
 
-    url: str = Field("http://127.0.0.1:9250", description="OpenSearch URL (credentials come from the environment)")
+    url: str = Field(
+        "http://127.0.0.1:9250",
+        description="OpenSearch URL; several nodes comma-separated or the option repeated "
+        "(credentials come from the environment)",
+    )
     index: str | None = Field(None, description="OpenSearch index name")
     vector_field: str = "embedding"
     # The Maven Central k-NN build has no native libraries; faiss needs a full distribution.

@@ -20,6 +20,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from retrosearch.core.config import OpenSearchSettings, Settings
+from retrosearch.core.errors import PartialFailure
 from retrosearch.core.index.base import (
     SEARCH_MODES,
     IndexMeta,
@@ -43,13 +44,15 @@ from retrosearch.core.opensearch.pipelines import ensure_hybrid_pipeline, record
 from retrosearch.core.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
 
 
-class BulkLoadError(RuntimeError):
-    """Some documents could not be written; ``result.failed`` lists them with reasons."""
+class BulkLoadError(PartialFailure, RuntimeError):
+    """Some documents could not be written; ``result.failed`` lists them by id with reasons."""
 
     def __init__(self, index: str, result: BulkResult) -> None:
         self.result = result
-        sample = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in result.failed[:3])
-        super().__init__(f"{len(result.failed)} documents failed to load into {index!r} (e.g. {sample})")
+        sample = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in result.failed[:5])
+        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
+        super().__init__(f"{len(result.failed)} documents failed to load into {index!r} after retries: "
+                         f"{sample}{more}; rerun the same command to load them (ids make it idempotent)")
 
 
 def _reason(info: Any) -> Any:

@@ -114,6 +114,8 @@ def _yaml_scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps([str(v) for v in value])  # a JSON array is a YAML flow sequence
     # A JSON string is a valid double-quoted YAML scalar, and OpenSearch parses numbers from strings.
     return json.dumps(str(value))
 
@@ -136,7 +138,8 @@ def render_opensearch_yml(settings: ServerSettings, node_dir: Path | None = None
     }
     values.update(settings.extra)
     lines = ["# Written by retrosearch on every start; edits are overwritten."]
-    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in values.items()]
+    # An `extra` value of None removes the default (a cluster node drops discovery.type).
+    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in values.items() if value is not None]
     return "\n".join(lines) + "\n"
 
 

@@ -70,6 +70,9 @@ def index(
         f"indexed {built.count()} documents ({written} written) from {path} into {where} ({built.meta.backend}, "
         f"dim {encoder.dim}); {stats['texts_per_s']} docs/s, padding {stats['padding_ratio']:.1%}"
     )
+    footprint = built.footprint()
+    if footprint is not None:
+        console.print(f"vectors: {footprint.describe()}")
 
 
 def _parse_filter(text: str | None) -> dict | None:

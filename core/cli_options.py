@@ -47,14 +47,16 @@ class SettingOption:
 SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("model", ("--model", "-m")),
     SettingOption("device"), SettingOption("dtype"), SettingOption("batch_size"), SettingOption("threads"),
-    SettingOption("runtime"), SettingOption("quantize"),
+    SettingOption("runtime"), SettingOption("quantize"), SettingOption("dimensions"),
     SettingOption("pooling"), SettingOption("max_length"), SettingOption("query_template"),
     SettingOption("passage_template"),
     SettingOption("hnsw_m"), SettingOption("hnsw_ef_construction", ("--ef-construction",)),
     SettingOption("hnsw_ef_search", ("--ef-search",)), SettingOption("ivf_nlist", ("--nlist",)),
     SettingOption("ivf_nprobe", ("--nprobe",)), SettingOption("pq_m"),
+    SettingOption("oversample"), SettingOption("rescore", ("--rescore/--no-rescore",)),
     SettingOption("url", ("--opensearch-url",), repeatable=True), SettingOption("index", ("--index-name",)),
-    SettingOption("engine"), SettingOption("space_type"), SettingOption("shards"), SettingOption("replicas"),
+    SettingOption("engine"), SettingOption("knn_encoder"), SettingOption("space_type"),
+    SettingOption("shards"), SettingOption("replicas"),
     SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
     SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
@@ -75,14 +77,16 @@ class OptionGroup:
 
 
 MODEL = OptionGroup("Encoder", ("model",))
-ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize"))
+ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize",
+                                          "dimensions"))
 ENCODER = OptionGroup("Encoder", ("model", *ENCODER_RUNTIME.fields))
 ENCODER_SPEC = OptionGroup("Encoder spec overrides", ("pooling", "max_length", "query_template", "passage_template"))
 FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf_nlist", "pq_m"))
-INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe"))
+INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe", "oversample", "rescore"))
 OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
 OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
-OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "space_type", "shards", "replicas", "force_merge"))
+OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "knn_encoder", "space_type", "shards",
+                                                          "replicas", "force_merge"))
 HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalization"))
 SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_wait_ms", "max_texts", "max_chars", "max_k",
                                   "embeddings_mode", "api_key_env", "search_threads"))

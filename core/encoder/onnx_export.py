@@ -95,7 +95,7 @@ def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if token_type_ids:
         inputs["token_type_ids"] = torch.zeros_like(input_ids)
-    _export(TokenStates(model), model.backbone, path, inputs, [TOKEN_OUTPUT_NAME], out, hint, opset)
+    _export(TokenStates(model).eval(), model.backbone, path, inputs, [TOKEN_OUTPUT_NAME], out, hint, opset)
 
 
 def _export(module, backbone, path: Path, inputs: dict, output_names: list[str], out: Path,

@@ -55,12 +55,12 @@ def connect(
 
 @opt.with_settings(opt.MODEL, opt.OPENSEARCH, opt.HYBRID)
 def deploy_model(
-    json_out: Annotated[bool, typer.Option("--json", help="Print the model id and the checks as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the model ids and the checks as JSON.")] = False,
     settings: Settings = None,
 ) -> None:
-    """Run the encoder (--model, a BERT-like checkpoint) inside OpenSearch as an ml-commons local model:
-    exported to ONNX, uploaded in chunks, deployed and checked against our encoder; prints the model id.
-    Running it again with the same checkpoint reuses the deployed model.
+    """Run the encoder (--model, a BERT-like checkpoint) inside OpenSearch as an ml-commons local model
+    (two when its query and passage templates differ): exported to ONNX, uploaded in chunks, deployed
+    and checked against our encoder; prints the model ids. Running it again reuses them.
 
     With --index-name the index gets a default search pipeline (neural queries use this model) and a
     default ingest pipeline (documents indexed without a vector are embedded with the passage template),
@@ -73,9 +73,10 @@ def deploy_model(
     if json_out:
         typer.echo(json.dumps(local.as_dict(), indent=2))
         return
-    verb = "deployed" if local.created else "reused"
-    checks = ", ".join(f"{kind} {cos:.6f}" for kind, cos in local.parity.items())
-    typer.echo(f"{local.model_id} ({verb} {local.name!r}; lowest cosine to our encoder: {checks})")
+    for model in local.models:
+        verb = "deployed" if model.created else "reused"
+        checks = ", ".join(f"{kind} {cos:.6f}" for kind, cos in model.parity.items())
+        typer.echo(f"{model.model_id} ({verb} {model.name!r}; lowest cosine to our encoder: {checks})")
     for kind, name in local.pipelines.items():
         typer.echo(f"{kind} pipeline: {name} (default of {settings.opensearch.index})")
 

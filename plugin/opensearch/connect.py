@@ -10,11 +10,16 @@ switches an index between the two.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from retrosearch.core.config import Settings
-from retrosearch.core.opensearch.client import connect as os_connect
 from retrosearch.core.opensearch import pipelines
+from retrosearch.core.opensearch.client import connect as os_connect
 from retrosearch.plugin.opensearch import remote_model
 from retrosearch.plugin.opensearch.errors import ConnectError, LocalModelError
+
+if TYPE_CHECKING:
+    from retrosearch.plugin.opensearch.local_model import LocalDeployment
 
 
 def connect_index(settings: Settings, service_url: str, api_key: str | None = None,
@@ -47,10 +52,10 @@ def connect_index(settings: Settings, service_url: str, api_key: str | None = No
 LOCAL_SOURCE = "local model in OpenSearch"
 
 
-def deploy_local(settings: Settings, model: str):
+def deploy_local(settings: Settings, model: str) -> "LocalDeployment":
     """Deploy the checkpoint ``model`` as a local model (and wire ``settings.opensearch.index``); reruns reuse it."""
-    from retrosearch.plugin.opensearch.local_model import deploy_local_model, require_ml
-    from retrosearch.plugin.opensearch.local_package import build_package
+    from retrosearch.plugin.opensearch.local_model import LocalDeployment, deploy_local_model, require_ml
+    from retrosearch.plugin.opensearch.local_package import build_packages
 
     index_name = settings.opensearch.index
     client = os_connect(settings.opensearch)
@@ -60,16 +65,17 @@ def deploy_local(settings: Settings, model: str):
         from retrosearch.core.index import load_index
 
         meta = load_index(None, settings, backend="opensearch").meta
-    package = build_package(model)
+    packages = build_packages(model)
+    package = packages[0]
     if meta is not None and meta.model_fingerprint != package.fingerprint:
         raise LocalModelError(
             f"index {index_name!r} was built with {meta.model_name} ({meta.model_fingerprint[:12]}) but --model "
             f"{model} is {package.fingerprint[:12]}; deploy the index's model or name another --index-name"
         )
-    local = deploy_local_model(client, package, settings.opensearch.url)
+    local = LocalDeployment(package.fingerprint, [deploy_local_model(client, p, settings.opensearch.url) for p in packages])
     if index_name:
         local.pipelines = pipelines.install(
-            client, index_name, local.model_id, local.model_id, settings.opensearch.vector_field,
+            client, index_name, local.model_id("query"), local.model_id("passage"), settings.opensearch.vector_field,
             package.spec.title_separator, settings.opensearch.hybrid_dense_weight, LOCAL_SOURCE,
             settings.opensearch.hybrid_normalization,
         )

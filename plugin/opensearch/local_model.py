@@ -19,12 +19,13 @@ from opensearchpy import exceptions as os_exc
 
 from retrosearch.plugin.opensearch import ml_commons
 from retrosearch.plugin.opensearch.errors import ConnectError, LocalModelError
-from retrosearch.plugin.opensearch.local_package import ModelPackage
+from retrosearch.plugin.opensearch.local_package import BOTH, ModelPackage
 
 # ml-commons takes chunks of at most 10 MB.
 CHUNK_BYTES = 10_000_000
 PARITY_MIN_COSINE = 0.9999
 ML_PLUGIN_COMPONENTS = ("opensearch-ml", "opensearch-neural-search")
+MODEL_INDEX = ".plugins-ml-model"
 LOCAL_FILE_SETTING = "plugins.ml_commons.allow_registering_model_via_local_file"
 
 # Real texts for the parity check; the last is repeated past any max length.
@@ -49,19 +50,37 @@ class LocalModel:
 
     model_id: str
     name: str
-    fingerprint: str
+    role: str
     created: bool
     parity: dict[str, float] = field(default_factory=dict)
-    pipelines: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "name": self.name, "fingerprint": self.fingerprint,
-                "created": self.created, "parity_min_cosine": self.parity, "pipelines": self.pipelines}
+        return {"model_id": self.model_id, "name": self.name, "role": self.role, "created": self.created,
+                "parity_min_cosine": self.parity}
+
+
+@dataclass
+class LocalDeployment:
+    """A checkpoint's local model(s): one for both templates, or one per template; and the index's pipelines."""
+
+    fingerprint: str
+    models: list[LocalModel]
+    pipelines: dict[str, str] = field(default_factory=dict)
+
+    def model_id(self, role: str) -> str:
+        """The model that embeds with the ``query`` or ``passage`` template."""
+        return next(m.model_id for m in self.models if m.role in (role, BOTH))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "query_model_id": self.model_id("query"),
+                "passage_model_id": self.model_id("passage"), "models": [m.as_dict() for m in self.models],
+                "pipelines": self.pipelines}
 
 
 def object_name(package: ModelPackage) -> str:
-    """The model's name in OpenSearch: the checkpoint and its fingerprint (what a rerun looks up)."""
-    return f"retrosearch local {package.name} {package.fingerprint[:16]}"
+    """The model's name in OpenSearch: the checkpoint, its fingerprint and role (what a rerun looks up)."""
+    role = "" if package.role == BOTH else f" {package.role}"
+    return f"retrosearch local {package.name}{role} {package.fingerprint[:16]}"
 
 
 def require_ml(client: OpenSearch, url: str) -> None:
@@ -90,21 +109,27 @@ def find_models(client: OpenSearch, name: str) -> list[dict[str, Any]]:
         return []
 
 
-def explain_failure(reason: str) -> str:
-    """Why ml-commons refused to register or deploy, with the setting or option to change."""
+def known_failure(reason: str) -> str | None:
+    """Why ml-commons refused to register or deploy, with the setting or option to change; None if unknown."""
     if re.search(r"pytorch|libtorch|djl_torch|UnsatisfiedLinkError|deep learning engine|native librar", reason, re.I):
         return (f"the node cannot load libtorch, which ml-commons needs to run local models ({reason}); start it "
                 "with `retrosearch opensearch start --with-ml` (it sets PYTORCH_LIBRARY_PATH to an offline libtorch) "
                 "or set PYTORCH_LIBRARY_PATH in the node's environment")
     if re.search(r"circuit breaker|memory", reason, re.I):
-        return (f"OpenSearch refused the deploy for lack of memory ({reason}); raise "
+        return (f"OpenSearch refused the model for lack of memory ({reason}); raise the cluster settings "
                 "plugins.ml_commons.native_memory_threshold / jvm_heap_memory_threshold or the node's --heap")
     if re.search(r"local file|via local|not allowed to upload", reason, re.I):
-        return f"OpenSearch refuses chunked model uploads ({reason}); set the cluster setting {LOCAL_FILE_SETTING}: true"
+        return (f"OpenSearch refuses chunked model uploads ({reason}); "
+                f"set the cluster setting {LOCAL_FILE_SETTING}: true")
     if re.search(r"only_run_on_ml_node|no eligible node|ml node", reason, re.I):
         return (f"no node may run the model ({reason}); set plugins.ml_commons.only_run_on_ml_node: false "
                 "or add a node with the ml role")
-    return f"OpenSearch could not run the model: {reason}"
+    return None
+
+
+def explain_failure(reason: str) -> str:
+    """:func:`known_failure`, or the reason as OpenSearch gave it."""
+    return known_failure(reason) or f"OpenSearch could not run the model: {reason}"
 
 
 def _reason(exc: os_exc.TransportError) -> str:
@@ -134,12 +159,11 @@ def register(client: OpenSearch, package: ModelPackage, name: str, group_id: str
     }
     try:
         model_id = client.plugins.ml.register_model_meta(body=body)["model_id"]
-    except os_exc.RequestError as exc:
+    except os_exc.TransportError as exc:
         reason = _reason(exc)
-        if re.search(r"local file|not allowed", reason, re.I):
-            raise LocalModelError(explain_failure(reason)) from None
-        raise LocalModelError(f"OpenSearch rejected the model_config of {name!r}: {reason}; "
-                              "is the checkpoint's config.json a BERT-like encoder's?") from None
+        raise LocalModelError(known_failure(reason) or (
+            f"OpenSearch rejected the registration of {name!r} (model_config {_brief(package.model_config)}): "
+            f"{reason}; is {package.checkpoint} a BERT-like encoder?")) from None
     try:
         with package.zip_path.open("rb") as handle:
             for number in range(total):
@@ -150,6 +174,10 @@ def register(client: OpenSearch, package: ModelPackage, name: str, group_id: str
         discard(client, model_id)
         raise
     return model_id
+
+
+def _brief(config: dict[str, Any]) -> str:
+    return str({k: v for k, v in config.items() if k != "all_config"})
 
 
 def deploy(client: OpenSearch, model_id: str, timeout_s: float = 300.0) -> None:
@@ -170,7 +198,24 @@ def discard(client: OpenSearch, model_id: str) -> None:
         try:
             call(model_id=model_id)
         except os_exc.TransportError:
-            pass  # not deployed, or already gone
+            pass  # not deployed, or already gone; or the chunks' delete-by-query failed (see below)
+    _delete_chunks(client, model_id)
+
+
+def _delete_chunks(client: OpenSearch, model_id: str) -> None:
+    """Delete the model's uploaded chunks one by one.
+
+    ml-commons deletes them with a delete-by-query, which needs the ``reindex`` module; a node
+    without it (the integ-test distribution) deletes the model but answers 500 and keeps the chunks.
+    """
+    query = {"query": {"bool": {"filter": [{"term": {"model_id": model_id}}, {"exists": {"field": "chunk_number"}}]}},
+             "size": 1000, "_source": False}
+    try:
+        hits = client.search(index=MODEL_INDEX, body=query)["hits"]["hits"]
+        for hit in hits:
+            client.delete(index=MODEL_INDEX, id=hit["_id"], ignore=[404])
+    except os_exc.TransportError:
+        pass  # no access to the system index (a secured cluster deletes its chunks itself)
 
 
 def parity_texts(max_length: int) -> list[str]:
@@ -187,13 +232,14 @@ def check_parity(client: OpenSearch, model_id: str, package: ModelPackage) -> di
 
     encoder = Encoder.load(EncoderSettings(model=str(package.checkpoint), runtime="torch", show_progress=False))
     texts = parity_texts(package.max_length)
-    ours = {"query": encoder.encode_queries(texts),
-            "passage": encoder.encode_documents([Document(id=str(i), text=t) for i, t in enumerate(texts)])}
+    theirs = ml_commons.predict(client, model_id, texts)
     result: dict[str, float] = {}
-    for kind, expected in ours.items():
-        content_type = kind if package.asymmetric else None
-        theirs = ml_commons.predict(client, model_id, texts, content_type=content_type)
-        result[kind] = _min_cosine(theirs, expected)
+    for role in package.roles:
+        if role == "query":
+            expected = encoder.encode_queries(texts)
+        else:
+            expected = encoder.encode_documents([Document(id=str(i), text=t) for i, t in enumerate(texts)])
+        result[role] = _min_cosine(theirs, expected)
     worst = min(result, key=result.get)
     if result[worst] < PARITY_MIN_COSINE:
         raise LocalModelError(
@@ -210,8 +256,7 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def deploy_local_model(client: OpenSearch, package: ModelPackage, url: str) -> LocalModel:
-    """The checkpoint's model deployed in OpenSearch and checked; a deployed one with its fingerprint is reused."""
-    require_ml(client, url)
+    """The package's model deployed in OpenSearch and checked; a deployed one of its fingerprint is reused."""
     name = object_name(package)
     found = find_models(client, name)
     chosen = next((m for m in found if m["_source"].get("model_state") == "DEPLOYED"), None)
@@ -236,4 +281,4 @@ def deploy_local_model(client: OpenSearch, package: ModelPackage, url: str) -> L
     except LocalModelError:
         discard(client, model_id)
         raise
-    return LocalModel(model_id=model_id, name=name, fingerprint=package.fingerprint, created=created, parity=parity)
+    return LocalModel(model_id=model_id, name=name, role=package.role, created=created, parity=parity)

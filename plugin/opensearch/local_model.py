@@ -116,8 +116,8 @@ def known_failure(reason: str) -> str | None:
                 "with `retrosearch opensearch start --with-ml` (it sets PYTORCH_LIBRARY_PATH to an offline libtorch) "
                 "or set PYTORCH_LIBRARY_PATH in the node's environment")
     if re.search(r"circuit breaker|memory", reason, re.I):
-        return (f"OpenSearch refused the model for lack of memory ({reason}); raise the cluster settings "
-                "plugins.ml_commons.native_memory_threshold / jvm_heap_memory_threshold or the node's --heap")
+        return (f"OpenSearch refused the model for lack of memory ({reason}); raise the cluster setting "
+                "plugins.ml_commons.jvm_heap_memory_threshold (or native_memory_threshold), or the node's --heap")
     if re.search(r"local file|via local|not allowed to upload", reason, re.I):
         return (f"OpenSearch refuses chunked model uploads ({reason}); "
                 f"set the cluster setting {LOCAL_FILE_SETTING}: true")

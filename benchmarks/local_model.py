@@ -30,7 +30,11 @@ def _latency(call, queries: list[str]) -> dict[str, float]:
         began = time.perf_counter()
         call(query)
         times.append((time.perf_counter() - began) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)), "n": len(times)}
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "n": len(times),
+    }
 
 
 def _neural(model_id: str | None, query: str, k: int, ef_search: int) -> dict[str, Any]:
@@ -40,8 +44,15 @@ def _neural(model_id: str | None, query: str, k: int, ef_search: int) -> dict[st
     return {"size": k, "_source": False, "query": {"neural": {"embedding": clause}}}
 
 
-def measure(collection: str, index_name: str, url: str, service_url: str | None, remote_model_id: str | None,
-            ingest_docs: int, split: str = "test") -> dict[str, Any]:
+def measure(
+    collection: str,
+    index_name: str,
+    url: str,
+    service_url: str | None,
+    remote_model_id: str | None,
+    ingest_docs: int,
+    split: str = "test",
+) -> dict[str, Any]:
     """Every figure the local-model docs table needs, as one dict."""
     from retrosearch.core.collections.beir import BeirCollection
     from retrosearch.core.config import OpenSearchSettings, Settings
@@ -66,10 +77,15 @@ def measure(collection: str, index_name: str, url: str, service_url: str | None,
         hits = client.search(index=index_name, body=_neural(None, query.text, 10, ef_search))["hits"]["hits"]
         runs["neural_local"][query.id] = {h["_id"]: float(h["_score"]) for h in hits}
     qrels = beir.qrels(split)
-    figures: dict[str, Any] = {"ndcg@10": {name: evaluate_run(qrels, run)["ndcg@10"] for name, run in runs.items()}}
+    figures: dict[str, Any] = {
+        "ndcg@10": {name: evaluate_run(qrels, run)["ndcg@10"] for name, run in runs.items()}
+    }
 
     texts = [q.text for q in queries]
-    search = lambda model_id: lambda q: client.search(index=index_name, body=_neural(model_id, q, 10, ef_search))  # noqa: E731
+
+    def search(model_id: str):
+        return lambda q: client.search(index=index_name, body=_neural(model_id, q, 10, ef_search))
+
     latency = {"neural_local": _latency(search(local_id), texts)}
     if remote_model_id:
         latency["neural_remote"] = _latency(search(remote_model_id), texts)
@@ -77,7 +93,9 @@ def measure(collection: str, index_name: str, url: str, service_url: str | None,
         import httpx
 
         with httpx.Client(base_url=service_url, timeout=60) as http:
-            latency["service_search"] = _latency(lambda q: http.post("/search", json={"query": q, "k": 10}), texts)
+            latency["service_search"] = _latency(
+                lambda q: http.post("/search", json={"query": q, "k": 10}), texts
+            )
     figures["latency"] = latency
 
     if ingest_docs:
@@ -96,9 +114,13 @@ def measure(collection: str, index_name: str, url: str, service_url: str | None,
 
     stats = client.nodes.stats(metric="jvm")["nodes"]
     info = client.nodes.info(metric="process")["nodes"]
-    figures["node_memory"] = {node["name"]: {"rss_bytes": _rss(info[node_id]["process"]["id"]),
-                                             "heap_used_bytes": node["jvm"]["mem"]["heap_used_in_bytes"]}
-                              for node_id, node in stats.items()}
+    figures["node_memory"] = {
+        node["name"]: {
+            "rss_bytes": _rss(info[node_id]["process"]["id"]),
+            "heap_used_bytes": node["jvm"]["mem"]["heap_used_in_bytes"],
+        }
+        for node_id, node in stats.items()
+    }
     return figures
 
 
@@ -122,8 +144,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--remote-model-id", help="the query model id `opensearch connect --json` printed")
     parser.add_argument("--ingest-docs", type=int, default=200)
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.collection, args.index_name, args.opensearch_url, args.service_url,
-                             args.remote_model_id, args.ingest_docs), indent=2))
+    print(
+        json.dumps(
+            measure(
+                args.collection,
+                args.index_name,
+                args.opensearch_url,
+                args.service_url,
+                args.remote_model_id,
+                args.ingest_docs,
+            ),
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
 
 
 def minilm_with_templates(folder: Path, query_template: str, passage_template: str) -> Path:
-    """MiniLM's weights in ``folder`` with a query and a passage template of its own (the weights are linked)."""
+    """MiniLM's weights in ``folder`` (linked) with a query and a passage template of its own."""
     import shutil
 
     from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path, write_spec
@@ -108,7 +108,8 @@ def minilm_with_templates(folder: Path, query_template: str, passage_template: s
             target.symlink_to(path)
         else:
             shutil.copy2(path, target)  # copied: write_spec rewrites some of these files
-    spec = read_spec(folder).model_copy(update={"query_template": query_template, "passage_template": passage_template})
+    templates = {"query_template": query_template, "passage_template": passage_template}
+    spec = read_spec(folder).model_copy(update=templates)
     write_spec(folder, spec)
     return folder
 

@@ -64,7 +64,11 @@ class TokenStates(nn.Module):
         self.model = model
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         named = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        return self.model.backbone(input_ids=input_ids, attention_mask=attention_mask, **named).last_hidden_state
+        out = self.model.backbone(input_ids=input_ids, attention_mask=attention_mask, **named)
+        return out.last_hidden_state

@@ -75,12 +75,13 @@ def export_onnx(path: Path, spec: EncoderSpec, out: Path) -> None:
 
     model = EncoderModel.from_pretrained(path, spec, dtype=torch.float32).eval()
     input_ids, attention_mask = _sample_inputs(model, spec)
-    _export(model, model.backbone, path, {"input_ids": input_ids, "attention_mask": attention_mask}, [OUTPUT_NAME], out)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    _export(model, model.backbone, path, inputs, [OUTPUT_NAME], out)
 
 
 def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids: bool = False,
                         hint: str = "use --runtime torch for this model", opset: int | None = None) -> None:
-    """Write the checkpoint's backbone alone to ``out``: first output ``token_embeddings`` ``[batch, length, dim]``.
+    """Write the checkpoint's backbone alone to ``out``; its first output is the token embeddings.
 
     For runtimes that pool and normalise themselves (OpenSearch ml-commons' local models); with
     ``token_type_ids`` the graph takes that third input (ml-commons feeds it to BERT models);
@@ -100,7 +101,7 @@ def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids
 
 def _export(module, backbone, path: Path, inputs: dict, output_names: list[str], out: Path,
             hint: str = "use --runtime torch for this model", opset: int | None = None) -> None:
-    """``torch.onnx.export`` of ``module(*inputs.values())``, a dynamic batch and sequence axis on every input."""
+    """``torch.onnx.export`` of ``module(*inputs.values())``, every input with a dynamic batch and length."""
     import torch
 
     if getattr(backbone.config, "use_cache", None):

@@ -289,8 +289,9 @@ LIBTORCH_MARKER = "retrosearch-libtorch.json"
 
 
 def libtorch_dir(settings: ServerSettings) -> Path:
-    """Where the offline libtorch for this OpenSearch version's ml-commons lives (see :func:`assemble_libtorch`)."""
-    return settings.version_dir / f"libtorch-{LIBTORCH_VERSION}-{LIBTORCH_FLAVOR}-djl{DJL_JNI_VERSION.split('-')[-1]}"
+    """Where the offline libtorch of this version's ml-commons lives (see :func:`assemble_libtorch`)."""
+    djl = DJL_JNI_VERSION.split("-")[-1]
+    return settings.version_dir / f"libtorch-{LIBTORCH_VERSION}-{LIBTORCH_FLAVOR}-djl{djl}"
 
 
 def _native_classifier() -> str:
@@ -306,7 +307,7 @@ def _native_classifier() -> str:
 
 
 def assemble_libtorch(settings: ServerSettings) -> Path:
-    """The folder of libtorch + ``libdjl_torch.so`` for ml-commons local models, fetched once from Maven Central.
+    """The folder of libtorch and ``libdjl_torch.so`` for ml-commons local models, fetched once.
 
     The node finds it through ``PYTORCH_LIBRARY_PATH`` (set by the server at start), so a model
     deploy never reaches for the internet. Built like the distribution: in a temporary sibling
@@ -350,14 +351,15 @@ def _build_libtorch(work: Path) -> Path:
                     shutil.copyfileobj(src, dst)
     found = sorted(p.name for p in out.iterdir())
     if "libdjl_torch.so" not in found or "libtorch.so" not in found:
-        raise ServerError(f"the Maven artifacts {', '.join(j.name for j in jars)} hold no {classifier} libtorch "
+        names = ", ".join(j.name for j in jars)
+        raise ServerError(f"the Maven artifacts {names} hold no {classifier} libtorch "
                           f"and libdjl_torch.so (found {found or 'nothing'})")
     for lib in out.iterdir():
         os.chmod(lib, 0o555)
     os.chmod(out, 0o755)
-    (out / LIBTORCH_MARKER).write_text(json.dumps(
-        {"libtorch": LIBTORCH_VERSION, "djl_jni": DJL_JNI_VERSION, "classifier": classifier, "files": found}, indent=2
-    ) + "\n")
+    record = {"libtorch": LIBTORCH_VERSION, "djl_jni": DJL_JNI_VERSION, "classifier": classifier,
+              "files": found}
+    (out / LIBTORCH_MARKER).write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 
@@ -381,7 +383,8 @@ def _maven_copy(work: Path, artifacts: list[tuple[str, str, str, str | None]], w
         raise ServerError(f"`mvn` is not on PATH; it is needed once to download {what} from Maven Central")
     out = work / "out"
     result = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies", f"-DoutputDirectory={out}"],
+        [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={out}"],
         capture_output=True, text=True,
     )
     if result.returncode != 0:

@@ -55,7 +55,7 @@ def connect(
 
 @opt.with_settings(opt.MODEL, opt.OPENSEARCH, opt.HYBRID)
 def deploy_model(
-    json_out: Annotated[bool, typer.Option("--json", help="Print the model ids and the checks as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the model ids and checks as JSON.")] = False,
     settings: Settings = None,
 ) -> None:
     """Run the encoder (--model, a BERT-like checkpoint) inside OpenSearch as an ml-commons local model

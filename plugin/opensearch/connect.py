@@ -53,7 +53,7 @@ LOCAL_SOURCE = "local model in OpenSearch"
 
 
 def deploy_local(settings: Settings, model: str) -> "LocalDeployment":
-    """Deploy the checkpoint ``model`` as a local model (and wire ``settings.opensearch.index``); reruns reuse it."""
+    """Deploy the checkpoint ``model`` as a local model, wire ``settings.opensearch.index``; reruns reuse."""
     from retrosearch.plugin.opensearch.local_model import LocalDeployment, deploy_local_model, require_ml
     from retrosearch.plugin.opensearch.local_package import build_packages
 
@@ -69,13 +69,16 @@ def deploy_local(settings: Settings, model: str) -> "LocalDeployment":
     package = packages[0]
     if meta is not None and meta.model_fingerprint != package.fingerprint:
         raise LocalModelError(
-            f"index {index_name!r} was built with {meta.model_name} ({meta.model_fingerprint[:12]}) but --model "
-            f"{model} is {package.fingerprint[:12]}; deploy the index's model or name another --index-name"
+            f"index {index_name!r} was built with {meta.model_name} ({meta.model_fingerprint[:12]}) but "
+            f"--model {model} is {package.fingerprint[:12]}; "
+            "deploy the index's model or name another --index-name"
         )
-    local = LocalDeployment(package.fingerprint, [deploy_local_model(client, p, settings.opensearch.url) for p in packages])
+    models = [deploy_local_model(client, p, settings.opensearch.url) for p in packages]
+    local = LocalDeployment(package.fingerprint, models)
     if index_name:
         local.pipelines = pipelines.install(
-            client, index_name, local.model_id("query"), local.model_id("passage"), settings.opensearch.vector_field,
+            client, index_name, local.model_id("query"), local.model_id("passage"),
+            settings.opensearch.vector_field,
             package.spec.title_separator, settings.opensearch.hybrid_dense_weight, LOCAL_SOURCE,
             settings.opensearch.hybrid_normalization,
         )

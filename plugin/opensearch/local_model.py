@@ -55,13 +55,18 @@ class LocalModel:
     parity: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "name": self.name, "role": self.role, "created": self.created,
-                "parity_min_cosine": self.parity}
+        return {
+            "model_id": self.model_id,
+            "name": self.name,
+            "role": self.role,
+            "created": self.created,
+            "parity_min_cosine": self.parity,
+        }
 
 
 @dataclass
 class LocalDeployment:
-    """A checkpoint's local model(s): one for both templates, or one per template; and the index's pipelines."""
+    """A checkpoint's local models (one, or one per template) and the index's pipelines."""
 
     fingerprint: str
     models: list[LocalModel]
@@ -72,9 +77,13 @@ class LocalDeployment:
         return next(m.model_id for m in self.models if m.role in (role, BOTH))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "query_model_id": self.model_id("query"),
-                "passage_model_id": self.model_id("passage"), "models": [m.as_dict() for m in self.models],
-                "pipelines": self.pipelines}
+        return {
+            "fingerprint": self.fingerprint,
+            "query_model_id": self.model_id("query"),
+            "passage_model_id": self.model_id("passage"),
+            "models": [m.as_dict() for m in self.models],
+            "pipelines": self.pipelines,
+        }
 
 
 def object_name(package: ModelPackage) -> str:
@@ -94,15 +103,23 @@ def require_ml(client: OpenSearch, url: str) -> None:
     if missing:
         raise LocalModelError(
             f"OpenSearch at {url} lacks the plugin(s) {', '.join(missing)} that run local models; "
-            "start a node with `retrosearch opensearch start --with-ml` or install them, then set --opensearch-url"
+            "start a node with `retrosearch opensearch start --with-ml` or install them, "
+            "then set --opensearch-url"
         )
 
 
 def find_models(client: OpenSearch, name: str) -> list[dict[str, Any]]:
     """The models called ``name`` (their chunks excluded), oldest first."""
-    query = {"query": {"bool": {"filter": [{"term": {"name.keyword": name}}],
-                                "must_not": [{"exists": {"field": "chunk_number"}}]}},
-             "size": 10, "sort": [{"created_time": {"order": "asc", "unmapped_type": "date"}}]}
+    query = {
+        "query": {
+            "bool": {
+                "filter": [{"term": {"name.keyword": name}}],
+                "must_not": [{"exists": {"field": "chunk_number"}}],
+            }
+        },
+        "size": 10,
+        "sort": [{"created_time": {"order": "asc", "unmapped_type": "date"}}],
+    }
     try:
         return client.plugins.ml.search_models(body=query).get("hits", {}).get("hits", [])
     except os_exc.NotFoundError:  # no model index before the first model
@@ -111,19 +128,30 @@ def find_models(client: OpenSearch, name: str) -> list[dict[str, Any]]:
 
 def known_failure(reason: str) -> str | None:
     """Why ml-commons refused to register or deploy, with the setting or option to change; None if unknown."""
-    if re.search(r"pytorch|libtorch|djl_torch|UnsatisfiedLinkError|deep learning engine|native librar", reason, re.I):
-        return (f"the node cannot load libtorch, which ml-commons needs to run local models ({reason}); start it "
-                "with `retrosearch opensearch start --with-ml` (it sets PYTORCH_LIBRARY_PATH to an offline libtorch) "
-                "or set PYTORCH_LIBRARY_PATH in the node's environment")
+    if re.search(
+        r"pytorch|libtorch|djl_torch|UnsatisfiedLinkError|deep learning engine|native librar", reason, re.I
+    ):
+        return (
+            f"the node cannot load libtorch, which ml-commons needs to run local models ({reason}); start it "
+            "with `retrosearch opensearch start --with-ml` "
+            "(it sets PYTORCH_LIBRARY_PATH to an offline libtorch) "
+            "or set PYTORCH_LIBRARY_PATH in the node's environment"
+        )
     if re.search(r"circuit breaker|memory", reason, re.I):
-        return (f"OpenSearch refused the model for lack of memory ({reason}); raise the cluster setting "
-                "plugins.ml_commons.jvm_heap_memory_threshold (or native_memory_threshold), or the node's --heap")
+        return (
+            f"OpenSearch refused the model for lack of memory ({reason}); raise the cluster setting "
+            "plugins.ml_commons.jvm_heap_memory_threshold (or native_memory_threshold), or the node's --heap"
+        )
     if re.search(r"local file|via local|not allowed to upload", reason, re.I):
-        return (f"OpenSearch refuses chunked model uploads ({reason}); "
-                f"set the cluster setting {LOCAL_FILE_SETTING}: true")
+        return (
+            f"OpenSearch refuses chunked model uploads ({reason}); "
+            f"set the cluster setting {LOCAL_FILE_SETTING}: true"
+        )
     if re.search(r"only_run_on_ml_node|no eligible node|ml node", reason, re.I):
-        return (f"no node may run the model ({reason}); set plugins.ml_commons.only_run_on_ml_node: false "
-                "or add a node with the ml role")
+        return (
+            f"no node may run the model ({reason}); set plugins.ml_commons.only_run_on_ml_node: false "
+            "or add a node with the ml role"
+        )
     return None
 
 
@@ -148,7 +176,7 @@ def register(client: OpenSearch, package: ModelPackage, name: str, group_id: str
         "name": name,
         "version": "1",
         "description": f"RetroSearch encoder {package.checkpoint} (fingerprint {package.fingerprint}), "
-                       f"{package.dim} dims, max length {package.max_length}",
+        f"{package.dim} dims, max length {package.max_length}",
         "model_group_id": group_id,
         "model_format": "ONNX",
         "function_name": "TEXT_EMBEDDING",
@@ -161,15 +189,24 @@ def register(client: OpenSearch, package: ModelPackage, name: str, group_id: str
         model_id = client.plugins.ml.register_model_meta(body=body)["model_id"]
     except os_exc.TransportError as exc:
         reason = _reason(exc)
-        raise LocalModelError(known_failure(reason) or (
-            f"OpenSearch rejected the registration of {name!r} (model_config {_brief(package.model_config)}): "
-            f"{reason}; is {package.checkpoint} a BERT-like encoder?")) from None
+        raise LocalModelError(
+            known_failure(reason)
+            or (
+                f"OpenSearch rejected the registration of {name!r} "
+                f"(model_config {_brief(package.model_config)}): "
+                f"{reason}; is {package.checkpoint} a BERT-like encoder?"
+            )
+        ) from None
     try:
         with package.zip_path.open("rb") as handle:
             for number in range(total):
                 # Raw bytes under a JSON content type: ml-commons answers 406 to application/octet-stream.
-                client.plugins.ml.upload_chunk(model_id=model_id, chunk_number=number, body=handle.read(CHUNK_BYTES),
-                                               headers={"Content-Type": "application/json"})
+                client.plugins.ml.upload_chunk(
+                    model_id=model_id,
+                    chunk_number=number,
+                    body=handle.read(CHUNK_BYTES),
+                    headers={"Content-Type": "application/json"},
+                )
     except BaseException:
         discard(client, model_id)
         raise
@@ -208,8 +245,13 @@ def _delete_chunks(client: OpenSearch, model_id: str) -> None:
     ml-commons deletes them with a delete-by-query, which needs the ``reindex`` module; a node
     without it (the integ-test distribution) deletes the model but answers 500 and keeps the chunks.
     """
-    query = {"query": {"bool": {"filter": [{"term": {"model_id": model_id}}, {"exists": {"field": "chunk_number"}}]}},
-             "size": 1000, "_source": False}
+    query = {
+        "query": {
+            "bool": {"filter": [{"term": {"model_id": model_id}}, {"exists": {"field": "chunk_number"}}]}
+        },
+        "size": 1000,
+        "_source": False,
+    }
     try:
         hits = client.search(index=MODEL_INDEX, body=query)["hits"]["hits"]
         for hit in hits:
@@ -225,12 +267,14 @@ def parity_texts(max_length: int) -> list[str]:
 
 
 def check_parity(client: OpenSearch, model_id: str, package: ModelPackage) -> dict[str, float]:
-    """The lowest cosine between OpenSearch's vectors and our encoder's, per template; raises below the bar."""
+    """The lowest cosine of OpenSearch's vectors to our encoder's, per template; raises below the bar."""
     from retrosearch.core.collections.records import Document
     from retrosearch.core.config import EncoderSettings
     from retrosearch.core.encoder.runtime import Encoder
 
-    encoder = Encoder.load(EncoderSettings(model=str(package.checkpoint), runtime="torch", show_progress=False))
+    encoder = Encoder.load(
+        EncoderSettings(model=str(package.checkpoint), runtime="torch", show_progress=False)
+    )
     texts = parity_texts(package.max_length)
     theirs = ml_commons.predict(client, model_id, texts)
     result: dict[str, float] = {}

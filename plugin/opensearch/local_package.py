@@ -104,8 +104,10 @@ def check_supported(spec: EncoderSpec, name: str) -> None:
             "pool only mean or cls: use `retrosearch opensearch connect` with a running `retrosearch serve`"
         )
     if spec.padding_side != "right":
-        raise LocalModelError(f"model {name} pads on the {spec.padding_side}; ml-commons local models need right "
-                              "padding: use `retrosearch opensearch connect` with a running service")
+        raise LocalModelError(
+            f"model {name} pads on the {spec.padding_side}; ml-commons local models need right "
+            "padding: use `retrosearch opensearch connect` with a running service"
+        )
     template_prefix(spec.query_template, "query template")
     template_prefix(spec.passage_template, "passage template")
 
@@ -137,20 +139,36 @@ def tokenizer_json(tokenizer: Any, max_length: int, prefix: str = "") -> str:
 def _with_prefix(processor: dict[str, Any] | None, tokenizer: Any, prefix: str) -> dict[str, Any]:
     if processor and processor.get("type") == "BertProcessing":
         (cls_token, cls_id), (sep_token, sep_id) = processor["cls"], processor["sep"]
-        processor = {"type": "TemplateProcessing",
-                     "single": [{"SpecialToken": {"id": cls_token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                                {"SpecialToken": {"id": sep_token, "type_id": 0}}],
-                     "pair": [], "special_tokens": {cls_token: {"id": cls_token, "ids": [cls_id], "tokens": [cls_token]},
-                                                    sep_token: {"id": sep_token, "ids": [sep_id], "tokens": [sep_token]}}}
+        processor = {
+            "type": "TemplateProcessing",
+            "single": [
+                {"SpecialToken": {"id": cls_token, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": sep_token, "type_id": 0}},
+            ],
+            "pair": [],
+            "special_tokens": {
+                cls_token: {"id": cls_token, "ids": [cls_id], "tokens": [cls_token]},
+                sep_token: {"id": sep_token, "ids": [sep_id], "tokens": [sep_token]},
+            },
+        }
     if not processor or processor.get("type") != "TemplateProcessing":
         kind = (processor or {}).get("type", "none")
-        raise LocalModelError(f"the tokenizer's post-processor ({kind}) cannot carry the template prefix {prefix!r}; "
-                              "use `retrosearch opensearch connect` with a running service")
+        raise LocalModelError(
+            f"the tokenizer's post-processor ({kind}) cannot carry the template prefix {prefix!r}; "
+            "use `retrosearch opensearch connect` with a running service"
+        )
     ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    special = {**processor["special_tokens"],
-               _PREFIX_TOKEN: {"id": _PREFIX_TOKEN, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}}
-    return {**processor, "single": _before_text(processor["single"]), "pair": _before_text(processor.get("pair") or []),
-            "special_tokens": special}
+    special = {
+        **processor["special_tokens"],
+        _PREFIX_TOKEN: {"id": _PREFIX_TOKEN, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)},
+    }
+    return {
+        **processor,
+        "single": _before_text(processor["single"]),
+        "pair": _before_text(processor.get("pair") or []),
+        "special_tokens": special,
+    }
 
 
 def _before_text(template: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -165,7 +183,6 @@ def build_packages(model: str) -> list[ModelPackage]:
     """Export ``model`` (a checkpoint folder or packaged name) for ml-commons, once per fingerprint: one
     package when queries and passages share a template, else one per template."""
     from retrosearch.core.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
-    from retrosearch.core.encoder.runtime import position_limit, prepare_tokenizer
 
     path = resolve_model_path(model)
     try:
@@ -173,6 +190,9 @@ def build_packages(model: str) -> list[ModelPackage]:
     except ValueError as exc:
         raise LocalModelError(f"model {path}: its encoder spec is unreadable: {exc}") from None
     check_supported(spec, str(path))
+    # torch and transformers load only for a checkpoint that can be deployed (a refusal stays quick).
+    from retrosearch.core.encoder.runtime import position_limit, prepare_tokenizer
+
     fp = fingerprint(path, spec)
     hf_config = json.loads((path / "config.json").read_text())
     try:
@@ -184,8 +204,10 @@ def build_packages(model: str) -> list[ModelPackage]:
     max_length = min(spec.max_length, position_limit(_Config(hf_config), tokenizer))
     dim = int(hf_config.get("hidden_size") or 0)
     target = cache_dir() / "opensearch-ml" / f"{fp[:32]}-v{PACKAGE_FORMAT}"
-    query, passage = (template_prefix(spec.query_template, "query template"),
-                      template_prefix(spec.passage_template, "passage template"))
+    query, passage = (
+        template_prefix(spec.query_template, "query template"),
+        template_prefix(spec.passage_template, "passage template"),
+    )
     roles = {BOTH: query} if query == passage else {QUERY: query, PASSAGE: passage}
 
     def build(staging: Path) -> None:
@@ -193,9 +215,14 @@ def build_packages(model: str) -> list[ModelPackage]:
 
         graph = staging / "graph"
         graph.mkdir()
-        export_token_states(path, spec, graph / MODEL_FILE, token_type_ids=hf_config.get("model_type") == _TOKEN_TYPE_MODEL,
-                            hint="it cannot run as an OpenSearch local model; use `retrosearch opensearch connect`",
-                            opset=ONNX_OPSET)
+        export_token_states(
+            path,
+            spec,
+            graph / MODEL_FILE,
+            token_type_ids=hf_config.get("model_type") == _TOKEN_TYPE_MODEL,
+            hint="it cannot run as an OpenSearch local model; use `retrosearch opensearch connect`",
+            opset=ONNX_OPSET,
+        )
         # ml-commons loads exactly one .onnx file from the zip: the weights go inside the graph.
         proto = onnx.load(str(graph / MODEL_FILE))
         proto.ir_version = min(proto.ir_version, ONNX_IR_VERSION)
@@ -213,10 +240,21 @@ def build_packages(model: str) -> list[ModelPackage]:
     except (OSError, ValueError) as exc:  # unreadable weights: the export never started
         raise _unexportable(path, exc) from None
     config = model_config(spec, hf_config, dim)
-    return [ModelPackage(checkpoint=path, name=_model_name(model, path), fingerprint=fp, spec=spec, dim=dim,
-                         max_length=max_length, zip_path=folder / _zip_name(role), model_config=config, role=role,
-                         prefix=prefix)
-            for role, prefix in roles.items()]
+    return [
+        ModelPackage(
+            checkpoint=path,
+            name=_model_name(model, path),
+            fingerprint=fp,
+            spec=spec,
+            dim=dim,
+            max_length=max_length,
+            zip_path=folder / _zip_name(role),
+            model_config=config,
+            role=role,
+            prefix=prefix,
+        )
+        for role, prefix in roles.items()
+    ]
 
 
 def _zip_name(role: Role) -> str:
@@ -226,7 +264,9 @@ def _zip_name(role: Role) -> str:
 def _unexportable(path: Path, exc: Exception) -> LocalModelError:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else "(no message)"
-    return LocalModelError(f"model {path} could not be exported for OpenSearch: {type(exc).__name__}: {first}")
+    return LocalModelError(
+        f"model {path} could not be exported for OpenSearch: {type(exc).__name__}: {first}"
+    )
 
 
 class _Config:

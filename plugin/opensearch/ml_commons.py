@@ -165,14 +165,8 @@ def ensure_remote_model(
 
 
 
-def predict(client: OpenSearch, model_id: str, texts: list[str], content_type: str | None = None) -> np.ndarray:
-    """Vectors of ``texts`` from a text-embedding model, as OpenSearch computes them.
-
-    ``content_type`` (``query`` or ``passage``) picks the prefix of a local model that has them.
-    """
-    body: dict[str, Any] = {"text_docs": texts}
-    if content_type:
-        body["parameters"] = {"content_type": content_type}
-    response = client.plugins.ml.predict(algorithm_name="text_embedding", model_id=model_id, body=body)
+def predict(client: OpenSearch, model_id: str, texts: list[str]) -> np.ndarray:
+    """Vectors of ``texts`` from a text-embedding model, as OpenSearch computes them."""
+    response = client.plugins.ml.predict(algorithm_name="text_embedding", model_id=model_id, body={"text_docs": texts})
     rows = [result["output"][0]["data"] for result in response["inference_results"]]
     return np.asarray(rows, dtype=np.float32)

@@ -35,7 +35,9 @@ def _cosine(a, b) -> float:
 
 
 def _deploy(model: Path | str, os_url: str, *extra: str, check: bool = True):
-    return run_cli("opensearch", "deploy-model", "--model", str(model), "--opensearch-url", os_url, *extra, check=check)
+    return run_cli(
+        "opensearch", "deploy-model", "--model", str(model), "--opensearch-url", os_url, *extra, check=check
+    )
 
 
 def _os_ids(response: dict) -> list[str]:
@@ -50,19 +52,38 @@ def deployed(ml_url: str, small_scifact: Path, tmp_path_factory: pytest.TempPath
     from retrosearch.plugin.opensearch import local_model
     from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
-    model = minilm_with_templates(tmp_path_factory.mktemp("local") / "minilm-local", QUERY_TEMPLATE, PASSAGE_TEMPLATE)
+    model = minilm_with_templates(
+        tmp_path_factory.mktemp("local") / "minilm-local", QUERY_TEMPLATE, PASSAGE_TEMPLATE
+    )
     name = f"local-{uuid.uuid4().hex[:8]}"
-    run_cli("index", "--collection", str(small_scifact), "--model", str(model), "--backend", "opensearch",
-            "--opensearch-url", ml_url, "--index-name", name, "--replicas", "0", "--quiet")
+    run_cli(
+        "index",
+        "--collection",
+        str(small_scifact),
+        "--model",
+        str(model),
+        "--backend",
+        "opensearch",
+        "--opensearch-url",
+        ml_url,
+        "--index-name",
+        name,
+        "--replicas",
+        "0",
+        "--quiet",
+    )
     settings = Settings(opensearch=OpenSearchSettings(url=ml_url))
     client = connect(settings.opensearch)
-    queries = [json.loads(line)["text"] for line in (small_scifact / "queries.jsonl").read_text().splitlines()]
+    queries = [
+        json.loads(line)["text"] for line in (small_scifact / "queries.jsonl").read_text().splitlines()
+    ]
     first = None
     try:
         first = json.loads(_deploy(model, ml_url, "--index-name", name, "--json").stdout)
         engine = QueryEngine.open(settings, IndexTarget(index_name=name))
-        yield SimpleNamespace(model=model, os_url=ml_url, name=name, first=first, client=client, engine=engine,
-                              queries=queries)
+        yield SimpleNamespace(
+            model=model, os_url=ml_url, name=name, first=first, client=client, engine=engine, queries=queries
+        )
     finally:
         client.indices.delete(index=name, ignore_unavailable=True)
         if first:
@@ -107,15 +128,27 @@ def test_neural_and_hybrid_queries_return_the_dense_top_10(deployed):
     model_id = deployed.first["query_model_id"]
     for i, query in enumerate(queries):
         # OpenSearch's own neural query as users send it: no model id (the index's default pipeline).
-        neural = {"neural": {"embedding": {"query_text": query, "k": 10, "method_parameters": {"ef_search": EF_SEARCH}}}}
-        theirs = deployed.client.search(index=deployed.name, body={"size": 10, "_source": False, "query": neural})
+        neural = {
+            "neural": {
+                "embedding": {"query_text": query, "k": 10, "method_parameters": {"ef_search": EF_SEARCH}}
+            }
+        }
+        theirs = deployed.client.search(
+            index=deployed.name, body={"size": 10, "_source": False, "query": neural}
+        )
         assert _os_ids(theirs) == dense.ids[i], query
         assert ours_neural.ids[i] == dense.ids[i]
         # Hybrid with all weight on its neural part ranks like dense (the lowest hit normalises to 0
         # and may tie with BM25-only hits, hence the top 9).
         named = {"neural": {"embedding": {**neural["neural"]["embedding"], "model_id": model_id}}}
-        hybrid = {"size": 10, "_source": False, "query": {"hybrid": {"queries": [{"match": {"text": query}}, named]}}}
-        ranked = _os_ids(deployed.client.search(index=deployed.name, body=hybrid, params={"search_pipeline": all_dense}))
+        hybrid = {
+            "size": 10,
+            "_source": False,
+            "query": {"hybrid": {"queries": [{"match": {"text": query}}, named]}},
+        }
+        ranked = _os_ids(
+            deployed.client.search(index=deployed.name, body=hybrid, params={"search_pipeline": all_dense})
+        )
         assert ranked[:9] == dense.ids[i][:9], query
     # And through the index's default pipeline (its weights, its default model).
     hybrid = {"size": 10, "query": {"hybrid": {"queries": [{"match": {"text": queries[0]}}, neural]}}}
@@ -123,7 +156,10 @@ def test_neural_and_hybrid_queries_return_the_dense_top_10(deployed):
 
 
 def test_ingest_pipeline_embeds_a_document_without_vector_with_the_passage_template(deployed):
-    doc = {"title": "Vitamin D and bone", "text": "Supplementation raised bone mineral density in older adults."}
+    doc = {
+        "title": "Vitamin D and bone",
+        "text": "Supplementation raised bone mineral density in older adults.",
+    }
     deployed.client.index(index=deployed.name, id="via-local-pipeline", body=doc, refresh=True)
     try:
         stored = deployed.client.get(index=deployed.name, id="via-local-pipeline")["_source"]
@@ -146,9 +182,14 @@ def test_no_deploy_reaches_for_an_outside_host(deployed):
     text = "\n".join(p.read_text(errors="replace") for log in readable for p in log.glob("*.log"))
     assert "Failed to save pytorch index file" not in text
     # Downloads, failed connections and DJL's own lookups, with the host they name.
-    suspicious = [line for line in text.splitlines()
-                  if re.search(r"download|UnknownHost|ConnectException|publish\.djl|LibUtils", line, re.I)]
-    hosts = {urlsplit(url).hostname for line in suspicious for url in re.findall(r"https?://[^\s\"'<>]+", line)}
+    suspicious = [
+        line
+        for line in text.splitlines()
+        if re.search(r"download|UnknownHost|ConnectException|publish\.djl|LibUtils", line, re.I)
+    ]
+    hosts = {
+        urlsplit(url).hostname for line in suspicious for url in re.findall(r"https?://[^\s\"'<>]+", line)
+    }
     assert hosts <= {"127.0.0.1", "localhost"}, suspicious[:5]
 
 
@@ -159,10 +200,18 @@ def test_a_decoder_lm_encoder_is_refused_in_one_line(ml_url: str, tiny_llama: Pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_checkpoint_that_does_not_export_is_refused_in_one_line(ml_url: str, tiny_bert: Path, tmp_path: Path):
+def test_a_checkpoint_that_does_not_export_is_refused_in_one_line(
+    ml_url: str, tiny_bert: Path, tmp_path: Path
+):
     broken = tmp_path / "no-weights"
     broken.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
         if (tiny_bert / name).exists():
             (broken / name).write_bytes((tiny_bert / name).read_bytes())
     result = _deploy(broken, ml_url, check=False)
@@ -179,8 +228,14 @@ def test_a_rejected_model_config_and_a_failed_deploy_leave_nothing_behind(deploy
     package = build_packages(str(tiny_bert))[0]
     name = local_model.object_name(package)
     group = local_model.ml_commons.ensure_model_group(client)
-    bad = SimpleNamespace(**{**vars(package), "model_config": {**package.model_config, "pooling_mode": "LAST_WORD"},
-                             "size": package.size, "sha256": package.sha256})
+    bad = SimpleNamespace(
+        **{
+            **vars(package),
+            "model_config": {**package.model_config, "pooling_mode": "LAST_WORD"},
+            "size": package.size,
+            "sha256": package.sha256,
+        }
+    )
     with pytest.raises(LocalModelError, match="rejected the registration") as rejected:
         local_model.register(client, bad, name, group)
     assert "LAST_WORD" in str(rejected.value)

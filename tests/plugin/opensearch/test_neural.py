@@ -33,7 +33,8 @@ def _cosine(a, b) -> float:
 @pytest.fixture(scope="module")
 def asymmetric_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM's weights with a query and a passage template of its own (the weights are linked)."""
-    return minilm_with_templates(tmp_path_factory.mktemp("asym") / "minilm-asym", QUERY_TEMPLATE, PASSAGE_TEMPLATE)
+    folder = tmp_path_factory.mktemp("asym") / "minilm-asym"
+    return minilm_with_templates(folder, QUERY_TEMPLATE, PASSAGE_TEMPLATE)
 
 
 def _client(url: str):

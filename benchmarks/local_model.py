@@ -104,7 +104,7 @@ def measure(
         knn = {"knn": "true", "default_pipeline": index_settings["default_pipeline"], "number_of_replicas": 0}
         client.indices.create(index=scratch, body={"settings": {"index": knn}, "mappings": mapping})
         try:
-            docs = beir.corpus()[:ingest_docs]
+            docs = beir.corpus[:ingest_docs]
             began = time.perf_counter()
             for doc in docs:  # one at a time: ml-commons embeds one document per call anyway
                 client.index(index=scratch, id=doc.id, body={"title": doc.title, "text": doc.text})

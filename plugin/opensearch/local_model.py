@@ -207,7 +207,11 @@ def register(client: OpenSearch, package: ModelPackage, name: str, group_id: str
                     body=handle.read(CHUNK_BYTES),
                     headers={"Content-Type": "application/json"},
                 )
-    except BaseException:
+    except os_exc.TransportError as exc:
+        discard(client, model_id)
+        reason = explain_failure(_reason(exc))
+        raise LocalModelError(f"{reason} (uploading {name!r}; nothing kept)") from None
+    except BaseException:  # interrupted: the next run would find a model without its chunks
         discard(client, model_id)
         raise
     return model_id

@@ -19,7 +19,8 @@ DEFAULT_VERSION = "2.19.1"
 DEFAULT_PORT = 9250
 DEFAULT_PLUGINS = ("opensearch-knn",)
 # neural-search needs k-NN and ml-commons, ml-commons needs job-scheduler: install order matters.
-ML_PLUGINS = ("opensearch-knn", "opensearch-job-scheduler", "opensearch-ml-plugin", "neural-search")
+ML_PLUGIN = "opensearch-ml-plugin"
+ML_PLUGINS = ("opensearch-knn", "opensearch-job-scheduler", ML_PLUGIN, "neural-search")
 # ml-commons keeps its model index and connector clients on the heap; 1g starts but runs short.
 ML_HEAP = "2g"
 LOOPBACK_ENDPOINTS = r"^https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/.*)?$"
@@ -95,6 +96,14 @@ def ml_node_settings() -> dict[str, Any]:
     }
 
 
+def local_model_settings() -> dict[str, Any]:
+    """What ml-commons needs to run our encoder itself (a local ONNX model, uploaded in chunks).
+
+    The libtorch those models need comes from the environment the server starts the node with.
+    """
+    return {"plugins.ml_commons.allow_registering_model_via_local_file": True}
+
+
 def with_ml(settings: ServerSettings, heap_given: bool = False) -> ServerSettings:
     """`settings` with the neural-search plugin chain and ml-commons' one-node settings added.
 
@@ -104,7 +113,7 @@ def with_ml(settings: ServerSettings, heap_given: bool = False) -> ServerSetting
     return replace(
         settings,
         plugins=plugins,
-        extra={**ml_node_settings(), **settings.extra},
+        extra={**ml_node_settings(), **local_model_settings(), **settings.extra},
         heap=settings.heap if heap_given else ML_HEAP,
     )
 

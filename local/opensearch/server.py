@@ -17,8 +17,8 @@ from typing import Any
 
 from retrosearch.core import process
 
-from .assembly import assemble, find_java_home, tool_env
-from .node_config import MARKER, ServerError, ServerSettings, prepare_node_dir
+from .assembly import assemble, assemble_libtorch, find_java_home, tool_env
+from .node_config import MARKER, ML_PLUGIN, ServerError, ServerSettings, prepare_node_dir
 
 _MAIN_CLASS = b"org.opensearch.bootstrap.OpenSearch"
 
@@ -161,6 +161,7 @@ def launch(settings: ServerSettings, home: Path, node_dir: Path) -> int:
         ).strip(),
         HOME=str(node_dir),
     )
+    env.update(_local_model_env(settings))
     as_user: dict[str, Any] = {}
     if os.geteuid() == 0:  # OpenSearch refuses to run as root.
         user = _ensure_user(settings.user)
@@ -186,6 +187,16 @@ def launch(settings: ServerSettings, home: Path, node_dir: Path) -> int:
             **as_user,
         )
     return proc.pid
+
+
+def _local_model_env(settings: ServerSettings) -> dict[str, str]:
+    """Where ml-commons' DJL finds libtorch, so local models deploy offline (empty without ml-commons).
+
+    A ``PYTORCH_LIBRARY_PATH`` already in the environment wins (a libtorch of the user's own).
+    """
+    if ML_PLUGIN not in settings.plugins or os.environ.get("PYTORCH_LIBRARY_PATH"):
+        return {}
+    return {"PYTORCH_LIBRARY_PATH": str(assemble_libtorch(settings))}
 
 
 def _wait_healthy(settings: ServerSettings, pid: int, deadline: float) -> None:

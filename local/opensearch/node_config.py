@@ -85,12 +85,14 @@ def ml_node_settings() -> dict[str, Any]:
     """What ml-commons needs on a single local node to call a query service on loopback.
 
     Out of the box it runs models only on dedicated ML nodes, refuses work above 90% native
-    memory (CI machines often sit there), calls only a list of commercial endpoints and never a
-    private or loopback address.
+    memory (CI machines often sit there) and above 85% JVM heap (a small local heap sits there
+    with uncollected garbage while a few models are loaded), calls only a list of commercial
+    endpoints and never a private or loopback address.
     """
     return {
         "plugins.ml_commons.only_run_on_ml_node": False,
         "plugins.ml_commons.native_memory_threshold": 100,
+        "plugins.ml_commons.jvm_heap_memory_threshold": 95,
         "plugins.ml_commons.connector.private_ip_enabled": True,
         "plugins.ml_commons.trusted_connector_endpoints_regex": LOOPBACK_ENDPOINTS,
     }

@@ -212,7 +212,8 @@ def report_command(
     if unknown:
         raise opt.fail(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     out.mkdir(parents=True, exist_ok=True)
-    commands = part_commands(out, collection, model, opensearch_url, scale)
+    url = ",".join(opensearch_url) if opensearch_url else None  # the option may be repeated
+    commands = part_commands(out, collection, model, url, scale)
     ran = False
     for name in parts:
         if (out / f"{name}.json").exists() and name not in (rerun or []):

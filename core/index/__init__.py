@@ -2,6 +2,7 @@
 
 from retrosearch.core.index.base import (
     SEARCH_MODES,
+    Footprint,
     SearchHits,
     SearchMode,
     SearchModeUnavailable,
@@ -14,6 +15,7 @@ from retrosearch.core.vector_space import IndexMeta, IndexMismatchError
 
 __all__ = [
     "BACKENDS",
+    "Footprint",
     "LOAD_BACKENDS",
     "SEARCH_MODES",
     "IndexMeta",

@@ -31,8 +31,8 @@ from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
+from retrosearch.core.index import BACKENDS, FAISS_BACKENDS
 
-DENSE_BACKENDS = ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "opensearch")
 WEIGHTS = (0.3, 0.5, 0.7)
 NORMALIZATIONS = ("min_max", "l2")
 NOT_RUN = {
@@ -103,7 +103,7 @@ def run_methods(
         results.append(MethodResult(method, family, evaluate_run(qrels, run), seconds, params))
 
     os_index = None
-    for backend in DENSE_BACKENDS if opensearch else DENSE_BACKENDS[:-1]:
+    for backend in BACKENDS if opensearch else FAISS_BACKENDS:
         if backend == "faiss-ivfpq" and len(ids) < IVF_MIN_VECTORS:
             continue  # too few vectors to train its lists and 256 PQ centroids
         run_settings = settings.model_copy(deep=True)
@@ -224,7 +224,7 @@ def methods_command(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     weight: Annotated[
         Optional[list[float]],
-        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable. (default 0.3 0.5 0.7)"),
+        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable. [default: 0.3 0.5 0.7]"),
     ] = None,
     skip_opensearch: Annotated[
         bool, typer.Option(help="FAISS rows only (no bm25, hybrid or OpenSearch k-NN).")

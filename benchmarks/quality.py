@@ -107,10 +107,10 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
 @opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL, opt.OPENSEARCH_BUILD, opt.HYBRID)
 def quality(
     collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
-    backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
+    backend: Annotated[list[opt.BackendChoice], typer.Option("--backend", "-b", help="Index backend; repeat for several.")] = ["faiss-flat"],
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     mode: Annotated[
-        list[str],
+        list[opt.SearchModeChoice],
         typer.Option("--mode", help="Search mode: dense, bm25 or hybrid; repeat for several. bm25 and hybrid are "
                      "OpenSearch's own queries on the opensearch backend's index, built from the same vectors."),
     ] = ["dense"],
@@ -120,7 +120,7 @@ def quality(
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
     model = settings.encoder.model
     with opt.user_errors():
-        results = run_quality(collection, backend, settings, split, modes=tuple(mode))
+        results = run_quality(collection, opt.values(backend), settings, split, modes=tuple(opt.values(mode)))
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:
         write_json(out / "quality.json", {label: r.as_dict() for label, r in results.items()})

@@ -15,14 +15,17 @@ import platform
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from retrosearch.core import cli_options as opt
 
-PARTS = ("methods", "ann", "ingest", "serve")
+Part = Literal["methods", "ann", "ingest", "serve"]
+PARTS: tuple[str, ...] = typing.get_args(Part)
+PartChoice = opt.choice_enum("PartChoice", PARTS)
 
 #: The README's copy of the main table sits between these lines; ``--readme`` rewrites what is inside.
 README_START = "<!-- bench-report:start (written by retrosearch bench report --readme) -->"
@@ -207,18 +210,16 @@ def report_command(
     out: Annotated[Path, typer.Option(help="Report folder: each part's JSON and plot, and report.md.")],
     model: opt.Model = None,
     opensearch_url: opt.OpenSearchUrl = None,
-    part: Annotated[Optional[list[str]], typer.Option("--part", help="Parts to include; repeatable. (default all: "
-                                                                     "methods, ann, ingest, serve)")] = None,
-    rerun: Annotated[Optional[list[str]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
+    part: Annotated[Optional[list[PartChoice]], typer.Option("--part", help="Parts to include; repeatable. "
+                                                                      f"{opt.default_note(PARTS)}")] = None,
+    rerun: Annotated[Optional[list[PartChoice]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
     scale: Annotated[int, typer.Option(help="Synthetic scale point of the ANN sweep (vectors).")] = 1_000_000,
     readme: Annotated[Optional[Path], typer.Option(help="Also write the main table and the methods plot into this "
                                                         "README, between its bench-report markers.")] = None,
 ) -> None:
     """Run the missing benchmarks and write report.md with every table, plot and the machine's description."""
-    parts = tuple(part or PARTS)
-    unknown = (set(parts) | set(rerun or [])) - set(PARTS)
-    if unknown:
-        raise opt.fail(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    parts = tuple(opt.values(part or PARTS))
+    rerun = opt.values(rerun or [])
     out.mkdir(parents=True, exist_ok=True)
     commands = part_commands(out, collection, model, opensearch_url, scale)
     ran = False

@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -165,22 +165,29 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     save(fig, path)
 
 
+@opt.accept_deprecated
 def train_speed(
-    data: Annotated[Path, typer.Option("--data", help="A corpus (JSONL or BEIR folder) for retromae; a BEIR folder "
-                                       "with a train split for finetune.")],
-    method: Annotated[str, typer.Option(help="retromae or finetune.")] = "retromae",
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus (JSONL or BEIR folder) to pretrain on (retromae)."),
+                      *opt.deprecated("--data")] = None,
+    collection: Annotated[Optional[Path], typer.Option(help="BEIR folder with a train split (finetune).")] = None,
+    method: Annotated[Literal["retromae", "finetune"], typer.Option(help="The trainer timed.")] = "retromae",
     model: opt.Model = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per optimiser step.")] = 16,
+    train_batch_size: Annotated[int, typer.Option(help="Examples per optimiser step."),
+                                *opt.deprecated("--batch-size")] = 16,
     max_length: Annotated[int, typer.Option(help="Tokens per block (retromae) or per passage (finetune).")] = 128,
     steps: Annotated[int, typer.Option(help="Timed steps per run.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads (default: the machine's cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. [default: the machine's cores]")] = None,
     skip_ray: Annotated[bool, typer.Option(help="Leave out run c.")] = False,
     json_out: opt.JsonOut = None,
 ) -> None:
     """Tokens/s of the trainer's step against a hand-written PyTorch loop (same model, batch, length)."""
     model = model or "minilm"
     threads = threads or os.cpu_count() or 1
+    batch_size = train_batch_size
+    data = collection if method == "finetune" else corpus
+    if data is None:
+        raise opt.fail(f"--method {method} needs {'--collection' if method == 'finetune' else '--corpus'}")
     args = (method, data, model, max_length, batch_size, steps, warmup, threads, 42)
     with opt.user_errors():
         build_method(method, data, model, max_length)  # a bad method or path fails here, before any run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import enum
 import functools
 import inspect
 import typing
@@ -16,8 +18,145 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from retrosearch.core.config import Settings
+from retrosearch.core.index import BackendName, SearchMode
 from retrosearch.core.config_file import read_config_file
 from retrosearch.core.errors import UserError
+
+
+# -- old spellings of renamed options: accepted for one release, hidden, with a deprecation line --
+_NO_VALUE: Any = object()
+
+
+@dataclass(frozen=True)
+class Deprecated:
+    """An old spelling of an option, kept for one release after a rename.
+
+    Put it in the option's ``Annotated[...]`` beside ``typer.Option``; :func:`accept_deprecated`
+    (applied by :func:`with_settings` and the trainers' options) turns it into a hidden option that
+    sets the new one and prints one deprecation line on stderr. ``value`` makes the old spelling a
+    bare flag standing for that value of the new option (``--json`` for ``--json-out -``).
+    """
+
+    name: str
+    value: Any = _NO_VALUE
+
+    @property
+    def is_flag(self) -> bool:
+        """Whether the old spelling is a bare flag standing for ``value``."""
+        return self.value is not _NO_VALUE
+
+    @property
+    def instead(self) -> str:
+        """The value the old flag stands for, as the deprecation line shows it after the new name."""
+        return f" {self.value}" if self.is_flag else ""
+
+
+@dataclass(frozen=True)
+class _AliasParam:
+    """One hidden parameter standing for a deprecated spelling of ``target``'s option."""
+
+    target: str
+    option: str
+    alias: Deprecated
+    required: bool
+
+
+def deprecated(*names: str, value: Any = _NO_VALUE) -> tuple[Deprecated, ...]:
+    """Old spellings of one option (``deprecated("--input", "-i")``)."""
+    return tuple(Deprecated(name, value) for name in names)
+
+
+def _long_name(info: Any, parameter: str) -> str:
+    """The option's first long name (Typer keeps the first name given in ``default`` under Annotated)."""
+    given = [getattr(info, "default", None), *(getattr(info, "param_decls", None) or ())]
+    decls = [d.split("/")[0] for d in given if isinstance(d, str) and d.startswith("--")]
+    return decls[0] if decls else "--" + parameter.replace("_", "-")
+
+
+def _option_info(metadata: Sequence[Any]) -> Any:
+    return next((m for m in metadata if type(m).__name__ == "OptionInfo"), None)
+
+
+REQUIRED_NOTE = "[required]"
+
+
+def _marked_required(metadata: Any) -> Any:
+    """A copy of an ``OptionInfo`` whose help ends with Typer's own ``[required]`` note."""
+    if type(metadata).__name__ != "OptionInfo":
+        return metadata
+    marked = copy.copy(metadata)
+    marked.help = f"{(metadata.help or '').rstrip()} {REQUIRED_NOTE}".strip()
+    return marked
+
+
+def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with a hidden option for each :class:`Deprecated` spelling in its annotations.
+
+    Built once here so that every command keeps its old spellings the same way: the old option
+    is absent from ``--help``, sets the new option's parameter (the new one wins when both are
+    given) and prints ``warning: OLD is deprecated; use NEW`` on stderr. A required option that
+    has old spellings is checked here, since either spelling may give it.
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    params: list[inspect.Parameter] = []
+    hidden_params: list[inspect.Parameter] = []  # keyword-only, so after every other parameter
+    aliases: dict[str, _AliasParam] = {}
+    for p in signature.parameters.values():
+        annotation = hints.get(p.name, p.annotation)
+        metadata = getattr(annotation, "__metadata__", ())
+        olds = [m for m in metadata if isinstance(m, Deprecated)]
+        if not olds:
+            params.append(p.replace(annotation=annotation))
+            continue
+        kept = [m for m in metadata if not isinstance(m, Deprecated)]
+        base = annotation.__origin__
+        required = p.default is inspect.Parameter.empty
+        if required:  # either spelling may give it, so it is checked after parsing; --help still says so
+            kept = [_marked_required(m) for m in kept]
+        params.append(p.replace(annotation=Annotated[(Optional[base], *kept)] if required else
+                                Annotated[(base, *kept)], default=None if required else p.default))
+        new_name = _long_name(_option_info(kept), p.name)
+        for old in olds:
+            name = f"{p.name}__{old.name.lstrip('-').replace('-', '_')}"
+            hidden = typer.Option(old.name, hidden=True, help=f"Deprecated: {new_name}{old.instead}.")
+            kind = bool if old.is_flag else Optional[base]
+            hidden_params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=False if kind is bool else None,
+                                            annotation=Annotated[kind, hidden]))
+            aliases[name] = _AliasParam(p.name, new_name, old, required)
+    if not aliases:
+        return command
+    params += hidden_params
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        return command(**resolve_deprecated(aliases, kwargs))
+
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    run.deprecated_aliases = aliases  # type: ignore[attr-defined]
+    del run.__wrapped__  # Typer must read the new signature
+    return run
+
+
+def resolve_deprecated(aliases: dict[str, _AliasParam], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (parameter -> value, as Typer parsed them) with each deprecated spelling given
+    folded into its new option, one deprecation line per spelling used."""
+    values = dict(values)
+    for name, alias in aliases.items():
+        given = values.pop(name, None)
+        if given is None or given is False or given == []:
+            continue
+        old = alias.alias
+        typer.secho(f"warning: {old.name} is deprecated and will be removed; use {alias.option}{old.instead}",
+                    fg=typer.colors.YELLOW, err=True)
+        if values.get(alias.target) in (None, []):
+            values[alias.target] = old.value if old.is_flag else given
+    for alias in aliases.values():
+        if alias.required and values.get(alias.target) in (None, []):
+            raise fail(f"missing option {alias.option}")
+    return values
 
 
 # -- options that set a Settings field: declared once, derived from the field ---------------------
@@ -34,6 +173,7 @@ class SettingOption:
     field: str
     flags: tuple[str, ...] = ()
     help: str | None = None
+    deprecated: tuple[Deprecated, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -58,8 +198,11 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
     SettingOption("max_texts"), SettingOption("max_chars"), SettingOption("max_k"), SettingOption("embeddings_mode"),
     SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),
-    SettingOption("ray_address"), SettingOption("num_replicas", ("--replicas",)), SettingOption("min_replicas"),
-    SettingOption("max_replicas"), SettingOption("num_gpus"), SettingOption("num_cpus"),
+    SettingOption("ray_address"),
+    SettingOption("num_replicas", ("--serve-replicas",), deprecated=deprecated("--replicas")),
+    SettingOption("min_replicas"), SettingOption("max_replicas"),
+    SettingOption("num_gpus", ("--gpus-per-worker",), "GPUs per Ray Serve replica", deprecated("--num-gpus")),
+    SettingOption("num_cpus", ("--cpus-per-worker",), "CPUs per Ray Serve replica", deprecated("--num-cpus")),
     SettingOption("max_replicas_per_node"), SettingOption("proxy_location"),
 )}
 
@@ -96,20 +239,28 @@ def _field(name: str) -> Any:
     raise KeyError(f"no settings field {name!r}")
 
 
+def default_note(value: Any) -> str:
+    """A default in the words Typer shows it (``[default: x]``), for options whose real default is
+    None (not given, so a ``--config`` file's value stands) and whose help must name the default."""
+    shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return f"[default: {shown}]"
+
+
 def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = None, panel: str | None = None,
-                 required: bool = False) -> Any:
+                 required: bool = False, deprecated: Sequence[Deprecated] = ()) -> Any:
     """The ``Annotated`` type of an option that sets a pydantic field (default None: not given).
 
     Type, help text and the default shown come from the field unless ``help`` is given, so an
     option reads the same wherever the field is set from the command line. A ``required`` option
-    has no None default: the command line must name it.
+    has no None default: the command line must name it. ``deprecated`` are its old spellings.
     """
     kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
     base = kinds[0] if len(kinds) == 1 else info.annotation
     text = (help or info.description or "").rstrip(".") + "."
-    if all(info.default is not v for v in (None, False, PydanticUndefined)) and "default" not in text:
-        text += f" (default {info.default})"
-    return Annotated[base if required else Optional[base], typer.Option(*names, help=text, rich_help_panel=panel)]
+    if all(info.default is not v for v in (None, False, PydanticUndefined)) and "[default:" not in text:
+        text += " " + default_note(info.default)
+    option = typer.Option(*names, help=text, rich_help_panel=panel)
+    return Annotated[(base if required else Optional[base], option, *deprecated)]
 
 
 def setting_help(name: str) -> str:
@@ -120,7 +271,7 @@ def setting_help(name: str) -> str:
 def setting_option(name: str, panel: str | None = None) -> Any:
     """The ``Annotated`` type of the option that sets Settings field ``name`` (default None: not given)."""
     spec = SETTING_OPTIONS[name]
-    return field_option(_field(name), spec.names, spec.help, panel)
+    return field_option(_field(name), spec.names, spec.help, panel, deprecated=spec.deprecated)
 
 
 def settings_from(values: dict[str, Any], config: Path | None = None) -> Settings:
@@ -154,7 +305,7 @@ def rewrite_command(command: Callable[..., Any], receivers: Sequence[str], added
     run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in params}
     del run.__wrapped__  # Typer must read the new signature, not the command's own
-    return run
+    return accept_deprecated(run)
 
 
 def with_settings(*groups: OptionGroup, config: bool = True):
@@ -194,18 +345,43 @@ PoolingOpt = setting_option("pooling")
 QueryTemplate = setting_option("query_template")
 PassageTemplate = setting_option("passage_template")
 
-Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw, faiss-ivfpq or opensearch.")]
-SearchModeOpt = Annotated[
-    str,
-    typer.Option("--mode", help="dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the "
-                 "query with our connected model), bm25 or hybrid (bm25 + dense)."),
-]
+def choice_enum(name: str, names: Sequence[str]) -> type[enum.Enum]:
+    """A str Enum of ``names``, for a repeatable option with fixed choices (Typer takes ``list[Enum]``,
+    not ``list[Literal]``); :func:`values` turns what it parsed back into the names."""
+    return enum.Enum(name, {n: n for n in names}, type=str)  # type: ignore[return-value]
+
+
+def values(chosen: Sequence[Any]) -> list[str]:
+    """The names of repeatable choices parsed by a :func:`choice_enum` option."""
+    return [getattr(c, "value", c) for c in chosen]
+
+
+BackendChoice = choice_enum("BackendChoice", typing.get_args(BackendName))
+SearchModeChoice = choice_enum("SearchModeChoice", typing.get_args(SearchMode))
+Backend = Annotated[BackendName, typer.Option("--backend", "-b", help="Index backend (the registry's names).")]
+SEARCH_MODE_HELP = ("dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the query "
+                    "with our connected model), bm25 or hybrid (bm25 + dense).")
+SearchModeOpt = Annotated[SearchMode, typer.Option("--mode", help=SEARCH_MODE_HELP)]
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option("--config", help="JSON or YAML file, one section per settings group (encoder, faiss, opensearch, "
                  "serve; train and method for training); command-line options win over it."),
 ]
-JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")]
+JSON_OUT_HELP = "Also write the figures as JSON to this file ('-': to stdout instead of the tables)."
+#: ``--json-out PATH``: every command that can write JSON takes it so; ``-`` is stdout.
+JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help=JSON_OUT_HELP), *deprecated("--json")]
+
+
+def json_out_option(help: str, flag_was: bool = False) -> Any:
+    """``--json-out`` with a command's own help; ``flag_was``: the old spelling was a bare ``--json``
+    flag (printing to stdout), kept as ``--json-out -``."""
+    old = deprecated("--json", value="-") if flag_was else deprecated("--json")
+    return Annotated[(Optional[Path], typer.Option("--json-out", help=help), *old)]
+
+
+def to_stdout(path: Path | None) -> bool:
+    """Whether a ``--json-out`` value means stdout (:func:`retrosearch.core.retrieval.report.write_json` writes it there)."""
+    return path is not None and str(path) == "-"
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 

@@ -2,7 +2,7 @@
 
 Each job of the chart (the query service, ingestion, each trainer, the OpenSearch connect hook)
 takes an ``options`` map whose keys are the command's long options in camelCase
-(``--num-gpus-per-worker`` -> ``numGpusPerWorker``). This script writes, from the Typer commands:
+(``--gpus-per-worker`` -> ``gpusPerWorker``). This script writes, from the Typer commands:
 
 - ``retrosearch/values.schema.json``: the ``definitions`` of those option maps (type, help text,
   required options; no other key allowed), leaving the hand-written rest of the schema as it is;
@@ -65,10 +65,12 @@ def command(path: tuple[str, ...]):
 
 def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
     """Key, option, negative option, JSON type, repeatable, required and help of each chart option."""
+    from retrosearch.core.cli_options import REQUIRED_NOTE
+
     out = []
     for param in command(path).params:
         long = [o for o in param.opts if o.startswith("--")]
-        if not long or long[0] in excluded or long[0] == "--help":
+        if not long or long[0] in excluded or long[0] == "--help" or param.hidden:  # hidden: old spellings
             continue
         annotation = param.type_descriptor.annotation
         repeatable = typing.get_origin(annotation) is list
@@ -81,7 +83,9 @@ def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
         negative = next((o for o in param.secondary_opts if o.startswith("--")), None)
         out.append({
             "key": camel(long[0]), "option": long[0], "negative": negative, "type": _JSON_TYPES[base],
-            "repeatable": repeatable, "required": bool(param.required), "help": (param.help or "").strip(),
+            "repeatable": repeatable, "help": (param.help or "").strip(),
+            # An option with old spellings is checked after parsing; its help says it is required.
+            "required": bool(param.required) or (param.help or "").rstrip().endswith(REQUIRED_NOTE),
             "choices": choices,
         })
     return out

@@ -97,8 +97,8 @@ def parse_argv(argv: list[str]):
     # The group's own options as a plain command: left-over arguments are a usage error.
     command = typer.core.TyperCommand("serve", params=typer.main.get_command(serve_app).params)
     with command.make_context("serve", list(argv)) as ctx:
-        p = ctx.params
         try:
+            p = opt.resolve_deprecated(getattr(serve, "deprecated_aliases", {}), ctx.params)
             settings = opt.settings_from({f: p[f] for f in serve.settings_fields}, p["config"])
             return settings, resolve(settings, p["index_dir"], p["model"]), p["model"]
         except typer.Exit:  # the reason is already printed, as the command prints it

@@ -120,7 +120,7 @@ def quality(
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
     model = settings.encoder.model
     with opt.user_errors():
-        results = run_quality(collection, opt.values(backend), settings, split, modes=tuple(opt.values(mode)))
+        results = run_quality(collection, opt.chosen_names(backend), settings, split, modes=tuple(opt.chosen_names(mode)))
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:
         write_json(out / "quality.json", {label: r.as_dict() for label, r in results.items()})

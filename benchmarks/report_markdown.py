@@ -84,9 +84,9 @@ def part_commands(out: Path, collections: list[Path], model: str | None, opensea
                     "--out", str(out)],
         "ann": ["ann", "--collection", str(largest), "--scale", str(scale), *common, *url, "--out", str(out)],
         "ingest": ["ingest", "--corpus", str(collections[0] / "corpus.jsonl"), *common, *url, "--runtime-variants",
-                   "--json", str(out / "ingest.json")],
+                   "--json-out", str(out / "ingest.json")],
         "serve": ["serve", "--collection", str(collections[0]), *common, "--runtime-variants", "--soak", "0",
-                  "--no-ray", "--json", str(out / "serve.json")],
+                  "--skip-ray", "--json-out", str(out / "serve.json")],
     }
 
 
@@ -218,8 +218,8 @@ def report_command(
                                                         "README, between its bench-report markers.")] = None,
 ) -> None:
     """Run the missing benchmarks and write report.md with every table, plot and the machine's description."""
-    parts = tuple(opt.values(part or PARTS))
-    rerun = opt.values(rerun or [])
+    parts = tuple(opt.chosen_names(part or PARTS))
+    rerun = opt.chosen_names(rerun or [])
     out.mkdir(parents=True, exist_ok=True)
     commands = part_commands(out, collection, model, opensearch_url, scale)
     ran = False

@@ -267,7 +267,8 @@ def serve_speed(
     concurrency: Annotated[str, typer.Option(help="Comma-separated client counts.")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="Requests per concurrency level (at least 30 per client).")] = 300,
     soak_requests: Annotated[int, typer.Option("--soak", help="Requests of the soak at the highest level (0: none).")] = 10_000,
-    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Also measure d (Ray Serve).")] = True,
+    skip_ray: Annotated[bool, typer.Option(help="Leave out run d (Ray Serve)."),
+                        *opt.deprecated("--no-ray", value=True), *opt.deprecated("--ray", value=False)] = False,
     runtime_variants: Annotated[
         bool, typer.Option(help="Also measure the service with ONNX Runtime, fp32 (c2) and int8 (c3).")
     ] = False,
@@ -301,7 +302,7 @@ def serve_speed(
     if runtime_variants:
         servers["c2_service_onnx"] = [*servers["c_service"], "--runtime", "onnx"]
         servers["c3_service_onnx_int8"] = [*servers["c_service"], "--runtime", "onnx", "--quantize", "int8"]
-    if ray:
+    if not skip_ray:
         servers["d_service_ray"] = [*servers["c_service"], "--ray"]
     soaked = None
     with tempfile.TemporaryDirectory() as tmp:

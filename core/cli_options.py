@@ -45,10 +45,14 @@ class Deprecated:
         """Whether the old spelling is a bare flag standing for ``value``."""
         return self.value is not _NO_VALUE
 
-    @property
-    def instead(self) -> str:
-        """The value the old flag stands for, as the deprecation line shows it after the new name."""
-        return f" {self.value}" if self.is_flag else ""
+    def instead(self, option: str, negative: str) -> str:
+        """What to write instead: ``option``, with the value an old bare flag stands for (a boolean
+        one: the option itself or its ``negative``)."""
+        if not self.is_flag:
+            return option
+        if isinstance(self.value, bool):
+            return option if self.value else negative
+        return f"{option} {self.value}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class _AliasParam:
     option: str
     alias: Deprecated
     required: bool
+    default: Any = None
+    instead: str = ""
 
 
 def deprecated(*names: str, value: Any = _NO_VALUE) -> tuple[Deprecated, ...]:
@@ -66,11 +72,14 @@ def deprecated(*names: str, value: Any = _NO_VALUE) -> tuple[Deprecated, ...]:
     return tuple(Deprecated(name, value) for name in names)
 
 
-def _long_name(info: Any, parameter: str) -> str:
-    """The option's first long name (Typer keeps the first name given in ``default`` under Annotated)."""
+def _long_names(info: Any, parameter: str) -> tuple[str, str]:
+    """The option's first long name and its boolean negative (Typer keeps the first name given in
+    ``default`` under Annotated; a boolean without a declared negative gets ``--no-<name>``)."""
     given = [getattr(info, "default", None), *(getattr(info, "param_decls", None) or ())]
-    decls = [d.split("/")[0] for d in given if isinstance(d, str) and d.startswith("--")]
-    return decls[0] if decls else "--" + parameter.replace("_", "-")
+    decls = [d for d in given if isinstance(d, str) and d.startswith("--")]
+    name = decls[0].split("/")[0] if decls else "--" + parameter.replace("_", "-")
+    negative = decls[0].split("/")[1] if decls and "/" in decls[0] else "--no-" + name[2:]
+    return name, negative
 
 
 def _option_info(metadata: Sequence[Any]) -> Any:
@@ -80,12 +89,13 @@ def _option_info(metadata: Sequence[Any]) -> Any:
 REQUIRED_NOTE = "[required]"
 
 
-def _marked_required(metadata: Any) -> Any:
-    """A copy of an ``OptionInfo`` whose help ends with Typer's own ``[required]`` note."""
-    if type(metadata).__name__ != "OptionInfo":
+def _with_note(metadata: Any, note: str) -> Any:
+    """A copy of an ``OptionInfo`` whose help ends with ``note`` (Typer's own words: ``[required]``,
+    ``[default: x]``), for an option whose parameter default no longer says it."""
+    if type(metadata).__name__ != "OptionInfo" or not note or note.split(":")[0] in (metadata.help or ""):
         return metadata
     marked = copy.copy(metadata)
-    marked.help = f"{(metadata.help or '').rstrip()} {REQUIRED_NOTE}".strip()
+    marked.help = f"{(metadata.help or '').rstrip()} {note}".strip()
     return marked
 
 
@@ -94,8 +104,9 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
 
     Built once here so that every command keeps its old spellings the same way: the old option
     is absent from ``--help``, sets the new option's parameter (the new one wins when both are
-    given) and prints ``warning: OLD is deprecated; use NEW`` on stderr. A required option that
-    has old spellings is checked here, since either spelling may give it.
+    given) and prints ``warning: OLD is deprecated; use NEW`` on stderr. The new option's parameter
+    defaults to None so that "not given" is known (its real default is applied here and named in its
+    help), and a required one is checked here, since either spelling may give it.
     """
     hints = typing.get_type_hints(command, include_extras=True)
     signature = inspect.signature(command)
@@ -112,19 +123,20 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
         kept = [m for m in metadata if not isinstance(m, Deprecated)]
         base = annotation.__origin__
         required = p.default is inspect.Parameter.empty
-        if required:  # either spelling may give it, so it is checked after parsing; --help still says so
-            kept = [_marked_required(m) for m in kept]
-        params.append(p.replace(annotation=Annotated[(Optional[base], *kept)] if required else
-                                Annotated[(base, *kept)], default=None if required else p.default))
-        new_name = _long_name(_option_info(kept), p.name)
+        default = None if required else p.default
+        note = REQUIRED_NOTE if required else ("" if default in (None, False, []) else default_note(default))
+        kept = [_with_note(m, note) for m in kept]
+        params.append(p.replace(annotation=Annotated[(Optional[base], *kept)], default=None))
+        new_name, negative = _long_names(_option_info(kept), p.name)
         for old in olds:
             name = f"{p.name}__{old.name.lstrip('-').replace('-', '_')}"
-            hidden = typer.Option(old.name, hidden=True, help=f"Deprecated: {new_name}{old.instead}.")
+            instead = old.instead(new_name, negative)
+            hidden = typer.Option(old.name, hidden=True, help=f"Deprecated: {instead}.")
             kind = bool if old.is_flag else Optional[base]
             hidden_params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                                             default=False if kind is bool else None,
                                             annotation=Annotated[kind, hidden]))
-            aliases[name] = _AliasParam(p.name, new_name, old, required)
+            aliases[name] = _AliasParam(p.name, new_name, old, required, default, instead)
     if not aliases:
         return command
     params += hidden_params
@@ -149,13 +161,15 @@ def resolve_deprecated(aliases: dict[str, _AliasParam], values: dict[str, Any]) 
         if given is None or given is False or given == []:
             continue
         old = alias.alias
-        typer.secho(f"warning: {old.name} is deprecated and will be removed; use {alias.option}{old.instead}",
+        typer.secho(f"warning: {old.name} is deprecated and will be removed; use {alias.instead}",
                     fg=typer.colors.YELLOW, err=True)
         if values.get(alias.target) in (None, []):
             values[alias.target] = old.value if old.is_flag else given
     for alias in aliases.values():
         if alias.required and values.get(alias.target) in (None, []):
             raise fail(f"missing option {alias.option}")
+        if values.get(alias.target) is None:
+            values[alias.target] = alias.default
     return values
 
 
@@ -347,11 +361,11 @@ PassageTemplate = setting_option("passage_template")
 
 def choice_enum(name: str, names: Sequence[str]) -> type[enum.Enum]:
     """A str Enum of ``names``, for a repeatable option with fixed choices (Typer takes ``list[Enum]``,
-    not ``list[Literal]``); :func:`values` turns what it parsed back into the names."""
+    not ``list[Literal]``); :func:`chosen_names` turns what it parsed back into the names."""
     return enum.Enum(name, {n: n for n in names}, type=str)  # type: ignore[return-value]
 
 
-def values(chosen: Sequence[Any]) -> list[str]:
+def chosen_names(chosen: Sequence[Any]) -> list[str]:
     """The names of repeatable choices parsed by a :func:`choice_enum` option."""
     return [getattr(c, "value", c) for c in chosen]
 

@@ -424,7 +424,7 @@ class IngestStage(Stage):
         opensearch = values["opensearch"]
         keep = ("index", "vector_field", "engine", "space_type", "hnsw_m", "hnsw_ef_construction", "shards")
         values["opensearch"] = {k: opensearch[k] for k in keep} if self.section.sink == "opensearch" else None
-        for name in ("workers", "num_gpus_per_worker", "num_cpus_per_worker", "chunk_rows", "ray_batch_size"):
+        for name in ("workers", "gpus_per_worker", "cpus_per_worker", "chunk_rows", "block_rows"):
             values.pop(name)
         return values
 
@@ -455,9 +455,7 @@ class IngestStage(Stage):
             OpenSearchIndex.create(describe(encoder), cfg.opensearch, recreate=True)
         out = self.folder / "index" if cfg.sink == "faiss" else None
         job = IngestConfig(
-            inputs=[self.corpus()], sink=cfg.sink, out=out, faiss_backend=cfg.faiss_backend,
-            chunk_rows=cfg.chunk_rows, batch_size=cfg.ray_batch_size, workers=cfg.workers,
-            num_gpus_per_worker=cfg.num_gpus_per_worker, num_cpus_per_worker=cfg.num_cpus_per_worker,
+            inputs=[self.corpus()], sink=cfg.sink, out=out, **cfg.job_settings(),
             ray_address=self.pipeline.ray_address, state_dir=state, settings=settings,
         )
         summary = run_ingest(job)

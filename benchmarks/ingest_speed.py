@@ -141,7 +141,7 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
 def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs. [default: the job's]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs.", show_default="the job's")] = None,
     runtime_variants: Annotated[
         bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3), and torch bf16 (a4).")
     ] = False,

@@ -224,7 +224,7 @@ def methods_command(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     weight: Annotated[
         Optional[list[float]],
-        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable. [default: 0.3 0.5 0.7]"),
+        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable.", show_default="0.3 0.5 0.7"),
     ] = None,
     skip_opensearch: Annotated[
         bool, typer.Option(help="FAISS rows only (no bm25, hybrid or OpenSearch k-NN).")

@@ -210,8 +210,8 @@ def report_command(
     out: Annotated[Path, typer.Option(help="Report folder: each part's JSON and plot, and report.md.")],
     model: opt.Model = None,
     opensearch_url: opt.OpenSearchUrl = None,
-    part: Annotated[Optional[list[PartChoice]], typer.Option("--part", help="Parts to include; repeatable. "
-                                                                      f"{opt.default_note(PARTS)}")] = None,
+    part: Annotated[Optional[list[PartChoice]], typer.Option("--part", help="Parts to include; repeatable.",
+                                                                      show_default=" ".join(PARTS))] = None,
     rerun: Annotated[Optional[list[PartChoice]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
     scale: Annotated[int, typer.Option(help="Synthetic scale point of the ANN sweep (vectors).")] = 1_000_000,
     readme: Annotated[Optional[Path], typer.Option(help="Also write the main table and the methods plot into this "

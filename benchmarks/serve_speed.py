@@ -263,7 +263,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
 @opt.with_settings(opt.MODEL)
 def serve_speed(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose queries (and corpus) are used.")],
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS folder of the collection. [default: built once into the cache]")] = None,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS folder of the collection.", show_default="built once into the cache")] = None,
     concurrency: Annotated[str, typer.Option(help="Comma-separated client counts.")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="Requests per concurrency level (at least 30 per client).")] = 300,
     soak_requests: Annotated[int, typer.Option("--soak", help="Requests of the soak at the highest level (0: none).")] = 10_000,

@@ -177,7 +177,7 @@ def train_speed(
     max_length: Annotated[int, typer.Option(help="Tokens per block (retromae) or per passage (finetune).")] = 128,
     steps: Annotated[int, typer.Option(help="Timed steps per run.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. [default: the machine's cores]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.", show_default="the machine's cores")] = None,
     skip_ray: Annotated[bool, typer.Option(help="Leave out run c.")] = False,
     json_out: opt.JsonOut = None,
 ) -> None:

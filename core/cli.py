@@ -101,7 +101,7 @@ def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name. [default: the index's model]")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name.", show_default="the index's model")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
     filter_json: Annotated[

@@ -6,6 +6,7 @@ import copy
 import enum
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,13 +90,17 @@ def _option_info(metadata: Sequence[Any]) -> Any:
 REQUIRED_NOTE = "[required]"
 
 
-def _with_note(metadata: Any, note: str) -> Any:
-    """A copy of an ``OptionInfo`` whose help ends with ``note`` (Typer's own words: ``[required]``,
-    ``[default: x]``), for an option whose parameter default no longer says it."""
-    if type(metadata).__name__ != "OptionInfo" or not note or note.split(":")[0] in (metadata.help or ""):
+def _still_shown(metadata: Any, required: bool, default: Any) -> Any:
+    """A copy of an ``OptionInfo`` that still says on ``--help`` what its parameter default (now
+    None) no longer does: Typer's ``[required]`` note, or the default."""
+    if type(metadata).__name__ != "OptionInfo":
         return metadata
     marked = copy.copy(metadata)
-    marked.help = f"{(metadata.help or '').rstrip()} {note}".strip()
+    if required:  # escaped: Rich would take a bare [required] for markup
+        marked.help = f"{(metadata.help or '').rstrip()} \\{REQUIRED_NOTE}".strip()
+    elif default not in (None, [], False) and not isinstance(metadata.show_default, str):
+        marked.show_default = shown_default(default, [d for d in (metadata.default, *metadata.param_decls)
+                                                      if isinstance(d, str) and d.startswith("--")])
     return marked
 
 
@@ -124,8 +129,7 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
         base = annotation.__origin__
         required = p.default is inspect.Parameter.empty
         default = None if required else p.default
-        note = REQUIRED_NOTE if required else ("" if default in (None, False, []) else default_note(default))
-        kept = [_with_note(m, note) for m in kept]
+        kept = [_still_shown(m, required, default) for m in kept]
         params.append(p.replace(annotation=Annotated[(Optional[base], *kept)], default=None))
         new_name, negative = _long_names(_option_info(kept), p.name)
         for old in olds:
@@ -253,11 +257,27 @@ def _field(name: str) -> Any:
     raise KeyError(f"no settings field {name!r}")
 
 
-def default_note(value: Any) -> str:
-    """A default in the words Typer shows it (``[default: x]``), for options whose real default is
-    None (not given, so a ``--config`` file's value stands) and whose help must name the default."""
-    shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-    return f"[default: {shown}]"
+_DEFAULT_NOTE = re.compile(r"\s*\[default: ([^\]]*)\]")
+
+
+def shown_default(value: Any, names: Sequence[str] = ()) -> str:
+    """``value`` as ``--help`` shows a default (a flag pair's default as the flag's own name)."""
+    if isinstance(value, bool) and names and "/" in names[0]:
+        return names[0].split("/")[0 if value else 1].lstrip("-")
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def split_default(text: str) -> tuple[str, str | None]:
+    """A help text without its ``[default: x]`` note, and x (None without one).
+
+    Field descriptions name a default that depends on the run ("16 on CPU, 128 on GPU") that way;
+    the option shows it through Typer's own ``show_default``, so every default on ``--help`` looks
+    alike (Typer's ``[default: x]``) and no help text carries one of its own.
+    """
+    found = _DEFAULT_NOTE.search(text)
+    if not found:
+        return text, None
+    return _DEFAULT_NOTE.sub("", text).rstrip(" ."), found.group(1)
 
 
 def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = None, panel: str | None = None,
@@ -270,10 +290,11 @@ def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = Non
     """
     kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
     base = kinds[0] if len(kinds) == 1 else info.annotation
-    text = (help or info.description or "").rstrip(".") + "."
-    if all(info.default is not v for v in (None, False, PydanticUndefined)) and "[default:" not in text:
-        text += " " + default_note(info.default)
-    option = typer.Option(*names, help=text, rich_help_panel=panel)
+    text, shown = split_default(help or info.description or "")
+    text = text.rstrip(".") + "."
+    if shown is None and all(info.default is not v for v in (None, False, PydanticUndefined)):
+        shown = shown_default(info.default, names)
+    option = typer.Option(*names, help=text, rich_help_panel=panel, show_default=shown if shown is not None else True)
     return Annotated[(base if required else Optional[base], option, *deprecated)]
 
 

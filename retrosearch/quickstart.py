@@ -30,7 +30,7 @@ def default_collection() -> Path:
 
 @opt.with_settings(opt.ENCODER)
 def quickstart(
-    collection: Annotated[Optional[Path], typer.Option(help="BEIR collection folder. [default: scifact from the shared data]")] = None,
+    collection: Annotated[Optional[Path], typer.Option(help="BEIR collection folder.", show_default="scifact from the shared data")] = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
     json_out: opt.JsonOut = None,

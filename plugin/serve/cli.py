@@ -45,7 +45,7 @@ def _managed(port: int):
 def serve(
     ctx: typer.Context,
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder written by `retrosearch index`/`ingest`.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name; needed without an index. [default: the index's model]")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name; needed without an index.", show_default="the index's model")] = None,
     background: Annotated[bool, typer.Option("--background", help="Start detached, wait until ready, print the URL.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (Prometheus /metrics counts them anyway).")] = False,
     wait: Annotated[float, typer.Option(help="With --background: seconds to wait for /readyz.")] = 300.0,

@@ -109,7 +109,7 @@ FINETUNE_OPTIONS = (
 def finetune(
     train: TrainConfig,
     method: FinetuneConfig,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass in the evaluation. [default: the runtime's]")] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass in the evaluation.", show_default="the runtime's")] = None,
     eval_device: Annotated[str, typer.Option(help="Device of the evaluation (auto picks CUDA).")] = "auto",
 ) -> None:
     """Contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) of any encoder the runtime loads.

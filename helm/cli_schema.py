@@ -7,7 +7,7 @@ takes an ``options`` map whose keys are the command's long options in camelCase
 - ``retrosearch/values.schema.json``: the ``definitions`` of those option maps (type, help text,
   required options; no other key allowed), leaving the hand-written rest of the schema as it is;
 - ``retrosearch/templates/_cli.tpl``: for each command and key, the option to render (and the
-  negative of a boolean, ``--no-gpu`` for ``useGpu: false``).
+  negative of a boolean, ``--no-lora`` for ``lora: false``).
 
 Options the chart sets by itself (``--ray-address``, ``--opensearch-url``, host and port, ...) are
 left out, so values cannot contradict them. Run it after changing a command's options:
@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "finetuneOptions": (("train", "finetune"), frozenset({"--ray-address", "--config"})),
     "connectOptions": (
         ("opensearch", "connect"),
-        frozenset({"--service-url", "--opensearch-url", "--api-key-env", "--json", "--config"}),
+        frozenset({"--service-url", "--opensearch-url", "--api-key-env", "--json-out", "--config"}),
     ),
 }
 

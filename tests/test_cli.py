@@ -41,8 +41,8 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
     assert proc.stdout.count("\n") >= 3 and ids[0] in proc.stdout or any(i in proc.stdout for i in ids)
 
     fresh, reused = tmp_path / "fresh.json", tmp_path / "reused.json"
-    run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json", str(fresh), "--quiet")
-    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json", str(reused), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json-out", str(fresh), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json-out", str(reused), "--quiet")
     a, b = json.loads(fresh.read_text()), json.loads(reused.read_text())
     for key in ("ndcg@10", "mrr@10", "recall@100", "map"):
         assert isinstance(a[key], float) and a[key] == pytest.approx(b[key], abs=1e-6)
@@ -55,7 +55,7 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
 
 def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, tmp_path: Path):
     out = tmp_path / "hnsw.json"
-    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json", str(out), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json-out", str(out), "--quiet")
     hnsw = json.loads(out.read_text())
     assert hnsw["config"]["backend"] == "faiss-hnsw" and hnsw["config"]["index_params"]["m"] == 32
     assert hnsw["ndcg@10"] > 0.6
@@ -81,7 +81,7 @@ def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert:
 @pytest.mark.integration
 def test_opensearch_backend_matches_faiss_flat(small_scifact: Path, tmp_path: Path, opensearch_url: str):
     flat, remote = tmp_path / "flat.json", tmp_path / "os.json"
-    run_cli("eval", "--collection", str(small_scifact), "--json", str(flat), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--json-out", str(flat), "--quiet")
     name = "cli-eval-small-scifact"
     run_cli(
         "index", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
@@ -95,7 +95,7 @@ def test_opensearch_backend_matches_faiss_flat(small_scifact: Path, tmp_path: Pa
     assert f"indexed {docs} documents" in again.stdout  # loading twice leaves the count unchanged
     run_cli(
         "eval", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
-        "--index-name", name, "--json", str(remote), "--quiet",
+        "--index-name", name, "--json-out", str(remote), "--quiet",
     )
     a, b = json.loads(flat.read_text()), json.loads(remote.read_text())
     assert b["config"]["backend"] == "opensearch" and b["num_docs"] == docs
@@ -125,7 +125,7 @@ def test_search_json_matches_index_search(small_scifact: Path, built_index: Path
     from retrosearch.core.index import load_index
 
     queries = _first_queries(small_scifact, 2)
-    proc = run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries)
+    proc = run_cli("search", "--index", str(built_index), "--json-out", "-", "-k", "5", *queries)
     printed = json.loads(proc.stdout)  # nothing but the JSON on stdout
     hits = load_index(built_index).search(Encoder.load("minilm").encode_queries(queries), 5)
     assert [entry["query"] for entry in printed] == queries
@@ -135,7 +135,7 @@ def test_search_json_matches_index_search(small_scifact: Path, built_index: Path
         assert [hit["rank"] for hit in entry["hits"]] == [1, 2, 3, 4, 5]
         assert [hit["score"] for hit in entry["hits"]] == pytest.approx(scores, abs=1e-5)
 
-    with_fields = json.loads(run_cli("search", "--index", str(built_index), "--json", "--field", "title", queries[0]).stdout)
+    with_fields = json.loads(run_cli("search", "--index", str(built_index), "--json-out", "-", "--field", "title", queries[0]).stdout)
     assert [hit["id"] for hit in with_fields[0]["hits"]][:5] == hits.ids[0]
     assert all(hit["fields"] == {} for hit in with_fields[0]["hits"])  # FAISS stores no fields
 
@@ -162,7 +162,7 @@ def test_search_json_with_filter_and_fields_on_opensearch(small_scifact: Path, o
     filter_clause = {"ids": {"values": allowed}}
     queries = _first_queries(small_scifact, 2)
     proc = run_cli(
-        "search", "--index-name", name, "--opensearch-url", opensearch_url, "--json", "-k", "4",
+        "search", "--index-name", name, "--opensearch-url", opensearch_url, "--json-out", "-", "-k", "4",
         "--filter", json.dumps(filter_clause), "--field", "title", *queries,
     )
     printed = json.loads(proc.stdout)

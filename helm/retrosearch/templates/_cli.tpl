@@ -6,7 +6,6 @@
   "hybridNormalization": {"option": "--hybrid-normalization"},
   "hybridWeight": {"option": "--hybrid-weight"},
   "indexName": {"option": "--index-name"},
-  "jsonOut": {"option": "--json-out"},
   "trustEndpoint": {"option": "--trust-endpoint"}
  },
  "finetuneOptions": {

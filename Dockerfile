@@ -36,7 +36,9 @@ RUN python -m venv /opt/venv \
       && /opt/venv/bin/python -m pip install "$(python scripts/requirements.py pyproject.toml --extra gpu)"; \
     fi
 COPY retrosearch retrosearch
+COPY core core
 COPY plugin plugin
+COPY local local
 COPY benchmarks benchmarks
 COPY ingest ingest
 COPY trainers trainers

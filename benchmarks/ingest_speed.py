@@ -58,7 +58,9 @@ def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     encoder.encode_token_ids(token_ids, desc="raw forward")
     seconds = time.perf_counter() - started
-    return {"docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds, **encoder.stats.as_dict()}
+    # The encoder's own totals first: its "seconds" (inside the runtime, rounded) must not replace the
+    # time the rate is computed from.
+    return {**encoder.stats.as_dict(), "docs": len(docs), "seconds": seconds, "docs_per_s": len(docs) / seconds}
 
 
 def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]:
@@ -83,8 +85,9 @@ def in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict
         return pool.apply(measure, args)
 
 
-def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int | None) -> dict[str, Any]:
-    """(c)/(d) The ingest job on a fresh state."""
+def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int | None,
+               gpus_per_worker: float = 0.0) -> dict[str, Any]:
+    """(c)/(d) The ingest job on a fresh state (its embedding actors on GPUs with ``gpus_per_worker``)."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
     if sink == "opensearch":
@@ -93,7 +96,7 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
         settings.opensearch.replicas = 0
     config = IngestConfig(
         inputs=[corpus], sink=sink, out=workdir / sink, state_dir=workdir / f"state-{sink}", workers=workers,
-        settings=settings,
+        gpus_per_worker=gpus_per_worker, settings=settings,
     )
     started = time.perf_counter()
     try:
@@ -146,6 +149,10 @@ def ingest_speed(
         bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3), and torch bf16 (a4).")
     ] = False,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per embedding actor of the Ray runs (0: CPU actors), as in `ingest`."),
+        *opt.deprecated("--num-gpus-per-worker"),
+    ] = 0.0,
     json_out: opt.JsonOut = None,
     settings: Settings = None,
 ) -> None:
@@ -166,9 +173,10 @@ def ingest_speed(
                 variant = one_process.model_copy(deep=True)
                 variant.encoder.runtime, variant.encoder.quantize, variant.encoder.dtype = runtime_, quantized, dtype
                 results[name] = in_fresh_process(raw_forward, docs, variant)
-        results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers)
+        results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers, gpus_per_worker)
         if not skip_opensearch:
-            results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers)
+            results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers,
+                                                        gpus_per_worker)
     rate = {k: v["docs_per_s"] for k, v in results.items()}
     ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
     if "d_ingest_opensearch" in rate:
@@ -188,7 +196,9 @@ def ingest_speed(
     if json_out:
         payload = {
             "model": model, "docs": len(docs), "cpus": os.cpu_count(), "runtime": settings.encoder.runtime,
-            "quantize": settings.encoder.quantize, "results": results, "ratios": ratios,
+            "quantize": settings.encoder.quantize, "device": settings.encoder.device,
+            "dtype": settings.encoder.dtype, "num_gpus_per_worker": gpus_per_worker,
+            "results": results, "ratios": ratios,
         }
         write_json(json_out, payload)
         plot_speed(payload, json_out.with_suffix(".png"))

@@ -18,11 +18,13 @@ b's tokens per example (the same seed gives it the same batches).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
 import tempfile
 import time
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -60,6 +62,22 @@ def build_method(kind: str, data: Path, model: str, max_length: int) -> Any:
     raise ValueError(f"method {kind!r} is not one of retromae, finetune")
 
 
+#: Precisions of ``--precision``: the same in every run, so the runs stay comparable.
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
+def _uses_gpu(device: str) -> bool:
+    """Whether ``device`` means CUDA here (``auto`` on a machine with a CUDA GPU)."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _summary(step_s: list[float], tokens: list[int], examples: int) -> dict[str, Any]:
     seconds = sum(step_s)
     return {
@@ -68,18 +86,34 @@ def _summary(step_s: list[float], tokens: list[int], examples: int) -> dict[str,
     }
 
 
+def _synchronize(device: Any) -> None:
+    """Wait for the device's queued kernels, so that a step's time is its whole work (CUDA runs ahead)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int, steps: int, warmup: int,
-                 threads: int, seed: int) -> dict[str, Any]:
-    """(a) The plain loop: sample a batch, collate, forward, backward, clip, step."""
+                 threads: int, seed: int, *, device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
+    """(a) The plain loop: sample a batch, collate, forward, backward, clip, step (under bf16 autocast
+    with ``precision="bf16"``)."""
+    import contextlib
+
     import numpy as np
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    from retrosearch.core.encoder.device import resolve_device
+    from retrosearch.trainers.harness.loop import autocast_dtype
+
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    target = resolve_device(device)
+    amp_dtype = autocast_dtype(precision, target)
     method = build_method(kind, data, model, max_length)
     examples = method.load_examples()
-    net = method.build_model().train()
+    net = method.build_model().to(target).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, (warmup + steps) // 10, warmup + steps)
     rng = np.random.default_rng(seed)
@@ -88,13 +122,19 @@ def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int,
         indices = rng.choice(len(examples), size=batch, replace=False)
         began = time.perf_counter()
         collated = method.collate([examples[i] for i in indices], [seed + step * batch + k for k in range(batch)])
-        terms = net(**collated.inputs)
-        loss = sum(term.weight * term.total / max(collated.counts[name], 1.0) for name, term in terms.items())
+        inputs = collated.to(target).inputs
+        autocast = (torch.autocast(target.type, dtype=amp_dtype) if amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            terms = net(**inputs)
+            loss = sum(term.weight * term.total / max(collated.counts[name], 1.0)
+                       for name, term in terms.items())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
+        _synchronize(target)
         if step >= warmup:
             times.append(time.perf_counter() - began)
             tokens.append(collated.input_tokens())
@@ -102,7 +142,7 @@ def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int,
 
 
 def harness_step(kind: str, data: Path, model: str, max_length: int, batch: int, steps: int, warmup: int,
-                 threads: int, seed: int) -> dict[str, Any]:
+                 threads: int, seed: int, *, device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
     """(b) WorkerLoop.train_step in this process (one worker, no Ray)."""
     from retrosearch.trainers.harness.config import TrainConfig
     from retrosearch.trainers.harness.loop import WorkerContext, WorkerLoop
@@ -110,13 +150,15 @@ def harness_step(kind: str, data: Path, model: str, max_length: int, batch: int,
     method = build_method(kind, data, model, max_length)
     examples = method.load_examples()
     config = TrainConfig(out=Path(tempfile.gettempdir()) / "unused", steps=warmup + steps, batch_size=batch,
-                         threads=threads, seed=seed, precision="fp32")
-    loop = WorkerLoop(method, config, examples, WorkerContext.local("cpu"))
+                         threads=threads, seed=seed, precision=precision)
+    context = WorkerContext.local(device)
+    loop = WorkerLoop(method, config, examples, context)
     times, tokens = [], []
     for step in range(warmup + steps):
         indices = [i for mb in loop.plan.micro_batches(step) for i in mb.indices]
         began = time.perf_counter()
         loop.train_step()
+        _synchronize(context.device)
         if step >= warmup:
             times.append(time.perf_counter() - began)
             # Counted outside the timed step, from the same examples the step collated.
@@ -125,7 +167,8 @@ def harness_step(kind: str, data: Path, model: str, max_length: int, batch: int,
 
 
 def ray_train(kind: str, data: Path, model: str, max_length: int, batch: int, steps: int, warmup: int,
-              threads: int, seed: int, tokens_per_example: float) -> dict[str, Any]:
+              threads: int, seed: int, tokens_per_example: float, *, device: str = "auto",
+              precision: str = "fp32") -> dict[str, Any]:
     """(c) The whole job through Ray Train with one worker; step times from its log."""
     from retrosearch.trainers.harness.config import TrainConfig
     from retrosearch.trainers.harness.runner import LOG_FILE, fit
@@ -133,8 +176,8 @@ def ray_train(kind: str, data: Path, model: str, max_length: int, batch: int, st
     method = build_method(kind, data, model, max_length)
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(out=Path(tmp) / "model", steps=warmup + steps, batch_size=batch, threads=threads,
-                             cpus_per_worker=threads, seed=seed, precision="fp32", log_every=1,
-                             checkpoint_every=warmup + steps)
+                             cpus_per_worker=threads, seed=seed, precision=precision, log_every=1,
+                             checkpoint_every=warmup + steps, use_gpu=_uses_gpu(device))
         began = time.perf_counter()
         result = fit(method, config)
         wall = time.perf_counter() - began
@@ -179,6 +222,9 @@ def train_speed(
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.", show_default="the machine's cores")] = None,
     skip_ray: Annotated[bool, typer.Option(help="Leave out run c.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda; c asks Ray for a GPU "
+                                        "when this resolves to CUDA.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (GPUs) in every run.")] = "fp32",
     json_out: opt.JsonOut = None,
 ) -> None:
     """Tokens/s of the trainer's step against a hand-written PyTorch loop (same model, batch, length)."""
@@ -189,13 +235,14 @@ def train_speed(
     if data is None:
         raise opt.fail(f"--method {method} needs {'--collection' if method == 'finetune' else '--corpus'}")
     args = (method, data, model, max_length, batch_size, steps, warmup, threads, 42)
+    on = {"device": device, "precision": precision}
     with opt.user_errors():
         build_method(method, data, model, max_length)  # a bad method or path fails here, before any run
-        results = {"a_hand_written": in_fresh_process(hand_written, *args),
-                   "b_harness": in_fresh_process(harness_step, *args)}
+        results = {"a_hand_written": in_fresh_process(functools.partial(hand_written, **on), *args),
+                   "b_harness": in_fresh_process(functools.partial(harness_step, **on), *args)}
         if not skip_ray:
             per_example = results["b_harness"]["tokens_per_s"] / results["b_harness"]["examples_per_s"]
-            results["c_ray_train"] = ray_train(*args, tokens_per_example=per_example)
+            results["c_ray_train"] = ray_train(*args, tokens_per_example=per_example, **on)
     hand = results["a_hand_written"]["step_s_median"]
     ratios = {f"{name.split('_')[0]}/a": r["step_s_median"] / hand for name, r in results.items() if name != "a_hand_written"}
     table = Table(title=f"training speed: {method} {model}, batch {batch_size}, {max_length} tokens, {threads} threads",
@@ -210,6 +257,7 @@ def train_speed(
     if json_out:
         payload = {"method": method, "model": model, "data": str(data), "batch_size": batch_size,
                    "max_length": max_length, "warmup": warmup, "threads": threads, "cpus": os.cpu_count(),
+                   "device": device, "precision": precision,
                    "results": results, "ratios": ratios}
         write_json(json_out, payload)
         plot_speed(payload, json_out.with_suffix(".png"))

@@ -46,11 +46,11 @@ MEANINGS: dict[str, str] = {
     "--negatives-out": "Where mined hard negatives are written.",
     "--rejects": "Where records refused as bad input are written.",
     "--state-dir": "Where a resumable job keeps its progress.",
-    "--readme": "Also write the results into this README, between its generated-block markers.",
+    "--docs-page": "Also rewrite this documentation page's generated block (between its marker lines).",
     "--quiet": "No progress bars.",
     # The encoder.
     "--model": "An encoder: a checkpoint folder or a packaged model name.",
-    "--device": "Where the encoder runs: auto, cpu, cuda, cuda:N, mps.",
+    "--device": "Where the model runs: auto, cpu, cuda, cuda:N, mps.",
     "--dtype": "The encoder's floating-point type.",
     "--batch-size": "Texts per forward pass of the encoder.",
     "--eval-batch-size": "Texts per forward pass of the encoder in the evaluation after training.",
@@ -127,7 +127,7 @@ MEANINGS: dict[str, str] = {
     "--lr": "The peak learning rate.",
     "--warmup-ratio": "The share of the steps with a rising learning rate.",
     "--scheduler": "The learning-rate schedule (a transformers scheduler name).",
-    "--precision": "Training precision (autocast).",
+    "--precision": "Training precision (autocast) of the trainers and the training benchmark.",
     "--seed": "The seed of the random choices (data order, masks, sampling).",
     "--checkpoint-every": "Steps between training checkpoints.",
     "--log-every": "Steps between training progress lines.",
@@ -272,6 +272,14 @@ def primary(use: Use) -> str:
     return use.names[0]
 
 
+def _value_of(group: list[Use]) -> str:
+    """The kind of value of one option name; a choice lists every command's choices."""
+    if not group[0].value.startswith("one of "):
+        return group[0].value
+    choices = [c for use in group for c in use.value.removeprefix("one of ").split(" \\| ")]
+    return "one of " + " \\| ".join(dict.fromkeys(choices))
+
+
 def _grouped(spellings: list[OldSpelling]) -> list[tuple[tuple[str, str], str]]:
     """(old name, what to write instead) -> the commands that take it, as Markdown."""
     by: dict[tuple[str, str], set[str]] = {}
@@ -312,7 +320,7 @@ def render(root: Any = None) -> str:
         group = rows[name]
         names = sorted({n for use in group for n in use.names}, key=lambda n: (n != name, n.startswith("--no-"), n))
         repeatable = sorted(u.command for u in group if u.repeatable)
-        value = group[0].value + ("" if not repeatable else " (repeatable)" if len(repeatable) == len(group) else
+        value = _value_of(group) + ("" if not repeatable else " (repeatable)" if len(repeatable) == len(group) else
                                   f" (repeatable in {', '.join(f'`{c}`' for c in repeatable)})")
         where = ", ".join(f"`{c}`" for c in sorted({u.command for u in group}))
         olds = "; ".join(f"`{n}`{'' if o == name else f' = `{o}`'} ({cs})" for (n, o), cs in _grouped(old.get(name, [])))

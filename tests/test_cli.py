@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from retrosearch.core.encoder import Encoder
+from retrosearch.core.index import load_index
+
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
@@ -29,6 +32,16 @@ def built_index(small_scifact: Path, tmp_path_factory) -> Path:
     return out
 
 
+def _table_rows(stdout: str) -> list[list[str]]:
+    """The cells of each hit row of the tables ``retrosearch search`` prints (rank, id, score[, title])."""
+    rows = []
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│┃").split("│")]
+        if cells and cells[0].isdigit():
+            rows.append(cells)
+    return rows
+
+
 def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp_path: Path):
     meta = json.loads((built_index / "meta.json").read_text())
     ids = json.loads((built_index / "ids.json").read_text())
@@ -36,9 +49,17 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
     assert sorted(ids) == sorted(corpus_ids)
     assert meta["model_name"] == "minilm" and meta["dim"] == 384 and meta["similarity"] == "cosine"
 
-    query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])
-    proc = run_cli("search", "--index", str(built_index), "--collection", str(small_scifact), "-k", "3", query["text"])
-    assert proc.stdout.count("\n") >= 3 and ids[0] in proc.stdout or any(i in proc.stdout for i in ids)
+    query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])["text"]
+    proc = run_cli("search", "--index", str(built_index), "--collection", str(small_scifact), "-k", "3",
+                   query)
+    expected = load_index(built_index).search(Encoder.load("minilm").encode_queries([query]), 3)
+    rows = _table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert [row[1] for row in rows] == expected.ids[0]
+    assert [float(row[2]) for row in rows] == pytest.approx(expected.scores[0], abs=1e-4)
+    corpus = map(json.loads, (small_scifact / "corpus.jsonl").read_text().splitlines())
+    titles = {doc["_id"]: doc["title"] for doc in corpus}
+    assert all(titles[row[1]].startswith(row[3].rstrip("…")[:20]) for row in rows)  # --collection adds titles
 
     fresh, reused = tmp_path / "fresh.json", tmp_path / "reused.json"
     run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json-out", str(fresh), "--quiet")
@@ -53,12 +74,33 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
     assert a["ndcg@10"] > 0.6
 
 
-def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, tmp_path: Path):
-    out = tmp_path / "hnsw.json"
-    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json-out", str(out), "--quiet")
-    hnsw = json.loads(out.read_text())
+def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, built_index: Path,
+                                                       tmp_path: Path):
+    """On 85 documents HNSW (M=32, efSearch=256) visits the whole graph: its hits and figures are flat's."""
+    hnsw_index = tmp_path / "hnsw-index"
+    run_cli("index", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--out", str(hnsw_index),
+            "--quiet")
+    queries = _first_queries(small_scifact, 20)
+    flat_hits, hnsw_hits = (
+        json.loads(run_cli("search", "--index", str(index), "--json-out", "-", "-k", "10", *queries).stdout)
+        for index in (built_index, hnsw_index)
+    )
+    assert len(flat_hits) == len(hnsw_hits) == 20
+    for flat, hnsw in zip(flat_hits, hnsw_hits):
+        assert [hit["id"] for hit in hnsw["hits"]] == [hit["id"] for hit in flat["hits"]]
+        flat_scores = [hit["score"] for hit in flat["hits"]]
+        assert [hit["score"] for hit in hnsw["hits"]] == pytest.approx(flat_scores, abs=1e-5)
+
+    flat_out, hnsw_out = tmp_path / "flat.json", tmp_path / "hnsw.json"
+    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json-out", str(flat_out),
+            "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json-out", str(hnsw_out),
+            "--quiet")
+    flat, hnsw = json.loads(flat_out.read_text()), json.loads(hnsw_out.read_text())
     assert hnsw["config"]["backend"] == "faiss-hnsw" and hnsw["config"]["index_params"]["m"] == 32
-    assert hnsw["ndcg@10"] > 0.6
+    assert flat["config"]["backend"] == "faiss-flat"
+    for key in ("ndcg@10", "mrr@10", "recall@100", "map"):
+        assert hnsw[key] == pytest.approx(flat[key], abs=1e-6), key
 
 
 def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert: Path):
@@ -121,9 +163,6 @@ def _first_queries(collection: Path, n: int) -> list[str]:
 
 
 def test_search_json_matches_index_search(small_scifact: Path, built_index: Path):
-    from retrosearch.core.encoder import Encoder
-    from retrosearch.core.index import load_index
-
     queries = _first_queries(small_scifact, 2)
     proc = run_cli("search", "--index", str(built_index), "--json-out", "-", "-k", "5", *queries)
     printed = json.loads(proc.stdout)  # nothing but the JSON on stdout

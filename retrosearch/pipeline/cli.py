@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from retrosearch.benchmarks.docs_block import DocsPage
 from retrosearch.core import cli_options as opt
 
 pipeline_app = typer.Typer(
@@ -78,9 +79,10 @@ def run(pipeline: PipelineFile) -> None:
 
 
 @pipeline_app.command()
+@opt.accept_deprecated
 def experiment(
     experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/pretraining.yaml).")],
-    readme: Annotated[Path | None, typer.Option(help="Also rewrite this README's experiment block.")] = None,
+    docs_page: DocsPage = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
         "--report-only", help="Run nothing: the results and report of the runs finished so far (from their manifests).",
@@ -103,7 +105,8 @@ def experiment(
         for run in runs:
             typer.echo(f"{run.label}: {run.pipeline.work_dir}")
         return
-    command = f"retrosearch pipeline experiment {experiment_file}" + (f" --readme {readme}" if readme else "")
+    page = docs_page
+    command = f"retrosearch pipeline experiment {experiment_file}" + (f" --docs-page {page}" if page else "")
     with opt.user_errors():
         if report_only:
             payload = collect(config, runs)
@@ -112,7 +115,7 @@ def experiment(
             write_results(config, payload)
         else:
             payload = run_experiment(config, runs, _echo)
-        page = write_report(payload, config.out, command, readme)
+        summary = write_report(payload, config.out, command, page)
     table = Table(title=f"experiment {config.name}", title_justify="left")
     for column in ("collection", "variant", "seeds", "ndcg@10", "sd"):
         table.add_column(column)
@@ -121,7 +124,7 @@ def experiment(
         table.add_row(row["collection"], row["label"], str(row["n"]), f"{row['ndcg@10']:.4f}",
                       "" if sd is None else f"{sd:.4f}")
     console.print(table)
-    typer.echo(f"report: {page}")
+    typer.echo(f"report: {summary}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,15 +1,16 @@
-"""The experiment's report from its ``results.json``: a Markdown table, a plot and the README's copy."""
+"""The experiment's report from its ``results.json``: a Markdown table, a plot and the docs page's copy."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from retrosearch.benchmarks.docs_block import relative_folder, splice
 from retrosearch.pipeline.experiment import METRICS
 
-README_START = "<!-- experiment:start (written by retrosearch pipeline experiment --readme) -->"
-README_END = "<!-- experiment:end -->"
+#: The copy in docs/benchmarks/pretraining.md sits between these lines; ``--docs-page`` rewrites it.
+BLOCK_START = "<!-- experiment:start (written by retrosearch pipeline experiment --docs-page) -->"
+BLOCK_END = "<!-- experiment:end -->"
 PLOT = "ndcg.png"
 
 
@@ -142,22 +143,21 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def readme_block(payload: dict[str, Any], out: Path, readme: Path, command: str) -> str:
-    """The README's copy: the table, the plot and the command."""
-    folder = Path(os.path.relpath(out.resolve(), readme.resolve().parent)).as_posix()
-    return "\n".join([README_START, "", *progress(payload), *table(payload), "",
+def docs_block(payload: dict[str, Any], out: Path, page: Path, command: str) -> str:
+    """The documentation page's copy: the table, the plot and the command."""
+    folder = relative_folder(out, page)
+    return "\n".join([BLOCK_START, "", *progress(payload), *table(payload), "",
                       f"![NDCG@10 per variant]({folder}/{PLOT})", "",
-                      f"Every run and the settings: [{folder}/summary.md]({folder}/summary.md). Written by", "",
-                      "```bash", command, "```", "", README_END])
+                      f"Every run and the settings: [summary.md]({folder}/summary.md). Written by",
+                      "",
+                      "```bash", command, "```", "", BLOCK_END])
 
 
-def write_report(payload: dict[str, Any], out: Path, command: str, readme: Path | None = None) -> Path:
-    """``summary.md`` and the plot in ``out``; with ``readme``, its block between the markers rewritten."""
-    from retrosearch.benchmarks.report_markdown import splice_readme
-
+def write_report(payload: dict[str, Any], out: Path, command: str, page: Path | None = None) -> Path:
+    """``summary.md`` and the plot in ``out``; with ``page``, its experiment block rewritten."""
     plot(payload, out / PLOT)
-    page = out / "summary.md"
-    page.write_text(markdown(payload, command))
-    if readme is not None:
-        splice_readme(readme, readme_block(payload, out, readme, command), README_START, README_END)
-    return page
+    summary = out / "summary.md"
+    summary.write_text(markdown(payload, command))
+    if page is not None:
+        splice(page, docs_block(payload, out, page, command), BLOCK_START, BLOCK_END)
+    return summary

@@ -1,4 +1,4 @@
-"""The report's main table and its copy in the README, from a hand-written methods.json."""
+"""The report's main table and its copy in a documentation page, from a hand-written methods.json."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
+from retrosearch.benchmarks.docs_block import splice
 from retrosearch.benchmarks.methods import from_json, plot, summary_table
-from retrosearch.benchmarks.report_markdown import README_END, README_START, readme_block, splice_readme
+from retrosearch.benchmarks.report_markdown import BLOCK_END, BLOCK_START, docs_block
+from retrosearch.cli import app
 
 
 def _row(method: str, family: str, ndcg: float, **params) -> dict:
@@ -50,47 +53,56 @@ def test_plot_from_json(tmp_path: Path):
     assert (tmp_path / "methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_readme_splice_replaces_only_the_marked_block(tmp_path: Path):
+def test_docs_page_splice_replaces_only_the_marked_block(tmp_path: Path):
     out = tmp_path / "benchmarks" / "results" / "report"
     out.mkdir(parents=True)
     (out / "methods.json").write_text(json.dumps(METHODS))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nbefore\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
-    argv = ["--collection", "data/alpha", "--out", "benchmarks/results/report", "--readme", "README.md"]
-    splice_readme(readme, readme_block(out, readme, argv))
-    text = readme.read_text()
-    assert text.startswith("# Title\n\nbefore\n\n" + README_START) and text.endswith(README_END + "\n\nafter\n")
+    page = tmp_path / "docs" / "benchmarks" / "methods.md"
+    page.parent.mkdir(parents=True)
+    page.write_text(f"# Title\n\nbefore\n\n{BLOCK_START}\nold table\n{BLOCK_END}\n\nafter\n")
+    argv = ["--collection", "data/alpha", "--out", "benchmarks/results/report",
+            "--docs-page", "docs/benchmarks/methods.md"]
+    splice(page, docs_block(out, page, argv), BLOCK_START, BLOCK_END)
+    text = page.read_text()
+    assert text.startswith("# Title\n\nbefore\n\n" + BLOCK_START) and text.endswith(BLOCK_END + "\n\nafter\n")
     assert "old table" not in text
     assert "| alpha | 0.5500 | 0.6100 | 0.6000 | 0.6400 | **0.6600** | l2 w=0.7 |" in text
-    # The plot's path is relative to the README, so it renders where the README is read.
-    assert "![NDCG@10 per method and collection](benchmarks/results/report/methods.png)" in text
-    assert "retrosearch bench report --collection data/alpha --out benchmarks/results/report --readme README.md" in text
+    # The plot's path is relative to the page, so it renders where the page is read (GitHub or the site).
+    assert "![NDCG@10 per method and collection](../../benchmarks/results/report/methods.png)" in text
+    assert "[report.md](../../benchmarks/results/report/report.md)" in text
+    assert ("retrosearch bench report --collection data/alpha --out benchmarks/results/report "
+            "--docs-page docs/benchmarks/methods.md") in text
     # Run twice: the same file (the block replaces itself).
-    splice_readme(readme, readme_block(out, readme, argv))
-    assert readme.read_text() == text
+    splice(page, docs_block(out, page, argv), BLOCK_START, BLOCK_END)
+    assert page.read_text() == text
 
 
-def test_readme_without_markers_is_refused(tmp_path: Path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# Title\n")
+def test_page_without_markers_is_refused(tmp_path: Path):
+    page = tmp_path / "methods.md"
+    page.write_text("# Title\n")
     with pytest.raises(typer.Exit):
-        splice_readme(readme, "block")
-    assert readme.read_text() == "# Title\n"
+        splice(page, "block", BLOCK_START, BLOCK_END)
+    assert page.read_text() == "# Title\n"
 
 
-def test_ann_summary_is_rebuilt_from_json():
-    from retrosearch.benchmarks.ann import AnnPoint, AnnSweep, summary
-
-    sweep = AnnSweep("alpha", "minilm", 100, [
-        AnnPoint("real", 5000, "faiss-flat", {}, 1.0, 20000.0, 0.1, 0.0, 7_680_000),
-        AnnPoint("real", 5000, "faiss-hnsw", {"M": 32, "ef": 16}, 0.95, 90000.0, 0.02, 1.0, 9 * 2**20),
-        AnnPoint("real", 5000, "faiss-hnsw", {"M": 32, "ef": 64}, 0.99, 50000.0, 0.03, 1.0, 9 * 2**20),
-        AnnPoint("real", 5000, "opensearch-lucene", {"ef": 32}, 0.985, 1000.0, 0.9, 2.0, 32 * 2**20),
-    ])
-    again = AnnSweep.from_dict(json.loads(json.dumps(sweep.as_dict())))
-    assert again == sweep
-    lines = summary(again)
-    assert lines[0] == "real (5,000 vectors): exact 20000 q/s, p50 0.10 ms"
-    assert "faiss-hnsw: recall@10 0.990 at faiss-hnsw M=32 ef=64: 50000 q/s = 2.5x exact" in lines[1]
-    # A backend slower than exact keeps its ratio readable instead of rounding to 0.0x.
-    assert "1000 q/s = 0.05x exact" in lines[2]
+def test_bench_report_writes_the_docs_page_block_from_reused_parts(tmp_path: Path):
+    # Every part's JSON is there, so nothing runs: the command only writes report.md and the page's block.
+    collection = tmp_path / "alpha"
+    collection.mkdir()
+    (collection / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "methods.json").write_text(json.dumps(METHODS))
+    (out / "machine.json").write_text(json.dumps({
+        "cpu": "cpu", "cores": 2, "memory_gib": 1.0, "gpu": "none", "platform": "p", "versions": {},
+        "commit": "c"}))
+    page = tmp_path / "methods.md"
+    base = ["bench", "report", "--collection", str(collection), "--out", str(out), "--part", "methods"]
+    for option in ("--docs-page", "--readme"):
+        page.write_text(f"intro\n{BLOCK_START}\nstale block\n{BLOCK_END}\n")
+        result = CliRunner().invoke(app, [*base, option, str(page)])
+        assert result.exit_code == 0, result.output
+        text = page.read_text()
+        assert "stale block" not in text and "| alpha | 0.5500 |" in text and "--docs-page" in text
+        assert ("deprecated" in result.output) == (option == "--readme")
+    assert "methods: reusing" in result.output and (out / "report.md").is_file()

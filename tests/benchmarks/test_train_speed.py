@@ -53,3 +53,16 @@ def test_command_writes_figures_and_plot(corpus: Path, tiny_bert_encoder: Path, 
 def test_unknown_method_is_one_line_error(corpus: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "train", "--corpus", str(corpus), "--method", "bert"])
     assert result.exit_code == 2 and "'bert' is not one of 'retromae'," in result.output and "'finetune'" in result.output
+
+
+def test_both_loops_take_the_device_and_precision(corpus: Path, tiny_bert_encoder: Path) -> None:
+    """bf16 autocast in both loops (the GPU check runs them so), here on the CPU, which autocasts too."""
+    args = ("retromae", corpus, str(tiny_bert_encoder), 32, 4, 2, 1, 1, 0)
+    for measure in (train_speed.hand_written, train_speed.harness_step):
+        result = measure(*args, device="cpu", precision="bf16")
+        assert result["steps"] == 2 and result["tokens_per_s"] > 0
+
+
+def test_unknown_precision_is_one_line_error(corpus: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "train", "--corpus", str(corpus), "--precision", "fp8"])
+    assert result.exit_code == 2 and "'fp8' is not one of" in result.output and "'bf16'" in result.output

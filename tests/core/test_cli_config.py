@@ -186,7 +186,7 @@ OWN_MEANING = {
     *((f"train {m}", o) for m in ("retromae", "llara", "finetune")
       for o in ("--model", "--max-length", "--threads", "--gpus-per-worker")),
     # Resources of each Ray worker of the command: here an embedding actor, in `serve` a replica.
-    ("ingest", "--gpus-per-worker"), ("ingest", "--cpus-per-worker"),
+    ("ingest", "--gpus-per-worker"), ("ingest", "--cpus-per-worker"), ("bench ingest", "--gpus-per-worker"),
     # The OpenSearch node's port, a background service's port, the key a connector sends.
     *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
     ("serve status", "--port"), ("opensearch connect", "--api-key-env"),

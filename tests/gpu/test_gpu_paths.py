@@ -19,9 +19,8 @@ pytestmark = [
 
 
 def _docs(n: int):
-    from tests.plugin.conftest import DATA
-
     from retrosearch.core.collections import read_corpus
+    from tests.conftest import DATA
 
     return list(itertools.islice(read_corpus(DATA / "scifact" / "corpus.jsonl"), n))
 
@@ -44,8 +43,8 @@ def test_faiss_searches_on_the_gpu_and_saves_a_cpu_index(kind: str, tmp_path: Pa
     import faiss
 
     from retrosearch.core.config import FaissSettings
-    from retrosearch.core.vector_space import IndexMeta
     from retrosearch.core.index.faiss_index import FaissIndex, gpu_count
+    from retrosearch.core.vector_space import IndexMeta
 
     if gpu_count() == 0:
         pytest.fail("torch sees a GPU but FAISS does not: install the gpu extra (faiss-gpu-cu12) in place of faiss-cpu")
@@ -68,8 +67,8 @@ def test_faiss_searches_on_the_gpu_and_saves_a_cpu_index(kind: str, tmp_path: Pa
 
 
 def test_ingest_puts_encoder_actors_on_gpus(tmp_path: Path):
-    from retrosearch.ingest.pipeline import IngestConfig, run_ingest
     from retrosearch.core.index import load_index
+    from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
     corpus = tmp_path / "corpus.jsonl"
     docs = _docs(300)

@@ -1,9 +1,10 @@
-"""The chart runs the README's commands: `retrosearch serve --ray`, `ingest`, `train retromae|llara|finetune`.
+"""The chart runs the guides' commands: `retrosearch serve --ray`, `ingest`, `train retromae|llara|finetune`.
 
-Each README command line becomes values (its options in camelCase); the rendered RayService's
-Ray Serve arguments, or the RayJob's entrypoint, are parsed by the CLI's own parser and must give
-the same parameters, apart from what the chart sets for the cluster (Ray address, OpenSearch URL,
-listening address). Every option rendered anywhere must be an option of its command.
+Each command line of the guides (docs/guides/*.md) becomes values (its options in camelCase); the
+rendered RayService's Ray Serve arguments, or the RayJob's entrypoint, are parsed by the CLI's own
+parser and must give the same parameters, apart from what the chart sets for the cluster (Ray
+address, OpenSearch URL, listening address). Every option rendered anywhere must be an option of
+its command.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ from tests.helm.chart import (
 TRAINERS = ("retromae", "llara", "finetune")
 
 
-def readme_commands(*words: str) -> list[list[str]]:
-    """The README's `retrosearch WORDS...` command lines (bash blocks; continuations joined; comments cut)."""
-    text = (REPO / "README.md").read_text()
+def guide_commands(*words: str) -> list[list[str]]:
+    """The guides' `retrosearch WORDS...` command lines (bash blocks; continuations joined; comments cut)."""
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            if not line.startswith("retrosearch "):
-                continue
-            argv = shlex.split(line, comments=True)
-            if argv[: len(words) + 1] == ["retrosearch", *words]:
-                out.append(argv[len(words) + 1:])
-    assert out, f"no `retrosearch {' '.join(words)}` command in README.md"
+    for guide in sorted((REPO / "docs" / "guides").glob("*.md")):
+        for block in re.findall(r"```bash\n(.*?)```", guide.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if not line.startswith("retrosearch "):
+                    continue
+                argv = shlex.split(line, comments=True)
+                if argv[: len(words) + 1] == ["retrosearch", *words]:
+                    out.append(argv[len(words) + 1:])
+    assert out, f"no `retrosearch {' '.join(words)}` command in docs/guides"
     return out
 
 
@@ -61,16 +62,16 @@ def to_values_options(given: dict[str, object], chart_set: set[str]) -> dict[str
     return {camel(option): value for option, value in given.items() if option not in chart_set}
 
 
-def assert_same_call(path, rendered_argv, readme_argv, chart_set: set[str]):
+def assert_same_call(path, rendered_argv, guide_argv, chart_set: set[str]):
     rendered = given_options(path, rendered_argv)
-    wanted = given_options(path, readme_argv)
+    wanted = given_options(path, guide_argv)
     keep = lambda d: {k: v for k, v in d.items() if k not in chart_set}  # noqa: E731
-    assert keep(rendered) == keep(wanted), f"retrosearch {' '.join(path)}: {rendered_argv} != README {readme_argv}"
+    assert keep(rendered) == keep(wanted), f"retrosearch {' '.join(path)}: {rendered_argv} != guide {guide_argv}"
     return rendered
 
 
-@pytest.mark.parametrize("argv", [a for a in readme_commands("serve") if "--background" not in a], ids=" ".join)
-def test_rayservice_runs_the_readme_serve_command(helm, tmp_path, argv):
+@pytest.mark.parametrize("argv", [a for a in guide_commands("serve") if "--background" not in a], ids=" ".join)
+def test_rayservice_runs_the_guide_serve_command(helm, tmp_path, argv):
     given = given_options(("serve",), argv)
     # The default target (indexName: docs) is replaced, as a user serving a folder or a model does.
     options = {"indexName": None, **to_values_options(given, {"--opensearch-url", "--port", "--ray", "--host"})}
@@ -91,8 +92,8 @@ def test_rayservice_runs_the_readme_serve_command(helm, tmp_path, argv):
     assert config["http_options"] == {"host": "0.0.0.0", "port": given.get("--port", 8000)}
 
 
-@pytest.mark.parametrize("argv", readme_commands("ingest"), ids=" ".join)
-def test_ingest_rayjob_runs_the_readme_ingest_command(helm, tmp_path, argv):
+@pytest.mark.parametrize("argv", guide_commands("ingest"), ids=" ".join)
+def test_ingest_rayjob_runs_the_guide_ingest_command(helm, tmp_path, argv):
     given = given_options(("ingest",), argv)
     values = {
         "ingest": {"enabled": True, "options": to_values_options(given, {"--ray-address", "--opensearch-url"})},
@@ -102,7 +103,7 @@ def test_ingest_rayjob_runs_the_readme_ingest_command(helm, tmp_path, argv):
     argv_rendered = entrypoint_argv(job)
     assert argv_rendered[:2] == ["retrosearch", "ingest"]
     got = assert_same_call(("ingest",), argv_rendered[2:], argv, chart_set={"--ray-address", "--opensearch-url"})
-    assert got["--ray-address"] == "auto"  # the job's own Ray cluster, as the README's cluster line does
+    assert got["--ray-address"] == "auto"  # the job's own Ray cluster, as the guide's cluster line does
     if got.get("--sink") == "opensearch":
         assert got["--opensearch-url"] == "https://opensearch-cluster-master:9200"
     else:
@@ -110,8 +111,8 @@ def test_ingest_rayjob_runs_the_readme_ingest_command(helm, tmp_path, argv):
 
 
 @pytest.mark.parametrize("method", TRAINERS)
-def test_train_rayjob_runs_the_readme_train_command(helm, tmp_path, method):
-    (argv,) = readme_commands("train", method)
+def test_train_rayjob_runs_the_guide_train_command(helm, tmp_path, method):
+    (argv,) = guide_commands("train", method)
     path = ("train", method)
     given = given_options(path, argv)
     values = {

@@ -37,20 +37,34 @@ def _command(corpus: Path, model: Path, state: Path, *sink_args: str) -> list[st
     ]
 
 
+def _fragments(state: Path) -> int:
+    return len(list(state.glob("*/fragments/*/*.json")))
+
+
 def _kill_midway(command: list[str], state: Path, min_fragments: int = 4, timeout_s: float = 300) -> int:
-    """Start the job, SIGKILL its whole process group once some chunks are recorded; return how many."""
+    """Start the job; once ``min_fragments`` chunk writes are recorded, freeze its whole process group
+    (SIGSTOP), check it is still running, count the records it left, then SIGKILL it.
+
+    Freezing first makes the kill land at a known point: nothing can finish or record between the
+    check and the kill. Returns the chunk records present at the kill.
+    """
     # Its own local Ray, killed with it: on a shared one, tasks of the killed job could still write.
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=without_session_ray())
-    deadline = time.monotonic() + timeout_s
-    recorded = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        recorded = len(list(state.glob("*/fragments/*/*.json")))
-        if recorded >= min_fragments:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while _fragments(state) < min_fragments:
+            ended = proc.poll()
+            assert ended is None, f"the job ended (exit {ended}) before {min_fragments} chunks were recorded"
+            assert time.monotonic() < deadline, f"no {min_fragments} chunk records within {timeout_s} s"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        assert proc.poll() is None, "the job had already finished: the kill would not have been mid-way"
+        recorded = _fragments(state)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     return recorded
 
 
@@ -67,11 +81,13 @@ def test_faiss_sink_resumes_after_kill(corpus, tiny_bert, tmp_path):
     state, out = tmp_path / "state", tmp_path / "index"
     command = _command(corpus, tiny_bert, state, "--sink", "faiss", "--out", str(out))
     recorded = _kill_midway(command, state)
-    assert 0 < recorded < DOCS // 10, "the kill was meant to land mid-way"
+    assert 4 <= recorded < DOCS // 10, "the kill was meant to land mid-way"
     summary = _finish(command, tmp_path)
-    assert summary["rows_already_done"] >= 10 and summary["rows_already_done"] + summary["rows_written"] == DOCS
+    # One record per chunk of 10 rows: the rerun keeps exactly the chunks recorded before the kill.
+    assert summary["rows_already_done"] == 10 * recorded
+    assert summary["rows_already_done"] + summary["rows_written"] == DOCS
     index = load_index(out)
-    assert index.count() == DOCS and set(index._ids) == _ids(corpus)
+    assert index.count() == DOCS and sorted(index._ids) == sorted(_ids(corpus))  # every id exactly once
     again = _finish(command, tmp_path)  # a third run has nothing left to do
     assert again["rows_written"] == 0 and again["rows_already_done"] == DOCS and again["sink_count"] == DOCS
 
@@ -92,9 +108,10 @@ def test_opensearch_sink_resumes_after_kill(corpus, tiny_bert, tmp_path, opensea
         "--replicas", "0",
     )
     recorded = _kill_midway(command, state)
-    assert 0 < recorded < DOCS // 10, "the kill was meant to land mid-way"
+    assert 4 <= recorded < DOCS // 10, "the kill was meant to land mid-way"
     summary = _finish(command, tmp_path)
-    assert summary["rows_already_done"] >= 10 and summary["sink_count"] == DOCS
+    assert summary["rows_already_done"] == 10 * recorded
+    assert summary["rows_already_done"] + summary["rows_written"] == DOCS and summary["sink_count"] == DOCS
     index = OpenSearchIndex.open(settings)
     assert index.count() == DOCS and index.ids() == _ids(corpus)
     hit = index.client.get(index=name, id=sorted(_ids(corpus))[0])["_source"]

@@ -21,7 +21,7 @@ from retrosearch.pipeline.experiment import (
     run_experiment,
     summarise,
 )
-from retrosearch.pipeline.experiment_report import README_END, README_START, write_report
+from retrosearch.pipeline.experiment_report import BLOCK_END, BLOCK_START, write_report
 from retrosearch.pipeline.holdout import divide, write_divided
 from tests.conftest import DATA
 from tests.pipeline.conftest import tiny_pipeline, write_pipeline
@@ -183,25 +183,29 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
                "planned": [f"run-{i}" for i in range(len(results))]}
     out = tmp_path / "out"
     out.mkdir()
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\ntail\n")
-    page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
+    docs_page = tmp_path / "docs" / "benchmarks" / "pretraining.md"
+    docs_page.parent.mkdir(parents=True)
+    docs_page.write_text(f"# x\n\n{BLOCK_START}\nold\n{BLOCK_END}\n\ntail\n")
+    page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", docs_page)
     text = page.read_text()
     assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps x 3.00 s, 2000 tok/s" in text
     assert "| ndcg@10 vs fine-tune only |" in text and "| 0.9000 ± 0.0000 | +0.0433 ± 0.0208 |" in text
     assert "- c/zero: no training" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
-    first = readme.read_text()
+    first = docs_page.read_text()
     assert "old" not in first and first.endswith("\n\ntail\n") and "| c | zero | 1 | 0.5000 |" in first
-    write_report(payload, out, "retrosearch pipeline experiment e.yaml", readme)
-    assert readme.read_text() == first  # idempotent
+    # links relative to the page, so the plot renders on GitHub and in the site alike
+    assert "![NDCG@10 per variant](../../out/ndcg.png)" in first
+    assert "[summary.md](../../out/summary.md)" in first
+    write_report(payload, out, "retrosearch pipeline experiment e.yaml", docs_page)
+    assert docs_page.read_text() == first  # idempotent
     payload["planned"].append("c/ft/seed-4")  # a run still to do: the report says the figures are partial
-    write_report(payload, out, "cmd", readme)
-    assert "Partial: 7 of 8 runs finished" in page.read_text() and "Partial: 7 of 8" in readme.read_text()
-    readme.write_text("no markers\n")
+    write_report(payload, out, "cmd", docs_page)
+    assert "Partial: 7 of 8 runs finished" in page.read_text() and "Partial: 7 of 8" in docs_page.read_text()
+    docs_page.write_text("no markers\n")
     with pytest.raises(typer.Exit):
-        write_report(payload, out, "cmd", readme)
-    assert "needs the lines" in capsys.readouterr().err and readme.read_text() == "no markers\n"
+        write_report(payload, out, "cmd", docs_page)
+    assert "needs the lines" in capsys.readouterr().err and docs_page.read_text() == "no markers\n"
 
 
 def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local):
@@ -211,8 +215,11 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     pipeline_file = write_pipeline(tmp_path / "tiny.yaml", base)
     path = _experiment(tmp_path, pipeline_file)
     config = load_experiment(path)
-    early = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    early = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only",
+                                     "--readme", str(tmp_path / "README.md")])
     assert early.exit_code == 2 and "no run has finished yet" in early.output
+    # the option's old name, kept for one release
+    assert "warning: --readme is deprecated and will be removed; use --docs-page" in early.output
     lines: list[str] = []
     payload = run_experiment(config, expand(config, str(path)), lines.append)
 

@@ -59,19 +59,24 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_rows():
 
 
 def test_a_lone_request_does_not_wait_for_company():
+    """The linger is an hour: a lone request comes back only if the consumer does not wait for company."""
     encoder = SlowEncoder(0.0)
-    batcher = DynamicBatcher(encoder, max_batch_size=32, max_wait_ms=500)
+    batches: list[tuple[int, int]] = []
+    batcher = DynamicBatcher(encoder, max_batch_size=32, max_wait_ms=3_600_000,
+                             on_batch=lambda t, r, s: batches.append((t, r)))
 
     async def main():
-        started = time.perf_counter()
-        for _ in range(5):
-            await batcher.submit(["hello"], "query")
-        return (time.perf_counter() - started) / 5
+        for i in range(5):
+            # The timeout only keeps a broken batcher from hanging the test run: it is 1/60 of the linger.
+            result = await asyncio.wait_for(batcher.submit([f"alone {i}"], "query"), timeout=60)
+            assert result.vectors[:, 0].tolist() == [len(f"alone {i}")]
 
-    per_request = run(main())
-    batcher.close()
-    # A 500 ms wait would show; sequential requests are answered at once.
-    assert per_request < 0.1
+    try:
+        run(main())
+    finally:
+        batcher.close()
+    assert batches == [(1, 1)] * 5  # each request was its own forward pass, none held back
+    assert [texts for texts, _ in encoder.calls] == [[f"alone {i}"] for i in range(5)]
 
 
 def test_modes_are_never_mixed_in_one_batch():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -200,24 +201,46 @@ def test_metrics_openapi_and_info(faiss_engine):
     assert info["model"] == "minilm" and info["dim"] == 384 and info["backend"] == "faiss" and info["documents"] > 50
 
 
-def test_health_answers_while_a_batch_computes(faiss_engine):
+def test_health_answers_while_a_batch_computes(faiss_engine, monkeypatch: pytest.MonkeyPatch):
+    """/healthz answers while the consumer thread is busy with a batch.
+
+    The engine's encode (the batch's forward pass) is held at its start until the health answer is
+    in: the embed request is proven to be in the encoder (not queued, not finished) when /healthz is
+    asked, and /healthz cannot wait for it to finish.
+    """
     from retrosearch.core.config import Settings
     from retrosearch.plugin.serve.app import create_app
 
-    long_texts = [" ".join(["protein structure and function in human cells"] * 30)] * 200
+    computing, release = threading.Event(), threading.Event()
+    encode = faiss_engine.encode
+
+    def held_encode(texts, mode):
+        computing.set()
+        release.wait(120)
+        return encode(texts, mode)
+
+    monkeypatch.setattr(faiss_engine, "encode", held_encode)
+    texts = ["protein structure and function in human cells"] * 20
 
     async def main(url: str):
         async with httpx.AsyncClient(timeout=120) as client:
-            embed = asyncio.create_task(client.post(f"{url}/embed", json={"texts": long_texts, "mode": "passage"}))
-            await asyncio.sleep(0.3)
-            health = await client.get(f"{url}/healthz")
-            health_done_while_embedding = not embed.done()
-            return health.status_code, health_done_while_embedding, (await embed).status_code
+            body = {"texts": texts, "mode": "passage"}
+            embed = asyncio.create_task(client.post(f"{url}/embed", json=body))
+            try:
+                reached = await asyncio.to_thread(computing.wait, 60)
+                assert reached, "the embed request never reached the encoder"
+                health = await client.get(f"{url}/healthz", timeout=30)
+                still_computing = not embed.done()
+            finally:
+                release.set()
+            return health, still_computing, await embed
 
     with serving(create_app(Settings(), faiss_engine)) as url:
-        health, overlapped, embed = asyncio.run(main(url))
-    assert health == 200 and embed == 200
-    assert overlapped  # /healthz came back while 200 long passages were still being encoded
+        health, still_computing, embed = asyncio.run(main(url))
+    assert health.status_code == 200 and still_computing
+    assert embed.status_code == 200 and len(embed.json()["vectors"]) == len(texts)
+    expected = encode(texts, "passage")[0]
+    assert np.allclose(embed.json()["vectors"], expected, atol=1e-5)
 
 
 def test_embedding_only_service():

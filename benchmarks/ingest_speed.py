@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import read_corpus
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 

@@ -26,12 +26,12 @@ import typer
 
 from retrosearch.benchmarks.ann import IVF_MIN_VECTORS
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
-from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
 from retrosearch.core.index import BACKENDS, FAISS_BACKENDS
+from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
 
 WEIGHTS = (0.3, 0.5, 0.7)
 NORMALIZATIONS = ("min_max", "l2")
@@ -82,9 +82,9 @@ def run_methods(
     opensearch: bool = True,
 ) -> list[MethodResult]:
     """Every method of the module docstring on the collection at ``root``."""
-    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index.opensearch_index import default_index_name
+    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
 
     beir = BeirCollection(root)
     qrels = beir.qrels(split)

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 
-from retrosearch.core.retrieval.metrics import MEASURES
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import figures_table, write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.metrics import MEASURES
+from retrosearch.core.retrieval.report import figures_table, write_json
 
 if TYPE_CHECKING:
     from retrosearch.core.retrieval import EvalResult
@@ -42,10 +42,10 @@ def run_quality(
 
     Modes other than dense (bm25, hybrid, neural) run on the opensearch backend only.
     """
-    from retrosearch.core.retrieval import corpus_vectors, evaluate, index_vectors, text_fields
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index import SEARCH_MODES
     from retrosearch.core.index.opensearch_index import default_index_name
+    from retrosearch.core.retrieval import corpus_vectors, evaluate, index_vectors, text_fields
 
     unknown = [m for m in modes if m not in SEARCH_MODES]
     if unknown:

@@ -33,9 +33,9 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 
@@ -276,8 +276,8 @@ def serve_speed(
     settings: Settings = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
-    from retrosearch.core.retrieval import cached_faiss_index
     from retrosearch.core.collections import BeirCollection
+    from retrosearch.core.retrieval import cached_faiss_index
 
     beir = BeirCollection(collection)
     model = settings.encoder.model

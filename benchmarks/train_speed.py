@@ -34,8 +34,8 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 

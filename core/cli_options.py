@@ -19,10 +19,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from retrosearch.core.config import Settings
-from retrosearch.core.index import BackendName, SearchMode
 from retrosearch.core.config_file import read_config_file
 from retrosearch.core.errors import UserError
-
+from retrosearch.core.index import BackendName, SearchMode
 
 # -- old spellings of renamed options: accepted for one release, hidden, with a deprecation line --
 _NO_VALUE: Any = object()

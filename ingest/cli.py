@@ -9,12 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.core import cli_options as opt
+from retrosearch.core.collections import FieldMap
 from retrosearch.core.config import Settings
 from retrosearch.core.index import FaissBackendName
 from retrosearch.core.retrieval.report import write_json
-from retrosearch.core.collections import FieldMap
-from retrosearch.ingest.pipeline import IngestConfig, SinkName, run_ingest
-from retrosearch.ingest.plan import OnError
+from retrosearch.ingest.choices import OnError, SinkName
 
 
 @opt.with_settings(opt.ENCODER, opt.FAISS_BUILD, opt.OPENSEARCH, opt.OPENSEARCH_BUILD)
@@ -50,6 +49,8 @@ def ingest(
     settings: Settings = None,
 ) -> None:
     """Embed a collection on a Ray actor pool and bulk-load it; rerunning the same command resumes."""
+    from retrosearch.ingest.pipeline import IngestConfig, run_ingest  # the job's modules: not for --help
+
     with opt.user_errors():
         job = IngestConfig(
             inputs=corpus, sink=sink, out=out, faiss_backend=faiss_backend,

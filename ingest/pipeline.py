@@ -8,17 +8,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrosearch.ingest.plan import OnError, plan_ingest
-from retrosearch.ingest.state import atomic_write_text
 from retrosearch.core.collections import FieldMap
 from retrosearch.core.config import Settings, cache_dir
 from retrosearch.core.index import FaissBackendName
-
-SinkName = Literal["opensearch", "faiss", "parquet"]
+from retrosearch.ingest.choices import OnError, SinkName
+from retrosearch.ingest.plan import plan_ingest
+from retrosearch.ingest.state import atomic_write_text
 
 
 class IngestConfig(BaseModel):
@@ -201,10 +200,10 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
     import ray
     from ray.data import ActorPoolStrategy
 
+    from retrosearch.core.ray_runtime import ensure_ray
     from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
     from retrosearch.ingest.progress import LiveProgress
     from retrosearch.ingest.source import ChunkSource
-    from retrosearch.core.ray_runtime import ensure_ray
 
     ensure_ray(config.ray_address)
     # Our own bar counts rows written; Ray's per-operator bars and log lines would only add noise.

@@ -23,8 +23,8 @@ import orjson
 
 from retrosearch.core.collections import CollectionError, FieldMap
 from retrosearch.core.collections.readers import parse_document
+from retrosearch.ingest.choices import OnError
 
-OnError = Literal["fail", "skip"]
 SourceKind = Literal["jsonl", "parquet", "hf"]
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-
-from typing import TYPE_CHECKING, Any
 
 from retrosearch.core.retrieval.metrics import MEASURES
 

@@ -294,11 +294,11 @@ class MineStage(Stage):
         return "off in the pipeline file: fine-tuning uses the split's qrels and in-batch negatives"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
         from retrosearch.core.collections import BeirCollection
         from retrosearch.core.config import Settings
         from retrosearch.core.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
@@ -378,11 +378,11 @@ class EvaluateStage(Stage):
         return Path(outputs["eval"]).is_file()
 
     def _evaluate(self, model: str, out: Path) -> dict[str, float]:
-        from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
         from retrosearch.core.collections import BeirCollection
         from retrosearch.core.config import Settings
         from retrosearch.core.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
 
         cfg = self.section
         settings = Settings(encoder=self.encoder_settings(model))
@@ -439,8 +439,8 @@ class IngestStage(Stage):
             return False
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
         from retrosearch.core.config import Settings
+        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
         cfg = self.section
         model = _model_of(upstream, "finetune")

@@ -62,10 +62,10 @@ def mine_negatives(
 
 def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: int | None, device: str) -> None:
     """The held-out evaluation ``retrosearch eval`` would run, written to ``OUT/eval-<split>.json``."""
-    from retrosearch.core.retrieval import evaluate
-    from retrosearch.core.retrieval.report import print_result, write_json
     from retrosearch.core.config import EncoderSettings
     from retrosearch.core.encoder import Encoder
+    from retrosearch.core.retrieval import evaluate
+    from retrosearch.core.retrieval.report import print_result, write_json
 
     assert cfg.collection is not None and cfg.eval_split is not None
     collection = BeirCollection(cfg.collection)

@@ -56,8 +56,9 @@ class Deprecated:
 
 
 @dataclass(frozen=True)
-class _AliasParam:
-    """One hidden parameter standing for a deprecated spelling of ``target``'s option."""
+class AliasParam:
+    """One hidden parameter standing for a deprecated spelling of ``target``'s option (``option``;
+    ``instead`` is what the deprecation line tells the user to write)."""
 
     target: str
     option: str
@@ -109,14 +110,15 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
     Built once here so that every command keeps its old spellings the same way: the old option
     is absent from ``--help``, sets the new option's parameter (the new one wins when both are
     given) and prints ``warning: OLD is deprecated; use NEW`` on stderr. The new option's parameter
-    defaults to None so that "not given" is known (its real default is applied here and named in its
-    help), and a required one is checked here, since either spelling may give it.
+    defaults to None so that "not given" is known (its real default is applied here and still shown
+    by ``--help``), and a required one is checked here, since either spelling may give it. The
+    hidden parameters are listed in the returned command's ``deprecated_aliases``.
     """
     hints = typing.get_type_hints(command, include_extras=True)
     signature = inspect.signature(command)
     params: list[inspect.Parameter] = []
     hidden_params: list[inspect.Parameter] = []  # keyword-only, so after every other parameter
-    aliases: dict[str, _AliasParam] = {}
+    aliases: dict[str, AliasParam] = {}
     for p in signature.parameters.values():
         annotation = hints.get(p.name, p.annotation)
         metadata = getattr(annotation, "__metadata__", ())
@@ -139,7 +141,7 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
             hidden_params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                                             default=False if kind is bool else None,
                                             annotation=Annotated[kind, hidden]))
-            aliases[name] = _AliasParam(p.name, new_name, old, required, default, instead)
+            aliases[name] = AliasParam(p.name, new_name, old, required, default, instead)
     if not aliases:
         return command
     params += hidden_params
@@ -155,7 +157,7 @@ def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def resolve_deprecated(aliases: dict[str, _AliasParam], values: dict[str, Any]) -> dict[str, Any]:
+def resolve_deprecated(aliases: dict[str, AliasParam], values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (parameter -> value, as Typer parsed them) with each deprecated spelling given
     folded into its new option, one deprecation line per spelling used."""
     values = dict(values)

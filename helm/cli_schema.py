@@ -83,7 +83,7 @@ def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
         negative = next((o for o in param.secondary_opts if o.startswith("--")), None)
         out.append({
             "key": camel(long[0]), "option": long[0], "negative": negative, "type": _JSON_TYPES[base],
-            "repeatable": repeatable, "help": (param.help or "").strip(),
+            "repeatable": repeatable, "help": (param.help or "").replace("\\[", "[").strip(),
             # An option with old spellings is checked after parsing; its help says it is required.
             "required": bool(param.required) or (param.help or "").rstrip().endswith(REQUIRED_NOTE),
             "choices": choices,

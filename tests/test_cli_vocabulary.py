@@ -26,9 +26,10 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "options.md"
 
 #: Options whose values are a fixed list: each must be parsed as a choice in every command.
 FIXED_CHOICES = {
-    "--backend", "--faiss-backend", "--eval-backend", "--mode", "--sink", "--on-error", "--method", "--part", "--rerun",
-    "--engine", "--space-type", "--hybrid-normalization", "--dtype", "--runtime", "--quantize", "--pooling",
-    "--embeddings-mode", "--proxy-location", "--precision", "--prompt", "--pairs", "--masking", "--lora-export",
+    "--backend", "--faiss-backend", "--eval-backend", "--mode", "--sink", "--on-error", "--method", "--part",
+    "--rerun", "--engine", "--space-type", "--hybrid-normalization", "--dtype", "--runtime", "--quantize",
+    "--pooling", "--embeddings-mode", "--proxy-location", "--precision", "--prompt", "--pairs", "--masking",
+    "--lora-export",
 }
 
 
@@ -123,14 +124,13 @@ def test_old_spellings_are_hidden_and_each_says_what_replaced_it(uses):
                 opt.resolve_deprecated({name: alias}, {name: given, alias.target: None})
             finally:
                 typer.secho = original
-            assert lines == [f"warning: {alias.alias.name} is deprecated and will be removed; use {alias.instead}"], (
-                f"{command} {alias.alias.name}"
-            )
+            expected = f"warning: {alias.alias.name} is deprecated and will be removed; use {alias.instead}"
+            assert lines == [expected], f"{command} {alias.alias.name}"
 
 
 @pytest.mark.parametrize(("argv", "line"), [
-    (["search", "--index", "/nonexistent", "--json", "a query"], "warning: --json is deprecated and will be removed; "
-                                                                  "use --json-out -"),
+    (["search", "--index", "/nonexistent", "--json", "a query"],
+     "warning: --json is deprecated and will be removed; use --json-out -"),
     (["ingest", "--input", "/nonexistent/docs.jsonl", "--out", "/nonexistent/out"],
      "warning: --input is deprecated and will be removed; use --corpus"),
 ])
@@ -151,7 +151,8 @@ def _tiny_command():
     def command(
         corpus: Annotated[list[Path], typer.Option("--corpus"), *opt.deprecated("--input")],
         workers: Annotated[float, typer.Option(help="Workers."), *opt.deprecated("--num-workers")] = 2.0,
-        out: Annotated[Optional[Path], typer.Option("--json-out"), *opt.deprecated("--json", value="-")] = None,
+        out: Annotated[Optional[Path], typer.Option("--json-out"),
+                       *opt.deprecated("--json", value="-")] = None,
         skip: Annotated[bool, typer.Option(help="Skip."), *opt.deprecated("--keep", value=False)] = False,
     ) -> None:
         seen.update(corpus=[str(c) for c in corpus], workers=workers, out=out and str(out), skip=skip)
@@ -175,7 +176,8 @@ def test_old_spellings_set_the_new_option(argv, expected):
     result = CliRunner().invoke(tiny, ["command", *argv])
     assert result.exit_code == 0, result.output
     assert seen == expected
-    assert result.stderr.count("deprecated") == sum(a in argv for a in ("--input", "--num-workers", "--json", "--keep"))
+    old = ("--input", "--num-workers", "--json", "--keep")
+    assert result.stderr.count("deprecated") == sum(a in argv for a in old)
 
 
 def test_a_required_option_given_by_neither_spelling_is_missing():

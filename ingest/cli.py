@@ -25,23 +25,30 @@ def ingest(
     ],
     sink: Annotated[SinkName, typer.Option(help="Where the vectors go.")] = "faiss",
     out: Annotated[Optional[Path], typer.Option(help="FAISS index folder or Parquet dataset folder.")] = None,
-    faiss_backend: Annotated[FaissBackendName, typer.Option(help="FAISS index kind (FAISS sink).")] = "faiss-flat",
+    faiss_backend: Annotated[FaissBackendName, typer.Option(help="FAISS index kind (FAISS sink).")] = (
+        "faiss-flat"),
     id_field: Annotated[str, typer.Option(help="Field holding the document id.")] = "_id",
     title_field: Annotated[str, typer.Option(help="Field holding the title ('' for none).")] = "title",
     text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
     keep_field: Annotated[list[str], typer.Option(help="Extra field to store with each document; repeatable.")] = [],
-    on_error: Annotated[OnError, typer.Option(help="fail: stop at the first bad record; skip: write the good ones.")] = "fail",
-    rejects: Annotated[Optional[Path], typer.Option(help="Where skipped records go.", show_default="CORPUS.rejects.jsonl")] = None,
+    on_error: Annotated[OnError, typer.Option(
+        help="fail: stop at the first bad record; skip: write the good ones.")] = "fail",
+    rejects: Annotated[Optional[Path], typer.Option(
+        help="Where skipped records go.", show_default="CORPUS.rejects.jsonl")] = None,
     max_text_chars: Annotated[int, typer.Option(help="Records with longer title+text are bad input.")] = 100_000,
     chunk_rows: Annotated[int, typer.Option(help="Records per resumable chunk.")] = 1000,
-    workers: Annotated[Optional[int], typer.Option(help="Embedding actors.", show_default="one per GPU; on a local CPU Ray one per core")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Embedding actors.", show_default="one per GPU; on a local CPU Ray one per core")] = None,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per embedding actor (0: CPU)."),
                                *opt.deprecated("--num-gpus-per-worker")] = 0.0,
     cpus_per_worker: Annotated[float, typer.Option(help="CPUs reserved per embedding actor."),
                                *opt.deprecated("--num-cpus-per-worker")] = 1.0,
-    block_rows: Annotated[Optional[int], typer.Option(help="Rows per Ray Data block and actor call, length-sorted.", show_default="128 on CPU, 1024 on GPU"),
-                          *opt.deprecated("--ray-batch-size")] = None,
-    tokenize_stage: Annotated[Optional[bool], typer.Option("--tokenize-stage/--no-tokenize-stage", help="Tokenize in a separate CPU stage.", show_default="with GPUs")] = None,
+    block_rows: Annotated[Optional[int], typer.Option(
+        help="Rows per Ray Data block and actor call, length-sorted.", show_default="128 on CPU, 1024 on GPU"),
+        *opt.deprecated("--ray-batch-size")] = None,
+    tokenize_stage: Annotated[Optional[bool], typer.Option(
+        "--tokenize-stage/--no-tokenize-stage", help="Tokenize in a separate CPU stage.", show_default="with GPUs",
+    )] = None,
     write_concurrency: Annotated[int, typer.Option(help="Parallel write tasks.")] = 2,
     ray_address: opt.RayAddress = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Where the resume manifest lives.")] = None,

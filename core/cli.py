@@ -101,7 +101,8 @@ def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name.", show_default="the index's model")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Encoder checkpoint folder or packaged name.", show_default="the index's model")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
     filter_json: Annotated[
@@ -118,7 +119,7 @@ def search(
 ) -> None:
     """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, score, title.
 
-    --json-out prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
+    --json-out - prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
     when --field is given). --filter and --field need OpenSearch: FAISS refuses a filter and stores
     no fields (each hit's fields are empty). Scores are the encoder's similarity in dense and
     neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.

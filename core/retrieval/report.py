@@ -43,7 +43,7 @@ def write_json(path: Path, payload: Any) -> None:
         sys.stdout.flush()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
 
 
 def print_result(result: EvalResult, label: str, console: Console | None = None) -> None:

@@ -7,8 +7,11 @@ are the collection's real query vectors, topped up with noisy copies to ``num_qu
 
 For every point: recall@10 (the fraction of exact search's top 10 found), queries/s with all
 queries in one batch call (the backend's own threads), p50 latency of one query at a time, build
-time and index size. FAISS HNSW sweeps M x efConstruction x efSearch and IVF-PQ sweeps nprobe;
-OpenSearch's Lucene HNSW sweeps efSearch on the real point (bulk-loading a million vectors into
+time, index size and bytes per vector in memory and on disk (OpenSearch: its store on disk).
+FAISS HNSW sweeps M x efConstruction x efSearch and IVF-PQ sweeps nprobe; the quantized indices
+(int8 and binary, flat and HNSW) sweep oversample, with their codes' own ranking (no rescoring)
+as one more point each. OpenSearch's Lucene HNSW (float vectors, and with Lucene's scalar
+quantizer by oversample) sweeps efSearch on the real point (bulk-loading a million vectors into
 one local node is out of this machine's reach in a benchmark's time).
 """
 
@@ -29,6 +32,8 @@ from retrosearch.core.config import FaissSettings, Settings
 
 K = 10
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
+OVERSAMPLE = (1, 2, 4, 10)
+QUANTIZED = ("int8", "int8-hnsw", "binary", "binary-hnsw")
 NPROBE = (1, 4, 16, 64, 256)
 IVF_MIN_VECTORS = 1000
 
@@ -46,6 +51,9 @@ class AnnPoint:
     p50_ms: float
     build_seconds: float
     index_bytes: int
+    # Per vector: what a search holds in memory, and what the folder takes (with a rescoring store).
+    memory_bytes_per_vector: float = 0.0
+    disk_bytes_per_vector: float = 0.0
 
     def label(self) -> str:
         """``backend k=v ...`` for tables and legends."""
@@ -139,6 +147,14 @@ def _faiss(kind: str, vectors: np.ndarray, meta: Any, **params: Any):
     return index, time.perf_counter() - started
 
 
+def _sizes(index: Any) -> dict[str, Any]:
+    """An index's size fields of an :class:`AnnPoint`."""
+    footprint = index.footprint()
+    return {"index_bytes": footprint.memory_bytes,
+            "memory_bytes_per_vector": footprint.per_vector(footprint.memory_bytes),
+            "disk_bytes_per_vector": footprint.per_vector(footprint.disk_bytes)}
+
+
 def faiss_points(
     scale: str, vectors: np.ndarray, queries: np.ndarray, meta: Any, hnsw_grid: list[tuple[int, int]],
     ef_search: tuple[int, ...] = EF_SEARCH, nprobe: tuple[int, ...] = NPROBE, progress: Any = print,
@@ -147,38 +163,75 @@ def faiss_points(
     n = len(vectors)
     flat, built = _faiss("flat", vectors, meta)
     qps, p50, truth = speed(lambda q: flat.search_positions(q, K)[1], queries)
-    points = [AnnPoint(scale, n, "faiss-flat", {}, 1.0, qps, p50, built, flat.size_bytes())]
+    points = [AnnPoint(scale, n, "faiss-flat", {}, 1.0, qps, p50, built, **_sizes(flat))]
     progress(f"{scale}: exact {qps:.0f} q/s")
     for m, ef_construction in hnsw_grid:
         hnsw, built = _faiss("hnsw", vectors, meta, hnsw_m=m, hnsw_ef_construction=ef_construction)
-        size = hnsw.size_bytes()
+        size = _sizes(hnsw)
         for ef in ef_search:
             qps, p50, found = speed(lambda q, ef=ef: hnsw.search_positions(q, K, ef_search=ef)[1], queries)
             points.append(AnnPoint(scale, n, "faiss-hnsw", {"M": m, "efC": ef_construction, "ef": ef},
-                                   recall(found, truth), qps, p50, built, size))
+                                   recall(found, truth), qps, p50, built, **size))
         progress(f"{scale}: hnsw M={m} efC={ef_construction} built in {built:.0f}s")
     if n < IVF_MIN_VECTORS:  # too few to train the coarse lists and 256 PQ centroids
         return points, truth
     ivf, built = _faiss("ivfpq", vectors, meta)
-    size = ivf.size_bytes()
+    size = _sizes(ivf)
     for probes in nprobe:
         qps, p50, found = speed(lambda q, p=probes: ivf.search_positions(q, K, nprobe=p)[1], queries)
         points.append(AnnPoint(scale, n, "faiss-ivfpq", {"nlist": ivf.meta.params["nlist"], "nprobe": probes},
-                               recall(found, truth), qps, p50, built, size))
+                               recall(found, truth), qps, p50, built, **size))
     progress(f"{scale}: ivfpq built in {built:.0f}s")
     return points, truth
 
 
+def quantized_points(
+    scale: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, meta: Any,
+    kinds: tuple[str, ...] = QUANTIZED, oversample: tuple[float, ...] = OVERSAMPLE, m: int = 32,
+    ef_construction: int = 200, ef_search: int = 256, progress: Any = print,
+) -> list[AnnPoint]:
+    """Each quantized kind without rescoring and at each ``oversample`` (HNSW kinds: M, efConstruction,
+    efSearch as given; efSearch is raised to k x oversample where that is larger)."""
+    points = []
+    n = len(vectors)
+    for kind in kinds:
+        hnsw = kind.endswith("hnsw")
+        graph = {"M": m, "efC": ef_construction, "ef": ef_search} if hnsw else {}
+        params = {"hnsw_m": m, "hnsw_ef_construction": ef_construction, "hnsw_ef_search": ef_search}
+        index, built = _faiss(kind, vectors, meta, **(params if hnsw else {}))
+        size = _sizes(index)
+        for factor in (None, *oversample):
+            def search(q: np.ndarray, f: float | None = factor) -> np.ndarray:
+                return index.search_positions(q, K, rescore=f is not None, oversample=f)[1]
+
+            qps, p50, found = speed(search, queries)
+            setting = {**graph, "rescore": "no"} if factor is None else {**graph, "oversample": factor}
+            points.append(AnnPoint(scale, n, f"faiss-{kind}", setting, recall(found, truth), qps, p50, built,
+                                   **size))
+        progress(f"{scale}: {kind} built in {built:.0f}s")
+    return points
+
+
 def opensearch_points(
     scale: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, meta: Any, settings: Settings,
-    ef_search: tuple[int, ...] = EF_SEARCH,
+    ef_search: tuple[int, ...] = EF_SEARCH, knn_encoder: str = "none",
+    oversample: tuple[float, ...] = (),
 ) -> list[AnnPoint]:
-    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch."""
+    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch; with
+    ``knn_encoder="sq"`` (Lucene's scalar quantizer) each efSearch without rescoring, then each
+    ``oversample`` rescored at the settings' efSearch."""
     from retrosearch.core.retrieval import fill_index
     from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
-    run = settings.opensearch.model_copy(update={"index": f"retrosearch-ann-{meta.model_fingerprint[:12]}",
-                                                 "replicas": 0, "force_merge": True})
+    name = f"retrosearch-ann-{meta.model_fingerprint[:12]}"
+    run = settings.opensearch.model_copy(update={"index": name, "replicas": 0, "force_merge": True,
+                                                 "knn_encoder": knn_encoder})
+    backend = "opensearch-lucene" + ("-sq" if knn_encoder == "sq" else "")
+    graph = {"M": run.hnsw_m, "efC": run.hnsw_ef_construction}
+    grid = [({**graph, "ef": ef}, {"hnsw_ef_search": ef, "rescore": False}) for ef in ef_search]
+    if knn_encoder == "sq":
+        grid += [({**graph, "ef": run.hnsw_ef_search, "oversample": o}, {"rescore": True, "oversample": o})
+                 for o in oversample]
     started = time.perf_counter()
     index = OpenSearchIndex.create(meta, run, recreate=True)
     fill_index(index, [str(i) for i in range(len(vectors))], vectors)
@@ -187,13 +240,13 @@ def opensearch_points(
     size = int(stats["indices"][index.name]["total"]["store"]["size_in_bytes"])
     points = []
     try:
-        for ef in ef_search:
-            view = OpenSearchIndex(index.client, index.name, index.meta, run.model_copy(update={"hnsw_ef_search": ef}))
+        for params, search_settings in grid:
+            view = OpenSearchIndex(index.client, index.name, index.meta,
+                                   run.model_copy(update=search_settings))
             qps, p50, ids = speed(lambda q, v=view: np.asarray(
                 [[int(i) for i in row] + [-1] * (K - len(row)) for row in v.search(q, K).ids]), queries)
-            points.append(AnnPoint(scale, len(vectors), "opensearch-lucene",
-                                   {"M": run.hnsw_m, "efC": run.hnsw_ef_construction, "ef": ef},
-                                   recall(ids, truth), qps, p50, built, size))
+            points.append(AnnPoint(scale, len(vectors), backend, params, recall(ids, truth), qps, p50, built,
+                                   size, disk_bytes_per_vector=size / len(vectors)))
     finally:
         index.delete()
     return points
@@ -203,6 +256,10 @@ def best_at_recall(points: list[AnnPoint], backend: str, target: float = 0.98) -
     """The fastest point of ``backend`` whose recall@10 reaches ``target``."""
     good = [p for p in points if p.backend == backend and p.recall_at_10 >= target]
     return max(good, key=lambda p: p.queries_per_s) if good else None
+
+
+def _per_vector(point: AnnPoint) -> str:
+    return f" ({point.memory_bytes_per_vector:,.0f} B/vector)" if point.memory_bytes_per_vector else ""
 
 
 def summary(sweep: AnnSweep, target: float = 0.98) -> list[str]:
@@ -221,16 +278,19 @@ def summary(sweep: AnnSweep, target: float = 0.98) -> list[str]:
             else:
                 lines.append(f"  {backend}: recall@10 {hit.recall_at_10:.3f} at {hit.label()}: "
                              f"{hit.queries_per_s:.0f} q/s = {hit.queries_per_s / exact.queries_per_s:.2g}x exact, "
-                             f"p50 {hit.p50_ms:.2f} ms, built in {hit.build_seconds:.0f}s, {hit.index_bytes / 2**20:.0f} MiB")
+                             f"p50 {hit.p50_ms:.2f} ms, built in {hit.build_seconds:.0f}s, "
+                             f"{hit.index_bytes / 2**20:.0f} MiB{_per_vector(hit)}")
     return lines
 
 
 def markdown(sweep: AnnSweep) -> str:
     """Every point as a table row."""
-    lines = ["| scale | n | setting | recall@10 | queries/s | p50 ms | build s | MiB |", "|" + "---|" * 8]
+    lines = ["| scale | n | setting | recall@10 | queries/s | p50 ms | build s | MiB | B/vector memory "
+             "| B/vector disk |", "|" + "---|" * 10]
     for p in sweep.points:
         lines.append(f"| {p.scale} | {p.n:,} | {p.label()} | {p.recall_at_10:.3f} | {p.queries_per_s:.0f} | "
-                     f"{p.p50_ms:.2f} | {p.build_seconds:.0f} | {p.index_bytes / 2**20:.0f} |")
+                     f"{p.p50_ms:.2f} | {p.build_seconds:.0f} | {p.index_bytes / 2**20:.0f} | "
+                     f"{p.memory_bytes_per_vector:,.0f} | {p.disk_bytes_per_vector:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -244,6 +304,7 @@ def plot(sweep: AnnSweep, path: Path) -> None:
         families: dict[str, list[AnnPoint]] = {}
         for p in points:
             family = p.backend + "".join(f" {k}={v}" for k, v in p.params.items() if k in ("M", "efC"))
+            family += " no rescoring" if p.params.get("rescore") == "no" else ""
             families.setdefault(family, []).append(p)
         for family, rows in families.items():
             rows = sorted(rows, key=lambda p: p.recall_at_10)
@@ -267,11 +328,16 @@ def ann_command(
     scale: Annotated[int, typer.Option(help="Vectors of the synthetic scale point; 0 for none.")] = 1_000_000,
     num_queries: Annotated[int, typer.Option(help="Queries per measurement (real ones, then noisy copies).")] = 1000,
     skip_opensearch: Annotated[bool, typer.Option(help="FAISS only.")] = False,
+    quantized: Annotated[bool, typer.Option(help="Also sweep the quantized FAISS indices.")] = True,
+    oversample: Annotated[
+        list[float], typer.Option("--oversample", help="Oversample of the quantized indices (repeatable).")
+    ] = list(OVERSAMPLE),
     out: Annotated[Optional[Path], typer.Option(help="Folder for ann.json, ann.md and ann.png.")] = None,
     settings: Settings = None,
 ) -> None:
-    """Recall@10 vs queries/s and p50 latency of HNSW (efSearch, M, efConstruction) and IVF-PQ (nprobe)
-    in FAISS and of OpenSearch's HNSW, on real embeddings and a synthetic scale point."""
+    """Recall@10 vs queries/s and p50 latency of HNSW (efSearch, M, efConstruction), IVF-PQ (nprobe) and
+    the quantized indices (oversample) in FAISS and of OpenSearch's HNSW, on real embeddings and a
+    synthetic scale point, with bytes per vector in memory and on disk."""
     from rich.console import Console
 
     from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors
@@ -292,12 +358,22 @@ def ann_command(
         grid = [(16, 100), (32, 100), (32, 200), (48, 200)]
         points, truth = faiss_points("real", vectors, queries, meta, grid, progress=console.print)
         sweep.points += points
+        if quantized:
+            sweep.points += quantized_points("real", vectors, queries, truth, meta,
+                                             oversample=tuple(oversample), progress=console.print)
         if not skip_opensearch:
             sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings)
+            if quantized:
+                sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings,
+                                                  knn_encoder="sq", oversample=tuple(oversample))
         if scale:
             big = synthetic(vectors, scale)
-            points, _ = faiss_points("synthetic", big, queries, meta, [(32, 100)], progress=console.print)
+            points, big_truth = faiss_points("synthetic", big, queries, meta, [(32, 100)],
+                                             progress=console.print)
             sweep.points += points
+            if quantized:
+                sweep.points += quantized_points("synthetic", big, queries, big_truth, meta,
+                                                 oversample=tuple(oversample), progress=console.print)
     console.print(markdown(sweep))
     lines = summary(sweep)
     for line in lines:

@@ -213,7 +213,8 @@ def report_command(
     parts = tuple(opt.chosen_names(part or PARTS))
     rerun = opt.chosen_names(rerun or [])
     out.mkdir(parents=True, exist_ok=True)
-    commands = part_commands(out, collection, model, opensearch_url, scale)
+    url = ",".join(opensearch_url) if opensearch_url else None  # the option may be repeated
+    commands = part_commands(out, collection, model, url, scale)
     ran = False
     for name in parts:
         if (out / f"{name}.json").exists() and name not in (rerun or []):

@@ -60,7 +60,8 @@ def index(
         built = create_index(backend, encoder.index_meta(), settings)
     vectors = encoder.encode_documents(docs, desc=f"embedding {path.name}")
     stored = [{"title": d.title, "text": d.text} for d in docs] if opensearch else None
-    written, _ = fill_index(built, [d.id for d in docs], vectors, stored)
+    with opt.user_errors():  # a refused write or documents that failed by id: one line, no traceback
+        written, _ = fill_index(built, [d.id for d in docs], vectors, stored)
     where = f"OpenSearch index {settings.opensearch.index!r}" if opensearch else str(out)
     if not opensearch:
         built.save(out)
@@ -69,6 +70,9 @@ def index(
         f"indexed {built.count()} documents ({written} written) from {path} into {where} ({built.meta.backend}, "
         f"dim {encoder.dim}); {stats['texts_per_s']} docs/s, padding {stats['padding_ratio']:.1%}"
     )
+    footprint = built.footprint()
+    if footprint is not None:
+        console.print(f"vectors: {footprint.describe()}")
 
 
 def _parse_filter(text: str | None) -> dict | None:
@@ -135,6 +139,9 @@ def search(
         loaded = open_index(settings, index_dir)
         vectors = None
         if mode_needs_vectors(mode):
+            # Imported once the index answered: a wrong URL or password is reported without loading torch.
+            from retrosearch.core.encoder import Encoder
+
             settings.encoder.model = model or loaded.meta.model_name
             encoder = Encoder.load(settings.encoder, workload="queries")
             loaded.check_query_encoder(encoder.index_meta())

@@ -20,7 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from retrosearch.core.config import Settings
 from retrosearch.core.config_file import read_config_file
-from retrosearch.core.errors import UserError
+from retrosearch.core.errors import PartialFailure, UserError
 from retrosearch.core.index import BackendName, SearchMode
 
 # -- old spellings of renamed options: accepted for one release, hidden, with a deprecation line --
@@ -193,6 +193,8 @@ class SettingOption:
     flags: tuple[str, ...] = ()
     help: str | None = None
     deprecated: tuple[Deprecated, ...] = ()
+    #: A text field the option may give several times; the values are joined with commas.
+    repeatable: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -204,14 +206,16 @@ class SettingOption:
 SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("model", ("--model", "-m")),
     SettingOption("device"), SettingOption("dtype"), SettingOption("batch_size"), SettingOption("threads"),
-    SettingOption("runtime"), SettingOption("quantize"),
+    SettingOption("runtime"), SettingOption("quantize"), SettingOption("dimensions"),
     SettingOption("pooling"), SettingOption("max_length"), SettingOption("query_template"),
     SettingOption("passage_template"),
     SettingOption("hnsw_m"), SettingOption("hnsw_ef_construction", ("--ef-construction",)),
     SettingOption("hnsw_ef_search", ("--ef-search",)), SettingOption("ivf_nlist", ("--nlist",)),
     SettingOption("ivf_nprobe", ("--nprobe",)), SettingOption("pq_m"),
-    SettingOption("url", ("--opensearch-url",)), SettingOption("index", ("--index-name",)),
-    SettingOption("engine"), SettingOption("space_type"), SettingOption("shards"), SettingOption("replicas"),
+    SettingOption("oversample"), SettingOption("rescore", ("--rescore/--no-rescore",)),
+    SettingOption("url", ("--opensearch-url",), repeatable=True), SettingOption("index", ("--index-name",)),
+    SettingOption("engine"), SettingOption("knn_encoder"), SettingOption("space_type"),
+    SettingOption("shards"), SettingOption("replicas"),
     SettingOption("force_merge", ("--force-merge/--no-force-merge",)),
     SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
@@ -235,14 +239,16 @@ class OptionGroup:
 
 
 MODEL = OptionGroup("Encoder", ("model",))
-ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize"))
+ENCODER_RUNTIME = OptionGroup("Encoder", ("device", "dtype", "batch_size", "threads", "runtime", "quantize",
+                                          "dimensions"))
 ENCODER = OptionGroup("Encoder", ("model", *ENCODER_RUNTIME.fields))
 ENCODER_SPEC = OptionGroup("Encoder spec overrides", ("pooling", "max_length", "query_template", "passage_template"))
 FAISS_BUILD = OptionGroup("Index build", ("hnsw_m", "hnsw_ef_construction", "ivf_nlist", "pq_m"))
-INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe"))
+INDEX_SEARCH = OptionGroup("Index search", ("hnsw_ef_search", "ivf_nprobe", "oversample", "rescore"))
 OPENSEARCH_URL = OptionGroup("OpenSearch", ("url",))
 OPENSEARCH = OptionGroup("OpenSearch", ("url", "index"))
-OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "space_type", "shards", "replicas", "force_merge"))
+OPENSEARCH_BUILD = OptionGroup("OpenSearch index build", ("engine", "knn_encoder", "space_type", "shards",
+                                                          "replicas", "force_merge"))
 HYBRID = OptionGroup("Hybrid search", ("hybrid_dense_weight", "hybrid_normalization"))
 SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_wait_ms", "max_texts", "max_chars", "max_k",
                                   "embeddings_mode", "api_key_env", "search_threads"))
@@ -307,12 +313,23 @@ def setting_help(name: str) -> str:
 def setting_option(name: str, panel: str | None = None) -> Any:
     """The ``Annotated`` type of the option that sets Settings field ``name`` (default None: not given)."""
     spec = SETTING_OPTIONS[name]
-    return field_option(_field(name), spec.names, spec.help, panel, deprecated=spec.deprecated)
+    option = field_option(_field(name), spec.names, spec.help, panel, deprecated=spec.deprecated)
+    if spec.repeatable:
+        return Annotated[Optional[list[str]], *typing.get_args(option)[1:]]
+    return option
+
+
+def _joined(name: str, value: Any) -> Any:
+    """A repeatable option's values as the one comma-separated text its field holds."""
+    if isinstance(value, list) and name in SETTING_OPTIONS and SETTING_OPTIONS[name].repeatable:
+        return ",".join(value) if value else None
+    return value
 
 
 def settings_from(values: dict[str, Any], config: Path | None = None) -> Settings:
     """:func:`build_settings` from option values keyed by field (a lone ``--flag`` bool not given is False)."""
-    given = {k: (None if v is False and "/" not in SETTING_OPTIONS[k].names[0] else v) for k, v in values.items()}
+    given = {k: (None if v is False and "/" not in SETTING_OPTIONS[k].names[0] else _joined(k, v))
+             for k, v in values.items()}
     return build_settings(config, **given)
 
 
@@ -374,7 +391,7 @@ def with_settings(*groups: OptionGroup, config: bool = True):
 # Single options of commands that pass them on rather than build Settings (the trainers' own
 # configuration, `bench report` handing them to each benchmark).
 Model = setting_option("model")
-OpenSearchUrl = setting_option("url")
+OpenSearchUrl = setting_option("url")  # a list: join with commas to pass it on
 Threads = setting_option("threads")
 RayAddress = setting_option("ray_address")
 PoolingOpt = setting_option("pooling")
@@ -459,11 +476,14 @@ def domain_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :func:`domain_errors` raised inside the block into a one-line error and exit 2."""
+    """Turn :func:`domain_errors` raised inside the block into a one-line error and exit 2
+    (a :class:`PartialFailure`: exit 1)."""
     try:
         yield
     except typer.Exit:
         raise
+    except PartialFailure as exc:
+        raise fail(str(exc), 1) from None
     except Exception as exc:
         if isinstance(exc, domain_errors()):
             raise fail(str(exc)) from None

@@ -50,6 +50,9 @@ class EncoderSpec(_Strict):
     padding_side: Literal["right", "left"] = "right"
     method: str = "pretrained"
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # Recorded by a Matryoshka fine-tune: the leading dimensions the loss was summed over (vectors
+    # cut to any of them were trained to retrieve). Describes the weights; not part of the fingerprint.
+    matryoshka_dimensions: list[int] | None = None
 
     @field_validator("query_template", "passage_template")
     @classmethod
@@ -65,7 +68,8 @@ class EncoderSpec(_Strict):
 
 
 class EncoderSettings(_Strict):
-    """Run-time choices for the encoder runtime; none of them changes the vectors' meaning."""
+    """Run-time choices for the encoder runtime; none of them changes the vectors' meaning, except
+    ``dimensions``, which cuts them (and so gives them another fingerprint)."""
 
     model: str = Field("minilm", description="checkpoint folder or packaged model name")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
@@ -84,6 +88,10 @@ class EncoderSettings(_Strict):
         None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for torch [default: torch's choice]")
+    dimensions: int | None = Field(
+        None, gt=0, description="cut vectors to their first N dimensions, renormalised (for Matryoshka-"
+        "trained models) [default: the model's own]"
+    )
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
     pooling: Pooling | None = Field(None, description="override the checkpoint's pooling")
@@ -93,7 +101,8 @@ class EncoderSettings(_Strict):
 
 
 class FaissSettings(_Strict):
-    """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq``)."""
+    """Parameters of the FAISS backends (``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq`` and the quantized
+    ``faiss-int8``, ``faiss-int8-hnsw``, ``faiss-binary``, ``faiss-binary-hnsw``)."""
 
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree M (FAISS and OpenSearch)")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW efConstruction (FAISS and OpenSearch)")
@@ -102,18 +111,33 @@ class FaissSettings(_Strict):
     ivf_nprobe: int = Field(16, gt=0, description="IVF lists probed per query")
     pq_m: int | None = Field(None, gt=0, description="PQ sub-quantizers [default: dimension/8]")
     pq_nbits: int = Field(8, gt=0, le=16)
+    # Search-time, like efSearch: a saved quantized index is searched with the value in effect.
+    oversample: float = Field(
+        4.0, ge=1, description="quantized indices: candidates per hit (k x oversample) rescored against the "
+        "stored vectors"
+    )
+    rescore: bool = Field(
+        True, description="quantized indices: rescore candidates (off: the codes' own ranking)"
+    )
     use_gpu: Literal["auto", "never"] = "auto"
 
 
 class OpenSearchSettings(_Strict):
     """Where the OpenSearch backend connects and how it builds and loads k-NN indices.
 
-    Credentials and TLS files are read from the environment (``RETROSEARCH_OPENSEARCH_USER``,
-    ``RETROSEARCH_OPENSEARCH_PASSWORD``, ``RETROSEARCH_OPENSEARCH_CA_CERTS``,
-    ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from settings files or the command line.
+    ``url`` names one node or several, comma-separated (all are given to the client, so one dead
+    node is not an outage). Credentials and TLS files are read from the environment
+    (``RETROSEARCH_OPENSEARCH_USER``, ``RETROSEARCH_OPENSEARCH_PASSWORD``, or the files
+    ``RETROSEARCH_OPENSEARCH_USER_FILE`` / ``RETROSEARCH_OPENSEARCH_PASSWORD_FILE`` name,
+    ``RETROSEARCH_OPENSEARCH_CA_CERTS``, ``RETROSEARCH_OPENSEARCH_VERIFY_CERTS``), never from
+    settings files or the command line.
     """
 
-    url: str = Field("http://127.0.0.1:9250", description="OpenSearch URL (credentials come from the environment)")
+    url: str = Field(
+        "http://127.0.0.1:9250",
+        description="OpenSearch URL; several nodes comma-separated or the option repeated "
+        "(credentials come from the environment)",
+    )
     index: str | None = Field(None, description="OpenSearch index name")
     vector_field: str = "embedding"
     # The Maven Central k-NN build has no native libraries; faiss needs a full distribution.
@@ -124,6 +148,15 @@ class OpenSearchSettings(_Strict):
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_construction: int = Field(200, gt=0)
     hnsw_ef_search: int | None = Field(256, gt=0)
+    # Lucene's scalar quantizer (7-bit codes in the HNSW graph; k-NN 2.16+). It scores candidates
+    # with the codes only, so searches rescore them with the float vectors of _source.
+    knn_encoder: Literal["none", "sq"] = Field(
+        "none", description="sq: Lucene scalar quantization of the k-NN vectors (engine lucene), candidates "
+        "rescored with the stored float vectors"
+    )
+    # The same names as FaissSettings': one command-line option sets both.
+    oversample: float = Field(4.0, ge=1)
+    rescore: bool = True
     shards: int = Field(1, gt=0, description="OpenSearch primary shards")
     replicas: int = Field(1, ge=0, description="OpenSearch replicas (restored after the load)")
     request_timeout_s: float = Field(120.0, gt=0)

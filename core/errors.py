@@ -10,3 +10,11 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Wrong input or set-up, explained in the message; never a bug."""
+
+
+class PartialFailure(Exception):
+    """A job ran to its end but could not do all of it (documents that failed to load, by id).
+
+    Commands report it as one line and exit status 1: the input was fine, some of the work was not
+    done, and rerunning the same command does the rest.
+    """

@@ -34,13 +34,16 @@ class IndexMeta(BaseModel):
     def check_compatible(self, other: "IndexMeta") -> None:
         """Raise :class:`IndexMismatchError` unless ``other`` encodes into the same space."""
         problems = []
-        if other.model_fingerprint != self.model_fingerprint:
+        same_model = other.model_name == self.model_name
+        if other.dim != self.dim:
+            hint = f" (the index was built with dimensions={self.dim})" if same_model else ""
+            problems.append(f"dimension {other.dim} != {self.dim}{hint}")
+        # The same model cut to another dimension has another fingerprint: the dimension says it all.
+        if other.model_fingerprint != self.model_fingerprint and (other.dim == self.dim or not same_model):
             problems.append(
                 f"model {other.model_name!r} ({other.model_fingerprint[:12]}) differs from the index's "
                 f"{self.model_name!r} ({self.model_fingerprint[:12]})"
             )
-        if other.dim != self.dim:
-            problems.append(f"dimension {other.dim} != {self.dim}")
         if other.similarity != self.similarity:
             problems.append(f"similarity {other.similarity} != {self.similarity}")
         if problems:

@@ -65,6 +65,7 @@ MEANINGS: dict[str, str] = {
     "--max-length": "Tokens per text.",
     "--query-template": "The text around each query before it is embedded ({text} marks it).",
     "--passage-template": "The text around each passage before it is embedded ({text} marks it).",
+    "--dimensions": "Cut the encoder's vectors to their first N dimensions, renormalised (Matryoshka models).",
     # Index build and search.
     "--backend": "The index backend, by the index registry's names.",
     "--faiss-backend": "The FAISS index kind (a FAISS backend name).",
@@ -78,6 +79,10 @@ MEANINGS: dict[str, str] = {
     "--nlist": "IVF lists.",
     "--nprobe": "IVF lists probed per query.",
     "--pq-m": "PQ sub-quantizers.",
+    "--oversample": "Quantized indices: candidates per hit (k x oversample) rescored against the stored vectors.",
+    "--rescore": "Quantized indices: rescore the candidates (off: the codes' own ranking).",
+    "--quantized": "Also sweep the quantized FAISS indices.",
+    "--knn-encoder": "The OpenSearch k-NN vector encoding: none, or sq (Lucene scalar quantization, rescored).",
     # OpenSearch.
     "--opensearch-url": "The OpenSearch URL (credentials come from the environment).",
     "--engine": "The OpenSearch k-NN engine.",
@@ -167,6 +172,7 @@ MEANINGS: dict[str, str] = {
     "--cross-device": "Share negatives across training workers.",
     "--query-max-length": "Tokens per query in training.",
     "--passage-max-length": "Tokens per passage in training.",
+    "--matryoshka-dims": "Matryoshka: the dimensions the fine-tuning loss is summed over (comma-separated).",
     # Pipelines and experiments.
     "--list": "Print the runs and run nothing.",
     "--report-only": "Run nothing: report the runs finished so far.",
@@ -192,6 +198,8 @@ MEANINGS: dict[str, str] = {
     "--version": "The OpenSearch version.",
     "--heap": "The JVM heap of the local OpenSearch node.",
     "--with-ml": "Add ml-commons and neural-search to the local OpenSearch node.",
+    "--nodes": "Run a local OpenSearch cluster of this many nodes.",
+    "--secure": "The local OpenSearch with its security plugin on (TLS, generated users and passwords).",
     "--setting": "An extra opensearch.yml KEY=VALUE (repeatable).",
     "--plugin": "An OpenSearch plugin to install (repeatable).",
     "--cache-dir": "The cache root.",

@@ -16,7 +16,14 @@ if ! curl -s -m 30 -o /dev/null "$RETROSEARCH_OPENSEARCH_URL/"; then
   retrosearch opensearch start --with-ml --port "$port"
   started_here=1
 fi
-stop_node() { if [ "$started_here" = 1 ]; then retrosearch opensearch stop --port "$port" || true; fi; }
+# The secured 3-node cluster of the `secure` phase (HTTP ports 9270-9272, transport 9370-9372).
+secure_port="${RETROSEARCH_SECURE_OPENSEARCH_PORT:-9270}"
+secure_cluster=(--nodes 3 --secure --port "$secure_port")
+secure_started=0
+stop_node() {
+  if [ "$secure_started" = 1 ]; then retrosearch opensearch stop "${secure_cluster[@]}" || true; fi
+  if [ "$started_here" = 1 ]; then retrosearch opensearch stop --port "$port" || true; fi
+}
 trap stop_node EXIT
 
 if [ "$#" -gt 0 ]; then
@@ -34,7 +41,18 @@ phase -m isolated
 # much of a test's time is a process or Ray starting, OpenSearch refreshing or a service answering.
 # One torch thread each: two workers with two threads each on two cores run slower than with one.
 (export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
- phase -m "not isolated and not cluster" -n "${RETROSEARCH_TEST_WORKERS:-2}" --dist loadfile)
+ phase -m "not isolated and not cluster and not secure" -n "${RETROSEARCH_TEST_WORKERS:-2}" --dist loadfile)
 # The cluster tests run their own head and worker node (about 2 GiB more) and kill nodes on purpose,
 # so they run after the rest, not beside a test's in-process Ray.
 phase -m cluster
+# Every OpenSearch path on a cluster like production (TLS, users and roles, three nodes, replicas),
+# started once for this phase (3 nodes at 512 MB heap, about 2.5 GiB); the plain node stops first to leave
+# its memory to the cluster. The other tests never need this cluster: they use the plain node above.
+stop_node
+started_here=0
+began=$SECONDS
+retrosearch opensearch start "${secure_cluster[@]}"
+secure_started=1
+echo "[test] secured 3-node cluster green after $((SECONDS - began)) s"
+(export RETROSEARCH_SECURE_OPENSEARCH_PORT="$secure_port" RETROSEARCH_REQUIRE_SECURE_OPENSEARCH=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+ phase -m secure)

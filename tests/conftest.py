@@ -92,6 +92,28 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def minilm_with_templates(folder: Path, query_template: str, passage_template: str) -> Path:
+    """MiniLM's weights in ``folder`` (linked) with a query and a passage template of its own."""
+    import shutil
+
+    from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path, write_spec
+
+    source = resolve_model_path("minilm")
+    for path in source.rglob("*"):
+        target = folder / path.relative_to(source)
+        if path.is_dir():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".safetensors":
+            target.symlink_to(path)
+        else:
+            shutil.copy2(path, target)  # copied: write_spec rewrites some of these files
+    templates = {"query_template": query_template, "passage_template": passage_template}
+    spec = read_spec(folder).model_copy(update=templates)
+    write_spec(folder, spec)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,44 @@ def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, buil
     assert flat["config"]["backend"] == "faiss-flat"
     for key in ("ndcg@10", "mrr@10", "recall@100", "map"):
         assert hnsw[key] == pytest.approx(flat[key], abs=1e-6), key
+
+
+def test_quantized_backend_reports_bytes_and_searches_like_flat(small_scifact: Path, built_index: Path,
+                                                                 tmp_path: Path):
+    out = tmp_path / "int8"
+    proc = run_cli("index", "--collection", str(small_scifact), "--backend", "faiss-int8", "--out", str(out),
+                   "--quiet")
+    assert "(faiss-int8, dim 384)" in proc.stdout
+    # 384 one-byte codes per vector in memory (plus FAISS's header and ranges, spread over 81 vectors);
+    # the float32 rescoring store adds 1,536 on disk
+    found = re.search(r"memory ([\d,]+) B/vector, disk ([\d,]+) B/vector \(1,536 of them", proc.stdout)
+    memory, disk = (int(x.replace(",", "")) for x in found.groups())
+    assert 384 <= memory < 450 and disk == memory + 1536
+    queries = _first_queries(small_scifact, 5)
+    flat = json.loads(run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries).stdout)
+    int8 = json.loads(run_cli("search", "--index", str(out), "--json", "-k", "5", "--oversample", "10",
+                              *queries).stdout)
+    assert [[h["id"] for h in q["hits"]] for q in int8] == [[h["id"] for h in q["hits"]] for q in flat]
+
+
+def test_index_at_a_dimension_refuses_queries_at_another(small_scifact: Path, built_index: Path,
+                                                          tmp_path: Path):
+    out = tmp_path / "d128"
+    proc = run_cli("index", "--collection", str(small_scifact), "--dimensions", "128", "--out", str(out),
+                   "--quiet")
+    assert "dim 128" in proc.stdout and json.loads((out / "meta.json").read_text())["dim"] == 128
+    query = _first_queries(small_scifact, 1)
+    proc = run_cli("search", "--index", str(out), *query, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert error == ["error: refusing to search: dimension 384 != 128 (the index was built with "
+                     "dimensions=128)"]
+    hits = json.loads(run_cli("search", "--index", str(out), "--dimensions", "128", "--json", "-k", "3",
+                              *query).stdout)
+    assert len(hits[0]["hits"]) == 3
+    # the full-dimension index refuses cut queries the same way
+    proc = run_cli("search", "--index", str(built_index), "--dimensions", "128", *query, check=False)
+    assert proc.returncode == 2 and "dimension 128 != 384" in proc.stderr
 
 
 def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert: Path):

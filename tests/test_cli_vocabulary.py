@@ -29,7 +29,7 @@ FIXED_CHOICES = {
     "--backend", "--faiss-backend", "--eval-backend", "--mode", "--sink", "--on-error", "--method", "--part",
     "--rerun", "--engine", "--space-type", "--hybrid-normalization", "--dtype", "--runtime", "--quantize",
     "--pooling", "--embeddings-mode", "--proxy-location", "--precision", "--prompt", "--pairs", "--masking",
-    "--lora-export",
+    "--lora-export", "--knn-encoder",
 }
 
 

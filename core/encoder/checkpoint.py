@@ -209,7 +209,8 @@ def fingerprint(path: Path, spec: EncoderSpec) -> str:
     size and the hash of its first and last 4 MiB (a retrained checkpoint changes them all).
     """
     digest = hashlib.sha256()
-    vector_fields = spec.model_dump(exclude={"provenance", "method", "format_version"})
+    described = {"provenance", "method", "format_version", "matryoshka_dimensions"}  # not the vectors
+    vector_fields = spec.model_dump(exclude=described)
     digest.update(json.dumps(vector_fields, sort_keys=True).encode())
     window = 4 << 20
     weights = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)

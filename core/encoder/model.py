@@ -53,3 +53,22 @@ class EncoderModel(nn.Module):
         if self.spec.unit_vectors:
             embeddings = F.normalize(embeddings.float(), p=2, dim=-1)
         return embeddings
+
+
+class TokenStates(nn.Module):
+    """``forward(input_ids, attention_mask[, token_type_ids]) -> [batch, length, dim]``: the backbone's
+    last hidden states, before pooling, exactly as :class:`EncoderModel` computes them."""
+
+    def __init__(self, model: EncoderModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        named = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.model.backbone(input_ids=input_ids, attention_mask=attention_mask, **named)
+        return out.last_hidden_state

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "embeddings"
+# The backbone-only graph's output (see export_token_states): one state per token, before pooling.
+TOKEN_OUTPUT_NAME = "token_embeddings"
 # Bump when the exported graph changes (exporter options, wrapper), so old caches are not reused.
 EXPORT_FORMAT = 1
 # The sample batch the exporter traces: two rows (a size-1 axis would be specialised away), one padded.
@@ -51,14 +53,14 @@ def export_dir(model_fingerprint: str, quantize: str = "none") -> Path:
 
 def exported_model(path: Path, spec: EncoderSpec, model_fingerprint: str, quantize: str = "none") -> Path:
     """The cached ``model.onnx`` of the checkpoint at ``path``, exported (and quantized) on first use."""
-    fp32 = _publish(
+    fp32 = publish_folder(
         export_dir(model_fingerprint), lambda staging: export_onnx(path, spec, staging / MODEL_FILE)
     )
     if quantize == "none":
         return fp32 / MODEL_FILE
     if quantize != "int8":
         raise ValueError(f"quantize {quantize!r} is not one of none, int8")
-    int8 = _publish(
+    int8 = publish_folder(
         export_dir(model_fingerprint, quantize),
         lambda staging: quantize_int8(fp32 / MODEL_FILE, staging / MODEL_FILE, spec, name=str(path)),
     )
@@ -72,9 +74,38 @@ def export_onnx(path: Path, spec: EncoderSpec, out: Path) -> None:
     from retrosearch.core.encoder.model import EncoderModel
 
     model = EncoderModel.from_pretrained(path, spec, dtype=torch.float32).eval()
-    if getattr(model.backbone.config, "use_cache", None):
-        model.backbone.config.use_cache = False  # a KV cache output has no use in an encoder graph
     input_ids, attention_mask = _sample_inputs(model, spec)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    _export(model, model.backbone, path, inputs, [OUTPUT_NAME], out)
+
+
+def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids: bool = False,
+                        hint: str = "use --runtime torch for this model", opset: int | None = None) -> None:
+    """Write the checkpoint's backbone alone to ``out``; its first output is the token embeddings.
+
+    For runtimes that pool and normalise themselves (OpenSearch ml-commons' local models); with
+    ``token_type_ids`` the graph takes that third input (ml-commons feeds it to BERT models);
+    ``opset`` pins the ONNX opset for runtimes older than the exporter's default.
+    """
+    import torch
+
+    from retrosearch.core.encoder.model import EncoderModel, TokenStates
+
+    model = EncoderModel.from_pretrained(path, spec, dtype=torch.float32).eval()
+    input_ids, attention_mask = _sample_inputs(model, spec)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_type_ids:
+        inputs["token_type_ids"] = torch.zeros_like(input_ids)
+    _export(TokenStates(model).eval(), model.backbone, path, inputs, [TOKEN_OUTPUT_NAME], out, hint, opset)
+
+
+def _export(module, backbone, path: Path, inputs: dict, output_names: list[str], out: Path,
+            hint: str = "use --runtime torch for this model", opset: int | None = None) -> None:
+    """``torch.onnx.export`` of ``module(*inputs.values())``, every input with a dynamic batch and length."""
+    import torch
+
+    if getattr(backbone.config, "use_cache", None):
+        backbone.config.use_cache = False  # a KV cache output has no use in an encoder graph
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     axes = {0: batch, 1: sequence}
     try:
@@ -84,20 +115,21 @@ def export_onnx(path: Path, spec: EncoderSpec, out: Path) -> None:
             warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
             warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
             torch.onnx.export(
-                model,
-                (input_ids, attention_mask),
+                module,
+                tuple(inputs.values()),
                 str(out),
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={"input_ids": axes, "attention_mask": axes},
+                input_names=list(inputs),
+                output_names=output_names,
+                dynamic_shapes=tuple(axes for _ in inputs),
                 dynamo=True,
                 external_data=True,
                 verbose=False,
+                **({"opset_version": opset} if opset else {}),
             )
     except Exception as exc:  # the exporter raises many types; each means "this model does not export"
         raise OnnxExportError(
-            f"model {path} ({type(model.backbone).__name__}) could not be exported to ONNX: "
-            f"{type(exc).__name__}: {_first_line(exc)}; use --runtime torch for this model"
+            f"model {path} ({type(backbone).__name__}) could not be exported to ONNX: "
+            f"{type(exc).__name__}: {_first_line(exc)}; {hint}"
         ) from exc
 
 
@@ -161,7 +193,7 @@ def _sample_inputs(model, spec: EncoderSpec):
     return input_ids, attention_mask
 
 
-def _publish(target: Path, build: Callable[[Path], None]) -> Path:
+def publish_folder(target: Path, build: Callable[[Path], None]) -> Path:
     """``target``, built by ``build(staging)`` into a temporary folder renamed into place once.
 
     The lock keeps concurrent processes from building the same folder twice; the rename keeps a

@@ -32,6 +32,7 @@ from retrosearch.core.encoder.device import (
     set_threads,
     tune_cpu_allocator,
 )
+from retrosearch.core.encoder.dimensions import check_dimensions, fingerprint_at, truncate
 from retrosearch.core.encoder.model import EncoderModel
 from retrosearch.core.encoder.tokenization import TextTokenizer
 from retrosearch.core.vector_space import IndexMeta
@@ -124,8 +125,11 @@ def describe(settings: EncoderSettings) -> IndexMeta:
 
     path = resolve_model_path(settings.model)
     spec = read_spec(path, settings)
-    dim = json.loads((path / "config.json").read_text())["hidden_size"]
-    return IndexMeta(model_name=settings.model, model_fingerprint=fingerprint(path, spec), dim=dim, similarity=spec.similarity)
+    native = json.loads((path / "config.json").read_text())["hidden_size"]
+    dim = check_dimensions(settings.dimensions, native, settings.model)
+    vectors_fingerprint = fingerprint_at(fingerprint(path, spec), dim, native)
+    return IndexMeta(model_name=settings.model, model_fingerprint=vectors_fingerprint, dim=dim,
+                     similarity=spec.similarity)
 
 
 class Encoder:
@@ -145,8 +149,11 @@ class Encoder:
         self.tokenizer = tokenizer
         self.settings = settings
         self.name = name
-        self.fingerprint = model_fingerprint
         self.device = device
+        # Vectors are cut to `dimensions` (settings), and their identity says so.
+        self.native_dim = int(model.dim)
+        self._dim = check_dimensions(settings.dimensions, self.native_dim, name)
+        self.fingerprint = fingerprint_at(model_fingerprint, self._dim, self.native_dim)
         self.max_length = min(self.spec.max_length, position_limit(model.config, tokenizer))
         self.text_tokenizer = TextTokenizer(tokenizer, self.spec, self.max_length)
         # Small batches are faster on CPUs (MiniLM on SciFact, 2 threads: 16 -> ~18.7 docs/s,
@@ -185,8 +192,16 @@ class Encoder:
     # -- identity -------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Dimension of the vectors."""
-        return self.model.dim
+        """Dimension of the vectors (the ``dimensions`` setting, else the model's own)."""
+        return self._dim
+
+    def cut(self, vectors: np.ndarray, dimensions: int | None = None) -> np.ndarray:
+        """``vectors`` cut to ``dimensions`` (default :attr:`dim`), renormalised when the encoder emits
+        unit vectors; as they are when already that wide."""
+        dimensions = check_dimensions(dimensions or self._dim, vectors.shape[1], self.name)
+        if dimensions == vectors.shape[1]:
+            return vectors
+        return truncate(vectors, dimensions, renormalize=self.spec.unit_vectors)
 
     @property
     def runtime(self) -> str:
@@ -254,7 +269,7 @@ class Encoder:
                 input_ids, attention_mask = self._pad([token_ids[i] for i in rows], int(lengths[rows[0]]))
                 with torch.inference_mode():
                     vectors = self.model(input_ids=input_ids, attention_mask=attention_mask)
-                out[rows] = vectors.float().cpu().numpy()
+                out[rows] = self.cut(vectors.float().cpu().numpy())
                 stats.padded_tokens += int(attention_mask.numel())
                 if bar is not None:
                     bar.update(len(rows))

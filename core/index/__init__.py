@@ -2,6 +2,7 @@
 
 from retrosearch.core.index.base import (
     SEARCH_MODES,
+    Footprint,
     SearchHits,
     SearchMode,
     SearchModeUnavailable,
@@ -26,6 +27,7 @@ __all__ = [
     "FAISS_BACKENDS",
     "BackendName",
     "FaissBackendName",
+    "Footprint",
     "LOAD_BACKENDS",
     "SEARCH_MODES",
     "IndexMeta",

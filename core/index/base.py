@@ -67,6 +67,32 @@ class SearchHits:
         return {qid: dict(zip(ids, scores)) for qid, ids, scores in zip(query_ids, self.ids, self.scores)}
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What an index's vectors cost: bytes held in memory to search, and bytes on disk.
+
+    ``rescore_bytes`` is the part of ``disk_bytes`` a quantized index keeps for rescoring: a
+    memory-mapped store, of which a search reads only its candidates' rows.
+    """
+
+    vectors: int
+    memory_bytes: int
+    disk_bytes: int
+    rescore_bytes: int = 0
+
+    def per_vector(self, nbytes: int) -> float:
+        """``nbytes`` divided over the vectors (0 for an empty index)."""
+        return nbytes / self.vectors if self.vectors else 0.0
+
+    def describe(self) -> str:
+        """``"memory 392 B/vector, disk 1,928 B/vector (1,536 of them the rescoring store)"``."""
+        text = (f"memory {self.per_vector(self.memory_bytes):,.0f} B/vector, "
+                f"disk {self.per_vector(self.disk_bytes):,.0f} B/vector")
+        if self.rescore_bytes:
+            text += f" ({self.per_vector(self.rescore_bytes):,.0f} of them the memory-mapped rescoring store)"
+        return text
+
+
 class VectorIndex(ABC):
     """Stores vectors by document id and answers top-k queries with the encoder's similarity."""
 
@@ -158,6 +184,10 @@ class VectorIndex(ABC):
         return SearchHits(
             ids=[[] for _ in range(n)], scores=[[] for _ in range(n)], fields=[[] for _ in range(n)] if fields else None
         )
+
+    def footprint(self) -> Footprint | None:
+        """Memory and disk taken by the vectors, where the backend can tell (None: a server's index)."""
+        return None
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - backends that persist override
         """Persist the index (a folder for FAISS; a no-op for server-side indices)."""

@@ -9,6 +9,7 @@ pool is thread-safe) serves concurrent searches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from retrosearch.core.config import OpenSearchSettings, Settings
+from retrosearch.core.errors import PartialFailure
 from retrosearch.core.index.base import (
     SEARCH_MODES,
     IndexMeta,
@@ -42,13 +44,15 @@ from retrosearch.core.opensearch.pipelines import ensure_hybrid_pipeline, record
 from retrosearch.core.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
 
 
-class BulkLoadError(RuntimeError):
-    """Some documents could not be written; ``result.failed`` lists them with reasons."""
+class BulkLoadError(PartialFailure, RuntimeError):
+    """Some documents could not be written; ``result.failed`` lists them by id with reasons."""
 
     def __init__(self, index: str, result: BulkResult) -> None:
         self.result = result
-        sample = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in result.failed[:3])
-        super().__init__(f"{len(result.failed)} documents failed to load into {index!r} (e.g. {sample})")
+        sample = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in result.failed[:5])
+        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
+        super().__init__(f"{len(result.failed)} documents failed to load into {index!r} after retries: "
+                         f"{sample}{more}; rerun the same command to load them (ids make it idempotent)")
 
 
 def _reason(info: Any) -> Any:
@@ -91,6 +95,8 @@ class OpenSearchIndex(VectorIndex):
         self.meta = meta
         self.settings = settings
         self.space = meta.params.get("space_type", "innerproduct")
+        # Built with Lucene's scalar quantizer: dense searches rescore (see `search`).
+        self.quantized = meta.params.get("knn_encoder") == "sq"
         self.last_result = BulkResult()
         self._loading = False
 
@@ -120,6 +126,7 @@ class OpenSearchIndex(VectorIndex):
         when it was built with the same encoder (and dropped first when ``recreate``)."""
         if not settings.index:
             raise ValueError("no OpenSearch index name given")
+        body = index_body(meta, settings)  # settings refused here leave an existing index alone
         client = client or connect(settings)
         if client.indices.exists(index=settings.index):
             if not recreate:
@@ -127,7 +134,6 @@ class OpenSearchIndex(VectorIndex):
                 existing.check_query_encoder(meta)
                 return existing
             client.indices.delete(index=settings.index)
-        body = index_body(meta, settings)
         client.indices.create(index=settings.index, body=body)
         recorded = IndexMeta.model_validate(body["mappings"]["_meta"]["retrosearch"])
         return cls(client, settings.index, recorded, settings)
@@ -246,8 +252,30 @@ class OpenSearchIndex(VectorIndex):
         queries = self.check_search_args(queries, k, fields)
         if k == 0:
             return self.no_hits(len(queries), fields)
+        if self.quantized and self.settings.rescore:
+            return self._search_rescored(queries, k, filter, fields)
         bodies = [self.knn_query(vector, k, filter, fields) for vector in queries]
         return self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space))
+
+    def _search_rescored(
+        self, queries: np.ndarray, k: int, filter: dict[str, Any] | None, fields: Sequence[str] | None
+    ) -> SearchHits:
+        """Top ``k x oversample`` by Lucene's quantized scores, rescored by inner product with the float
+        vectors of their ``_source`` (the encoder's similarity, as in exact search), best ``k`` kept."""
+        width = math.ceil(k * self.settings.oversample)
+        field = self.settings.vector_field
+        bodies = [self.knn_query(vector, width, filter, [*(fields or []), field]) for vector in queries]
+        candidates = self._msearch(bodies, [field], float)
+        ids, scores, kept = [], [], []
+        for query, row_ids, row_fields in zip(queries, candidates.ids, candidates.fields or []):
+            vectors = np.asarray([source[field] for source in row_fields], dtype=np.float32)
+            vectors = vectors.reshape(-1, len(query))
+            similarity = vectors @ query
+            order = np.argsort(-similarity, kind="stable")[:k]
+            ids.append([row_ids[i] for i in order])
+            scores.append(similarity[order].astype(float).tolist())
+            kept.append([{n: v for n, v in row_fields[i].items() if n in (fields or ())} for i in order])
+        return SearchHits(ids=ids, scores=scores, fields=kept if fields else None)
 
     def search_texts(
         self,

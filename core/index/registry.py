@@ -1,8 +1,10 @@
 """Backend names as the CLI spells them, and the one place that turns a name into an index.
 
-The same names create and open an index: ``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq`` and
-``opensearch``. Opening also accepts ``faiss``, meaning "whatever kind the folder holds" (the name
-every saved folder was opened with before the names were unified).
+The same names create and open an index: ``faiss-flat``, ``faiss-hnsw``, ``faiss-ivfpq``, the
+quantized ``faiss-int8``, ``faiss-int8-hnsw``, ``faiss-binary``, ``faiss-binary-hnsw`` (codes searched,
+candidates rescored; see :mod:`~retrosearch.core.index.faiss_index`) and ``opensearch``. Opening
+also accepts ``faiss``, meaning "whatever kind the folder holds" (the name every saved folder was
+opened with before the names were unified).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ REGISTRY: dict[str, Backend] = {
     "faiss-flat": Backend(_FAISS, "FaissIndex", "flat"),
     "faiss-hnsw": Backend(_FAISS, "FaissIndex", "hnsw"),
     "faiss-ivfpq": Backend(_FAISS, "FaissIndex", "ivfpq"),
+    "faiss-int8": Backend(_FAISS, "FaissIndex", "int8"),
+    "faiss-int8-hnsw": Backend(_FAISS, "FaissIndex", "int8-hnsw"),
+    "faiss-binary": Backend(_FAISS, "FaissIndex", "binary"),
+    "faiss-binary-hnsw": Backend(_FAISS, "FaissIndex", "binary-hnsw"),
     "opensearch": Backend(_OPENSEARCH, "OpenSearchIndex"),
 }
 # Names only opening accepts: "faiss" opens a FAISS folder of any kind.

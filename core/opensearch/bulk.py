@@ -3,12 +3,15 @@
 Documents are written with ``index`` actions keyed by their id, so loading the same corpus twice
 leaves the index unchanged. Requests are cut at ``bulk_docs`` documents or ``bulk_bytes`` bytes,
 whichever comes first. Rejections (HTTP 429, for a whole request or for single items) are retried
-with exponential backoff; timeouts are retried by the client. Whatever still fails is returned
-with its reason, never dropped silently.
+with exponential backoff; timeouts and dead nodes are retried by the client on another node.
+Items that fail for a passing reason (a primary shard moving after a node left: 503, 500, 502,
+504) are sent again, the same way, by id: a replayed item overwrites, never duplicates. Whatever
+still fails is returned with its id and reason, never dropped silently.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +21,10 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from retrosearch.core.config import OpenSearchSettings
+
+# Item statuses worth another try: the cluster is moving shards or a node is gone, not a bad document.
+# (429 is retried inside each pass by the bulk helper already.)
+RETRYABLE_ITEM_STATUS = frozenset({500, 502, 503, 504})
 
 
 @dataclass
@@ -86,8 +93,36 @@ def bulk_index(
     result = BulkResult()
     started = time.perf_counter()
     counting = _CountingClient(client, result)
+    docs = iter(docs)
+    # Documents are held one request's worth at a time, so failed items can be sent again by id.
+    while batch := list(itertools.islice(docs, settings.bulk_docs)):
+        for attempt in itertools.count():
+            final = attempt >= settings.bulk_retries
+            retry = []
+            for ok, doc_id, status, reason in _pass(counting, index, batch, settings):
+                if ok:
+                    result.written += 1
+                elif status in RETRYABLE_ITEM_STATUS and not final:
+                    retry.append(doc_id)
+                    continue
+                else:
+                    result.failed.append((doc_id, f"HTTP {status}: {reason}"))
+                if progress is not None:
+                    progress(1)
+            if not retry:
+                break
+            time.sleep(min(settings.bulk_initial_backoff_s * 2**attempt, settings.bulk_max_backoff_s))
+            by_id = {str(doc["_id"]): doc for doc in batch}
+            batch = [by_id[doc_id] for doc_id in retry]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _pass(client: Any, index: str, docs: Iterable[dict[str, Any]],
+          settings: OpenSearchSettings) -> Iterator[tuple[bool, str, Any, str]]:
+    """One bulk pass over ``docs``: (ok, id, status, reason) per item; 429s retried with backoff inside."""
     for ok, item in helpers.streaming_bulk(
-        counting,
+        client,
         _actions(index, docs),
         chunk_size=settings.bulk_docs,
         max_chunk_bytes=settings.bulk_bytes,
@@ -102,22 +137,16 @@ def bulk_index(
         pipeline="_none",
     ):
         info = next(iter(item.values()))
-        if ok:
-            result.written += 1
-        else:
-            result.failed.append((str(info.get("_id")), f"HTTP {info.get('status')}: {_reason(info.get('error'))}"))
-        if progress is not None:
-            progress(1)
-    result.seconds = time.perf_counter() - started
-    return result
+        yield ok, str(info.get("_id")), info.get("status"), "" if ok else _reason(info.get("error"))
 
 
 @contextmanager
 def loading_mode(client: OpenSearch, index: str, settings: OpenSearchSettings) -> Iterator[None]:
-    """Refresh off and no replicas while loading; afterwards restore both, merge if asked, refresh.
+    """Refresh off (and on a single node no replicas) while loading; afterwards restore both, merge if
+    asked, refresh.
 
-    Replicas would index every document a second time during the load; afterwards they copy the
-    finished segments instead. The previous values are restored even when the load fails.
+    On one node replicas cannot be assigned anyway; on several they stay, so losing a node during the
+    load loses no shard. The previous values are restored even when the load fails.
     """
     current = client.indices.get_settings(index=index)[index]["settings"]["index"]
     # A setting never set explicitly is restored as None, which resets it to the cluster default.
@@ -129,7 +158,13 @@ def loading_mode(client: OpenSearch, index: str, settings: OpenSearchSettings) -
         "refresh_interval": None if refresh == "-1" else refresh,
         "number_of_replicas": settings.replicas if replicas in (None, "0") else replicas,
     }
-    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
+    relaxed: dict[str, Any] = {"refresh_interval": "-1"}
+    # Dropping replicas only pays where they could be placed, and there it would make the node holding
+    # a primary a single point of failure for the load: a lost node would stall it. So several data
+    # nodes keep their replicas during the load; a single node has none assigned anyway.
+    if int(client.cluster.health().get("number_of_data_nodes", 1)) <= 1:
+        relaxed["number_of_replicas"] = 0
+    client.indices.put_settings(index=index, body={"index": relaxed})
     try:
         yield
     finally:

@@ -78,7 +78,14 @@ def index_body(meta: IndexMeta, settings: OpenSearchSettings, text_fields: tuple
     }
     if settings.engine != "lucene" and settings.hnsw_ef_search:
         index_settings["knn.algo_param.ef_search"] = settings.hnsw_ef_search
-    recorded = meta.model_copy(update={"backend": "opensearch", "params": {**meta.params, "space_type": space}})
+    params = {**meta.params, "space_type": space}
+    if settings.knn_encoder == "sq":
+        if settings.engine != "lucene":
+            raise ValueError(f"knn_encoder sq (Lucene's scalar quantizer) needs engine lucene, "
+                             f"not {settings.engine}")
+        method["parameters"]["encoder"] = {"name": "sq"}
+        params["knn_encoder"] = "sq"
+    recorded = meta.model_copy(update={"backend": "opensearch", "params": params})
     properties: dict[str, Any] = {
         settings.vector_field: {"type": "knn_vector", "dimension": meta.dim, "method": method},
         **{name: {"type": "text"} for name in text_fields},

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import platform
 import re
 import shutil
 import stat
@@ -272,3 +273,120 @@ def tool_env(home: Path, java_home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(home / "config"))
     return env
+
+
+# ml-commons' ONNX text-embedding translator tokenizes, pools and normalises with DJL array
+# operations that run on DJL's PyTorch engine, so a local ONNX model needs libtorch too. By default
+# DJL downloads it from the internet at deploy time (offline: "Failed to save pytorch index file",
+# and DJL stays broken until the node restarts). Maven Central publishes both halves: libtorch
+# itself and DJL's JNI bridge. ml-commons 2.19.1 bundles DJL 0.31.1, whose JNI build is not on
+# Maven Central; 0.32.0's declares the same native methods (checked by the local-model tests).
+LIBTORCH_VERSION = "2.5.1"
+DJL_JNI_VERSION = "2.5.1-0.32.0"
+LIBTORCH_FLAVOR = "cpu"  # ml-commons runs ONNX models on the CPU; libtorch only pools their output
+# Written last into the libtorch folder: its presence means every library is in place.
+LIBTORCH_MARKER = "retrosearch-libtorch.json"
+
+
+def libtorch_dir(settings: ServerSettings) -> Path:
+    """Where the offline libtorch of this version's ml-commons lives (see :func:`assemble_libtorch`)."""
+    djl = DJL_JNI_VERSION.split("-")[-1]
+    return settings.version_dir / f"libtorch-{LIBTORCH_VERSION}-{LIBTORCH_FLAVOR}-djl{djl}"
+
+
+def _native_classifier() -> str:
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        platform.machine().lower()
+    )
+    if platform.system() != "Linux" or machine is None:
+        raise ServerError(
+            f"no offline libtorch for {platform.system()} {platform.machine()}: ml-commons local models "
+            "need linux-x86_64 or linux-aarch64 (or set PYTORCH_LIBRARY_PATH to a libtorch folder yourself)"
+        )
+    return f"linux-{machine}"
+
+
+def assemble_libtorch(settings: ServerSettings) -> Path:
+    """The folder of libtorch and ``libdjl_torch.so`` for ml-commons local models, fetched once.
+
+    The node finds it through ``PYTORCH_LIBRARY_PATH`` (set by the server at start), so a model
+    deploy never reaches for the internet. Built like the distribution: in a temporary sibling
+    renamed into place under a file lock.
+    """
+    target = libtorch_dir(settings)
+    if (target / LIBTORCH_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".libtorch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / LIBTORCH_MARKER).is_file():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=".tmp-libtorch-", dir=target.parent))
+        try:
+            os.rename(_build_libtorch(work), target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _build_libtorch(work: Path) -> Path:
+    classifier = _native_classifier()
+    jars = _maven_copy(
+        work / "maven",
+        [("ai.djl.pytorch", "pytorch-native-cpu", LIBTORCH_VERSION, classifier),
+         ("ai.djl.pytorch", "pytorch-jni", DJL_JNI_VERSION, None)],
+        what=f"libtorch {LIBTORCH_VERSION} ({classifier}) and DJL's JNI library {DJL_JNI_VERSION}",
+    )
+    out = work / "libtorch"
+    out.mkdir()
+    # One flat folder: DJL looks for libtorch and libdjl_torch.so in PYTORCH_LIBRARY_PATH itself.
+    wanted = (f"pytorch/{LIBTORCH_FLAVOR}/{classifier}/", f"jnilib/{classifier}/{LIBTORCH_FLAVOR}/")
+    for jar in jars:
+        with zipfile.ZipFile(jar) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or not info.filename.startswith(wanted) or ".so" not in info.filename:
+                    continue
+                with zf.open(info) as src, open(out / Path(info.filename).name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    found = sorted(p.name for p in out.iterdir())
+    if "libdjl_torch.so" not in found or "libtorch.so" not in found:
+        names = ", ".join(j.name for j in jars)
+        raise ServerError(f"the Maven artifacts {names} hold no {classifier} libtorch "
+                          f"and libdjl_torch.so (found {found or 'nothing'})")
+    for lib in out.iterdir():
+        os.chmod(lib, 0o555)
+    os.chmod(out, 0o755)
+    record = {"libtorch": LIBTORCH_VERSION, "djl_jni": DJL_JNI_VERSION, "classifier": classifier,
+              "files": found}
+    (out / LIBTORCH_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
+def _maven_copy(work: Path, artifacts: list[tuple[str, str, str, str | None]], what: str) -> list[Path]:
+    """Download jars (group, artifact, version, classifier), none of their dependencies; their paths."""
+    deps = "".join(
+        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version>"
+        + (f"<classifier>{c}</classifier>" if c else "")
+        + "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+        "</dependency>"
+        for g, a, v, c in artifacts
+    )
+    work.mkdir(parents=True)
+    (work / "pom.xml").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>retrosearch.local</groupId><artifactId>opensearch-native</artifactId><version>0</version>"
+        f"<dependencies>{deps}</dependencies></project>\n"
+    )
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServerError(f"`mvn` is not on PATH; it is needed once to download {what} from Maven Central")
+    out = work / "out"
+    result = subprocess.run(
+        [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={out}"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise ServerError(f"Maven could not fetch {what}:\n" + tail_text(result.stdout + result.stderr))
+    return sorted(out.glob("*.jar"))

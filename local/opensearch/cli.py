@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from retrosearch.core import cli_options as opt
-from retrosearch.local.opensearch import assembly, server
+from retrosearch.local.opensearch import assembly, cluster, server
 from retrosearch.local.opensearch.node_config import MARKER, ServerError, ServerSettings, with_ml
 
 opensearch_app = typer.Typer(
@@ -37,7 +37,27 @@ Plugin = Annotated[
     typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable.", show_default="opensearch-knn"),
 ]
 CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root.", show_default="$RETROSEARCH_CACHE or ~/.cache/retrosearch")]
-RunDir = Annotated[Optional[Path], typer.Option(help="Node config/data/logs.", show_default="<cache>/opensearch/<v>/run/<port>")]
+RunDir = Annotated[Optional[Path], typer.Option(
+    help="Node config/data/logs.",
+    show_default="<cache>/opensearch/<v>/run/<port>, run/cluster-<port> with --nodes or --secure")]
+Nodes = Annotated[Optional[int], typer.Option(
+    "--nodes", help="Run a cluster of this many nodes on HTTP ports PORT, PORT+1, ... "
+    "(transport ports 100 above); heap 512m each, 1g with --with-ml.", show_default="1")]
+Secure = Annotated[bool, typer.Option(
+    "--secure", help="Security plugin on: TLS with a generated CA, users admin, writer and searcher "
+    "with generated passwords in 0600 files (see `status`).")]
+
+Wait = Annotated[float, typer.Option(help="Seconds to wait for a yellow node (green cluster: at least 300).")]
+
+
+def _cluster(settings: ServerSettings, nodes: int | None, secure: bool, heap_given: bool = False):
+    """The cluster these options ask for, or None for the plain single node."""
+    if nodes is None and not secure:
+        return None
+    try:
+        return cluster.cluster_settings(settings, nodes or 1, secure, heap_given)
+    except ServerError as exc:
+        raise opt.fail(str(exc)) from None
 
 
 def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=None, run_dir=None,
@@ -59,11 +79,24 @@ def _settings(version, port, heap=None, setting=None, plugin=None, cache_dir=Non
 
 @opensearch_app.command()
 def start(version: Version = None, port: Port = None, heap: Heap = None, setting: Setting = None, plugin: Plugin = None,
-          with_ml: WithMl = False, cache_dir: CacheDir = None, run_dir: RunDir = None,
-          wait: Annotated[float, typer.Option(help="Seconds to wait for a yellow cluster.")] = 180.0) -> None:
+          with_ml: WithMl = False, cache_dir: CacheDir = None, run_dir: RunDir = None, nodes: Nodes = None,
+          secure: Secure = False,
+          wait: Wait = 180.0) -> None:
     """Assemble the node if needed, start it and wait until it is healthy."""
     settings = _settings(version, port, heap, setting, plugin, cache_dir, run_dir, ml=with_ml)
     began = time.monotonic()
+    group = _cluster(settings, nodes, secure, heap_given=heap is not None)
+    if group is not None:
+        try:
+            info = cluster.start(group, wait_s=max(wait, 300.0))
+        except ServerError as exc:
+            raise opt.fail(str(exc), 1) from None
+        typer.echo(f"OpenSearch cluster ({info['health']}, {info['number_of_nodes']} nodes) at "
+                   f"{','.join(info['urls'])} ({time.monotonic() - began:.1f}s)")
+        if group.secure:
+            typer.echo(f"CA: {info['ca_certs']}; passwords: {info['credentials_dir']}/<user>; "
+                       "`retrosearch opensearch status` with the same options lists the variables to export")
+        return
     try:
         info = server.start(settings, wait_s=wait)
     except ServerError as exc:
@@ -73,17 +106,28 @@ def start(version: Version = None, port: Port = None, heap: Heap = None, setting
 
 
 @opensearch_app.command()
-def stop(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
-    """Stop the node of ours on PORT."""
+def stop(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None,
+         nodes: Nodes = None, secure: Secure = False) -> None:
+    """Stop the node of ours on PORT (the cluster's nodes with --nodes)."""
     settings = _settings(version, port, cache_dir=cache_dir, run_dir=run_dir)
+    group = _cluster(settings, nodes, secure)
+    if group is not None:
+        ports = cluster.stop(group)
+        typer.echo(f"stopped nodes on ports {','.join(map(str, ports))}" if ports
+                   else f"no node of ours running on ports {','.join(map(str, group.ports))}")
+        return
     stopped = server.stop(settings)
     typer.echo(f"stopped node on port {settings.port}" if stopped else f"no node of ours running on port {settings.port}")
 
 
 @opensearch_app.command()
-def status(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None) -> None:
-    """The node's status as JSON (exit 1 when nothing answers)."""
-    info = server.status(_settings(version, port, cache_dir=cache_dir, run_dir=run_dir))
+def status(version: Version = None, port: Port = None, cache_dir: CacheDir = None, run_dir: RunDir = None,
+           nodes: Nodes = None, secure: Secure = False) -> None:
+    """The node's status as JSON (exit 1 when nothing answers); for a secured cluster also where
+    its CA and passwords are and the environment variables that point the project's commands at it."""
+    settings = _settings(version, port, cache_dir=cache_dir, run_dir=run_dir)
+    group = _cluster(settings, nodes, secure)
+    info = cluster.status(group) if group is not None else server.status(settings)
     typer.echo(json.dumps(info, indent=2))
     if not info["answering"]:
         raise typer.Exit(1)

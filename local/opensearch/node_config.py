@@ -19,7 +19,8 @@ DEFAULT_VERSION = "2.19.1"
 DEFAULT_PORT = 9250
 DEFAULT_PLUGINS = ("opensearch-knn",)
 # neural-search needs k-NN and ml-commons, ml-commons needs job-scheduler: install order matters.
-ML_PLUGINS = ("opensearch-knn", "opensearch-job-scheduler", "opensearch-ml-plugin", "neural-search")
+ML_PLUGIN = "opensearch-ml-plugin"
+ML_PLUGINS = ("opensearch-knn", "opensearch-job-scheduler", ML_PLUGIN, "neural-search")
 # ml-commons keeps its model index and connector clients on the heap; 1g starts but runs short.
 ML_HEAP = "2g"
 LOOPBACK_ENDPOINTS = r"^https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/.*)?$"
@@ -84,15 +85,25 @@ def ml_node_settings() -> dict[str, Any]:
     """What ml-commons needs on a single local node to call a query service on loopback.
 
     Out of the box it runs models only on dedicated ML nodes, refuses work above 90% native
-    memory (CI machines often sit there), calls only a list of commercial endpoints and never a
-    private or loopback address.
+    memory (CI machines often sit there) and above 85% JVM heap (a small local heap sits there
+    with uncollected garbage while a few models are loaded), calls only a list of commercial
+    endpoints and never a private or loopback address.
     """
     return {
         "plugins.ml_commons.only_run_on_ml_node": False,
         "plugins.ml_commons.native_memory_threshold": 100,
+        "plugins.ml_commons.jvm_heap_memory_threshold": 95,
         "plugins.ml_commons.connector.private_ip_enabled": True,
         "plugins.ml_commons.trusted_connector_endpoints_regex": LOOPBACK_ENDPOINTS,
     }
+
+
+def local_model_settings() -> dict[str, Any]:
+    """What ml-commons needs to run our encoder itself (a local ONNX model, uploaded in chunks).
+
+    The libtorch those models need comes from the environment the server starts the node with.
+    """
+    return {"plugins.ml_commons.allow_registering_model_via_local_file": True}
 
 
 def with_ml(settings: ServerSettings, heap_given: bool = False) -> ServerSettings:
@@ -104,7 +115,7 @@ def with_ml(settings: ServerSettings, heap_given: bool = False) -> ServerSetting
     return replace(
         settings,
         plugins=plugins,
-        extra={**ml_node_settings(), **settings.extra},
+        extra={**ml_node_settings(), **local_model_settings(), **settings.extra},
         heap=settings.heap if heap_given else ML_HEAP,
     )
 
@@ -114,6 +125,8 @@ def _yaml_scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps([str(v) for v in value])  # a JSON array is a YAML flow sequence
     # A JSON string is a valid double-quoted YAML scalar, and OpenSearch parses numbers from strings.
     return json.dumps(str(value))
 
@@ -136,7 +149,8 @@ def render_opensearch_yml(settings: ServerSettings, node_dir: Path | None = None
     }
     values.update(settings.extra)
     lines = ["# Written by retrosearch on every start; edits are overwritten."]
-    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in values.items()]
+    # An `extra` value of None removes the default (a cluster node drops discovery.type).
+    lines += [f"{key}: {_yaml_scalar(value)}" for key, value in values.items() if value is not None]
     return "\n".join(lines) + "\n"
 
 

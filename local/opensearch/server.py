@@ -17,8 +17,8 @@ from typing import Any
 
 from retrosearch.core import process
 
-from .assembly import assemble, find_java_home, tool_env
-from .node_config import MARKER, ServerError, ServerSettings, prepare_node_dir
+from .assembly import assemble, assemble_libtorch, find_java_home, tool_env
+from .node_config import MARKER, ML_PLUGIN, ServerError, ServerSettings, prepare_node_dir
 
 _MAIN_CLASS = b"org.opensearch.bootstrap.OpenSearch"
 
@@ -68,7 +68,7 @@ def _is_opensearch(pid: int) -> bool:
     return _MAIN_CLASS in line if line else process.pid_alive(pid)
 
 
-def _read_pid(settings: ServerSettings) -> int | None:
+def read_pid(settings: ServerSettings) -> int | None:
     """The node's pid if its pid file names a live OpenSearch process; a stale file is removed."""
     try:
         pid = int(settings.pid_file.read_text().strip())
@@ -116,7 +116,7 @@ def log_tail(settings: ServerSettings, lines: int = 40) -> str:
     return f"--- {path} (last {lines} lines) ---\n{process.tail_text(text, lines)}"
 
 
-def _startup_error(settings: ServerSettings, what: str) -> ServerError:
+def startup_error(settings: ServerSettings, what: str) -> ServerError:
     cause = _root_cause(_log_text(settings)[1])
     headline = f"OpenSearch on port {settings.port} {what}" + (f": {cause}" if cause else "")
     return ServerError(f"{headline}\n{log_tail(settings)}")
@@ -128,7 +128,7 @@ def start(settings: ServerSettings, wait_s: float = 180.0) -> dict[str, Any]:
     Does nothing if a healthy node already answers on the port. On failure the node is stopped
     and `ServerError` carries the log tail.
     """
-    pid = _read_pid(settings)
+    pid = read_pid(settings)
     if pid is None and _healthy(settings):
         return status(settings)
     if pid is not None:
@@ -136,9 +136,23 @@ def start(settings: ServerSettings, wait_s: float = 180.0) -> dict[str, Any]:
         return status(settings)
 
     home = assemble(settings)
-    java_home = find_java_home(settings)
     node_dir = prepare_node_dir(settings, home)
-    env = tool_env(home, java_home)
+    pid = launch(settings, home, node_dir)
+    try:
+        _wait_healthy(settings, pid, time.monotonic() + wait_s)
+    except ServerError:
+        process.terminate(pid, grace_s=20)
+        settings.pid_file.unlink(missing_ok=True)
+        raise
+    return status(settings)
+
+
+def launch(settings: ServerSettings, home: Path, node_dir: Path) -> int:
+    """Start the node whose files :func:`prepare_node_dir` laid out, without waiting; return its pid.
+
+    Run as root, the node runs as ``settings.user`` (OpenSearch refuses root), which then owns its folder.
+    """
+    env = tool_env(home, find_java_home(settings))
     env.update(
         OPENSEARCH_PATH_CONF=str(node_dir / "config"),
         OPENSEARCH_TMPDIR=str(node_dir / "tmp"),
@@ -147,6 +161,7 @@ def start(settings: ServerSettings, wait_s: float = 180.0) -> dict[str, Any]:
         ).strip(),
         HOME=str(node_dir),
     )
+    env.update(_local_model_env(settings))
     as_user: dict[str, Any] = {}
     if os.geteuid() == 0:  # OpenSearch refuses to run as root.
         user = _ensure_user(settings.user)
@@ -171,29 +186,33 @@ def start(settings: ServerSettings, wait_s: float = 180.0) -> dict[str, Any]:
             start_new_session=True,
             **as_user,
         )
-    try:
-        _wait_healthy(settings, proc.pid, time.monotonic() + wait_s)
-    except ServerError:
-        process.terminate(proc.pid, grace_s=20)
-        settings.pid_file.unlink(missing_ok=True)
-        raise
-    return status(settings)
+    return proc.pid
+
+
+def _local_model_env(settings: ServerSettings) -> dict[str, str]:
+    """Where ml-commons' DJL finds libtorch, so local models deploy offline (empty without ml-commons).
+
+    A ``PYTORCH_LIBRARY_PATH`` already in the environment wins (a libtorch of the user's own).
+    """
+    if ML_PLUGIN not in settings.plugins or os.environ.get("PYTORCH_LIBRARY_PATH"):
+        return {}
+    return {"PYTORCH_LIBRARY_PATH": str(assemble_libtorch(settings))}
 
 
 def _wait_healthy(settings: ServerSettings, pid: int, deadline: float) -> None:
     while True:
         if not process.pid_alive(pid):
-            raise _startup_error(settings, "exited during start-up")
+            raise startup_error(settings, "exited during start-up")
         if _healthy(settings, wait="1s"):
             return
         if time.monotonic() > deadline:
-            raise _startup_error(settings, "was not healthy in time")
+            raise startup_error(settings, "was not healthy in time")
         time.sleep(0.5)
 
 
 def stop(settings: ServerSettings, grace_s: float = 30.0) -> bool:
     """Stop the node on `settings.port` (SIGTERM, then SIGKILL after `grace_s`); False if none ran."""
-    pid = _read_pid(settings)
+    pid = read_pid(settings)
     if pid is None:
         return False
     process.terminate(pid, grace_s)
@@ -203,7 +222,7 @@ def stop(settings: ServerSettings, grace_s: float = 30.0) -> bool:
 
 def status(settings: ServerSettings) -> dict[str, Any]:
     """What runs on the port: our process (pid), whether it answers, its version, plugins and health."""
-    pid = _read_pid(settings)
+    pid = read_pid(settings)
     info: dict[str, Any] = {
         "running": pid is not None,
         "pid": pid,

@@ -54,6 +54,37 @@ def connect(
         typer.echo(f"{kind} pipeline: {name} (default of {index_name})")
 
 
+@opt.with_settings(opt.MODEL, opt.OPENSEARCH, opt.HYBRID)
+def deploy_model(
+    json_out: opt.json_out_option("Write the model ids and checks as JSON to this file ('-': to stdout).",
+                                  flag_was=True) = None,
+    settings: Settings = None,
+) -> None:
+    """Run the encoder (--model, a BERT-like checkpoint) inside OpenSearch as an ml-commons local model
+    (two when its query and passage templates differ): exported to ONNX, uploaded in chunks, deployed
+    and checked against our encoder; prints the model ids. Running it again reuses them.
+
+    With --index-name the index gets a default search pipeline (neural queries use this model) and a
+    default ingest pipeline (documents indexed without a vector are embedded with the passage template),
+    replacing what `opensearch connect` set: one command switches the index between the two.
+    """
+    from retrosearch.plugin.opensearch.connect import deploy_local
+
+    with opt.user_errors():
+        local = deploy_local(settings, settings.encoder.model)
+    if json_out:
+        write_json(json_out, local.as_dict())
+        if opt.to_stdout(json_out):
+            return
+    for model in local.models:
+        verb = "deployed" if model.created else "reused"
+        checks = ", ".join(f"{kind} {cos:.6f}" for kind, cos in model.parity.items())
+        typer.echo(f"{model.model_id} ({verb} {model.name!r}; lowest cosine to our encoder: {checks})")
+    for kind, name in local.pipelines.items():
+        typer.echo(f"{kind} pipeline: {name} (default of {settings.opensearch.index})")
+
+
 def register(opensearch_group: typer.Typer) -> None:
-    """Add ``connect`` to the ``retrosearch opensearch`` group."""
+    """Add ``connect`` and ``deploy-model`` to the ``retrosearch opensearch`` group."""
     opensearch_group.command()(connect)
+    opensearch_group.command("deploy-model")(deploy_model)

@@ -265,14 +265,14 @@ def create_app(
         if body.model and body.model not in (engine.model_name, "retrosearch", engine.encoder.fingerprint):
             raise ApiError(404, f"model {body.model!r} is not served here; this service serves {engine.model_name!r}",
                            "model", code="model_not_found")
-        if body.dimensions is not None and body.dimensions != engine.dim:
+        if body.dimensions is not None and body.dimensions > engine.dim:
             raise ApiError(400, f"dimensions={body.dimensions} is not available; {engine.model_name} gives {engine.dim}",
                            "dimensions")
         engine, encoded = await encode(texts, body.input_type or state.serve.embeddings_mode)
+        # Cut (and renormalise) as the encoder's own `dimensions` setting would: the same vectors either way.
+        vectors = engine.encoder.cut(encoded.vectors, body.dimensions)
         if body.encoding_format == "base64":
-            vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in encoded.vectors]
-        else:
-            vectors = encoded.vectors
+            vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in vectors]
         tokens = int(encoded.tokens.sum())
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         return _json({"object": "list", "data": data, "model": engine.model_name,

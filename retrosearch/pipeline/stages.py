@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
+from retrosearch.trainers.harness.events import EVENTS_FILE, Event, read_events, summarise
 
 if TYPE_CHECKING:
     from retrosearch.core.config import EncoderSettings
     from retrosearch.trainers.harness.config import TrainConfig
     from retrosearch.trainers.harness.method import Method
-
-TRAIN_LOG = "train_log.jsonl"
-RAY_CHECKPOINTS = "checkpoint_manager_snapshot.json"  # Ray Train's record of the registered checkpoints
 
 
 @dataclass
@@ -66,6 +64,8 @@ class Stage(ABC):
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose outputs this one reads
+    # The output keys naming files or folders that must still exist for a finished run to count.
+    output_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, pipeline: PipelineConfig) -> None:
         self.pipeline = pipeline
@@ -111,7 +111,7 @@ class Stage(ABC):
 
     def outputs_exist(self, outputs: dict[str, str]) -> bool:
         """Whether a finished run's outputs are still there (a deleted folder reruns the stage)."""
-        return all(Path(v).exists() for k, v in outputs.items() if k in ("model", "train_file", "index_dir", "eval"))
+        return all(k in outputs and Path(outputs[k]).exists() for k in self.output_paths)
 
     def progress(self) -> str | None:
         """For a stage interrupted mid-way: how far it got (the plan shows it)."""
@@ -137,6 +137,8 @@ def _model_of(upstream: dict[str, Record], stage: str) -> str:
 class TrainingStage(Stage):
     """A stage that runs a method on the trainers' harness: checkpoints in ``train/``, the model in ``model/``."""
 
+    output_paths = ("model",)
+
     @abstractmethod
     def method(self, upstream: dict[str, Record]) -> Method:
         """The harness method to fit."""
@@ -151,31 +153,19 @@ class TrainingStage(Stage):
             ray_address=self.pipeline.ray_address, **fields,
         )
 
-    def _log_records(self) -> list[dict[str, Any]]:
-        logs = sorted((self.folder / "train").glob(f"*/{TRAIN_LOG}"))
-        if not logs:
-            return []
-        records = []
-        for line in logs[0].read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # the last line of a killed run may be cut short
-                continue
-        return records
+    def run_dir(self) -> Path | None:
+        """The harness's run folder (checkpoints, log and events) under ``train/``, once it has events."""
+        logs = sorted((self.folder / "train").glob(f"*/{EVENTS_FILE}"))
+        return logs[0].parent if logs else None
+
+    def events(self) -> list[Event]:
+        """The run events the harness wrote so far (none before the first run)."""
+        folder = self.run_dir()
+        return [] if folder is None else read_events(folder)
 
     def checkpoint_step(self) -> int | None:
-        """The step of the checkpoint a rerun resumes from: the last one Ray Train registered.
-
-        A checkpoint folder alone is not enough (a kill can land between writing it and
-        registering it), so this reads the run's checkpoint manager snapshot.
-        """
-        for snapshot in sorted((self.folder / "train").glob(f"*/{RAY_CHECKPOINTS}")):
-            try:
-                latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
-                return int(latest["metrics"]["step"])
-            except (OSError, ValueError, KeyError, TypeError):
-                return None
-        return None
+        """The step of the checkpoint a rerun resumes from: the last one Ray Train registered."""
+        return summarise(self.events()).checkpoint_step
 
     def progress(self) -> str | None:
         step = self.checkpoint_step()
@@ -186,19 +176,18 @@ class TrainingStage(Stage):
 
         method = self.method(upstream)
         train = self.train_config(method, upstream)
-        seen = len(self._log_records())
+        seen = len(self.events())
         result = fit(method, train)
         figures: dict[str, Any] = {
             k: round(v, 4) for k, v in result.metrics.items() if k == "loss" or k.startswith("loss/")
         }
         figures["steps"] = result.steps
-        for record in self._log_records()[seen:]:
-            message = record.get("message", "")
-            if message.startswith("resumed from the checkpoint at step"):
-                figures["resumed_from_step"] = int(message.rsplit(" ", 1)[1])
-            if "tokens_per_s" in record:  # the last step line covers the whole (resumed) run
-                figures["tokens_per_s"] = round(record["tokens_per_s"])
-                figures["train_s"] = round(record["elapsed_s"], 1)
+        run = summarise(read_events(result.run_dir)[seen:])
+        if run.resumed_from is not None:
+            figures["resumed_from_step"] = run.resumed_from
+        if "tokens_per_s" in run.metrics:  # the last step logged covers the whole (resumed) attempt
+            figures["tokens_per_s"] = round(run.metrics["tokens_per_s"])
+            figures["train_s"] = round(run.metrics["elapsed_s"], 1)
         model = str(result.out)
         return StageResult({"model": model, "checkpoint": result.checkpoint}, model_hash(model), figures)
 
@@ -268,6 +257,7 @@ class MineStage(Stage):
     """
 
     name = "mine"
+    output_paths = ("train_file",)
 
     @property
     def needs(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -360,6 +350,7 @@ class EvaluateStage(Stage):
 
     name = "evaluate"
     needs = ("pretrain", "finetune")
+    output_paths = ("eval",)
 
     def scores_pretrain(self) -> bool:
         """Whether this stage scores the pretrained model too (only when mining, which does it for less, is off)."""
@@ -373,9 +364,6 @@ class EvaluateStage(Stage):
 
     def input_files(self) -> dict[str, Path]:
         return self.collection_files(self.section.split)
-
-    def outputs_exist(self, outputs: dict[str, str]) -> bool:
-        return Path(outputs["eval"]).is_file()
 
     def _evaluate(self, model: str, out: Path) -> dict[str, float]:
         from retrosearch.core.collections import BeirCollection

@@ -190,6 +190,7 @@ OWN_MEANING = {
     # The OpenSearch node's port, a background service's port, the key a connector sends.
     *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
     ("serve status", "--port"), ("opensearch connect", "--api-key-env"),
+    ("bench ann", "--oversample"),  # the sweep's oversample values (repeatable)
     # The training benchmark: tokens per block, threads and device of every run.
     *(("bench train", o) for o in ("--max-length", "--threads", "--device")),
 }

@@ -130,6 +130,7 @@ def test_with_ml_adds_the_plugin_chain_in_install_order_and_one_node_settings(tm
     assert "plugins.ml_commons.only_run_on_ml_node: false" in text
     assert "plugins.ml_commons.connector.private_ip_enabled: true" in text
     assert "plugins.ml_commons.native_memory_threshold: 95" in text  # the caller's value wins
+    assert "plugins.ml_commons.allow_registering_model_via_local_file: true" in text  # chunked model uploads
     assert re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://127.0.0.1:8000/v1/embeddings")
     assert re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://localhost:8000/v1/embeddings")
     assert not re.fullmatch(node_config.LOOPBACK_ENDPOINTS, "http://10.0.0.7:8000/v1/embeddings")

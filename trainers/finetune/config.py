@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retrosearch.core.config import Pooling
 from retrosearch.core.index import BackendName
@@ -68,6 +68,10 @@ class FinetuneConfig(_Strict):
     group_size: int = Field(4, ge=1, description="passages per query: 1 positive + group_size-1 negatives")
     temperature: float = Field(0.05, gt=0)
     cross_device_negatives: bool = Field(True, description="score queries against every worker's passages")
+    matryoshka_dimensions: list[int] | None = Field(
+        None, description="Matryoshka: sum the loss over the embeddings cut to each of these leading "
+        "dimensions (e.g. 384,256,128,64; the model's own dimension among them); the checkpoint records them"
+    )
 
     query_max_length: int | None = Field(64, gt=0)
     passage_max_length: int | None = Field(256, gt=0)
@@ -78,6 +82,15 @@ class FinetuneConfig(_Strict):
     lora: bool | Literal["auto"] = Field("auto", description="auto: on for last-token (decoder LLM) encoders")
     lora_config: LoraConfig = Field(default_factory=LoraConfig)
     gradient_checkpointing: bool = False
+
+    @field_validator("matryoshka_dimensions")
+    @classmethod
+    def _dimensions(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value or any(d <= 0 for d in value) or len(set(value)) != len(value):
+            raise ValueError(f"matryoshka_dimensions must be distinct positive dimensions, got {value}")
+        return sorted(value, reverse=True)
 
     @model_validator(mode="after")
     def _sources(self) -> "FinetuneConfig":

@@ -52,11 +52,13 @@ def export_checkpoint(
     base_path: Path,
     base_spec: EncoderSpec,
     provenance: dict[str, Any],
+    matryoshka_dimensions: list[int] | None = None,
 ) -> Path:
     """Save ``model`` to ``out`` with its tokenizer and a spec marked ``method="finetune"``.
 
     ``provenance`` (settings, data, steps, final metrics) is stored in ``retrosearch.json`` together
-    with the base model's name, fingerprint and method.
+    with the base model's name, fingerprint and method; ``matryoshka_dimensions``, the dimensions a
+    Matryoshka loss trained the vectors to be cut to, as the spec's field of that name.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,8 @@ def export_checkpoint(
         "versions": _versions(),
         **provenance,
     }
-    spec = model.spec.model_copy(update={"method": "finetune", "provenance": record})
+    spec = model.spec.model_copy(
+        update={"method": "finetune", "provenance": record, "matryoshka_dimensions": matryoshka_dimensions}
+    )
     write_spec(out, spec)
     return out

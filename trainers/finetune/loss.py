@@ -33,6 +33,8 @@ References
   arXiv:1807.03748 (InfoNCE).
 - Karpukhin et al., "Dense Passage Retrieval for Open-Domain Question Answering", EMNLP 2020
   (in-batch plus hard negatives for retrieval).
+- Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022 (:class:`MatryoshkaLoss`;
+  sentence-transformers' ``MatryoshkaLoss`` does the same around any of its losses).
 """
 
 from __future__ import annotations
@@ -143,3 +145,61 @@ class InfoNCELoss(nn.Module):
             hardest = others.max(dim=1).values if others.shape[1] > 1 else positive.new_full(positive.shape, float("nan"))
             accuracy = (scores.argmax(dim=1) == targets).float().mean()
         return ContrastiveOutput(loss, accuracy, positive.mean(), hardest.mean())
+
+
+class MatryoshkaLoss(nn.Module):
+    """:class:`InfoNCELoss` summed over several leading-dimension prefixes of the same embeddings.
+
+    For each ``d`` in ``dimensions`` the query and passage embeddings are cut to their first ``d``
+    dimensions, renormalised (when the encoder emits unit vectors, as the runtime's ``dimensions``
+    setting does at search time) and scored by ``base``; the loss is the weighted sum of those
+    losses (weights default 1, as in sentence-transformers' ``MatryoshkaLoss``). Trained so, the
+    first dimensions carry the most, and vectors cut to any of ``dimensions`` still retrieve well.
+
+    Inputs are :class:`InfoNCELoss`'s; the accuracy and scores reported are those of the widest
+    dimension. With ``cross_device`` each prefix's passages are gathered separately (a gather per
+    dimension: exact gradients, at the cost of a few small all-gathers).
+
+    Args:
+        base: the loss applied at every dimension.
+        dimensions: the prefixes, widest first (e.g. ``[384, 256, 128, 64]``).
+        weights: one per dimension; default 1 each.
+        renormalize: rescale each cut embedding to unit length (for cosine / normalised encoders).
+    """
+
+    def __init__(
+        self,
+        base: InfoNCELoss,
+        dimensions: list[int],
+        weights: list[float] | None = None,
+        renormalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if not dimensions or any(d <= 0 for d in dimensions):
+            raise ValueError(f"dimensions must be positive, got {dimensions}")
+        weights = weights or [1.0] * len(dimensions)
+        if len(weights) != len(dimensions):
+            raise ValueError(f"{len(weights)} weights for {len(dimensions)} dimensions")
+        self.base = base
+        self.dimensions = sorted(dimensions, reverse=True)
+        self.weights = [w for _, w in sorted(zip(dimensions, weights), key=lambda pair: -pair[0])]
+        self.renormalize = renormalize
+
+    def _cut(self, embeddings: torch.Tensor, dimensions: int) -> torch.Tensor:
+        cut = embeddings[:, :dimensions]
+        return F.normalize(cut.float(), p=2, dim=-1) if self.renormalize else cut
+
+    def forward(
+        self, queries: torch.Tensor, passages: torch.Tensor, *keys: torch.Tensor | None
+    ) -> ContrastiveOutput:
+        """``base``'s inputs (``keys``: its optional passage and positive keys, passed on as given)."""
+        if self.dimensions[0] > queries.shape[1]:
+            raise ValueError(f"Matryoshka dimension {self.dimensions[0]} is above the embeddings' "
+                             f"{queries.shape[1]}")
+        widest, total = None, None
+        for dimensions, weight in zip(self.dimensions, self.weights):
+            cut_queries, cut_passages = self._cut(queries, dimensions), self._cut(passages, dimensions)
+            out = self.base(cut_queries, cut_passages, *keys)
+            total = weight * out.loss if total is None else total + weight * out.loss
+            widest = widest or out
+        return ContrastiveOutput(total, widest.accuracy, widest.positive_score, widest.hardest_negative_score)

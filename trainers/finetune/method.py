@@ -12,7 +12,7 @@ from torch import nn
 from retrosearch.trainers.finetune.config import FinetuneConfig
 from retrosearch.trainers.finetune.data import TrainingGroup, groups_from_qrels, read_groups, sample_group
 from retrosearch.trainers.finetune.export import export_checkpoint
-from retrosearch.trainers.finetune.loss import InfoNCELoss
+from retrosearch.trainers.finetune.loss import InfoNCELoss, MatryoshkaLoss
 from retrosearch.trainers.finetune.model import ContrastiveCollator, ContrastiveModel, load_trainable_encoder
 from retrosearch.trainers.harness.method import Batch, LossTerm, LossTerms, Method, RunInfo
 
@@ -101,9 +101,17 @@ class FinetuneMethod(Method):
 
     # -- workers ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        """The encoder (LoRA-wrapped for decoder LLMs) and InfoNCE, as one module."""
+        """The encoder (LoRA-wrapped for decoder LLMs) and InfoNCE (summed over the Matryoshka
+        dimensions when they are set), as one module."""
         trainable = self._encoder()
-        loss = InfoNCELoss(self.config.temperature, self.config.cross_device_negatives, reduction="sum")
+        cfg = self.config
+        loss: nn.Module = InfoNCELoss(cfg.temperature, cfg.cross_device_negatives, reduction="sum")
+        if cfg.matryoshka_dimensions:
+            native = trainable.model.dim
+            if cfg.matryoshka_dimensions[0] > native:
+                raise ValueError(f"matryoshka_dimensions {cfg.matryoshka_dimensions}: {cfg.model} gives "
+                                 f"{native}-dimensional embeddings")
+            loss = MatryoshkaLoss(loss, cfg.matryoshka_dimensions, renormalize=trainable.spec.unit_vectors)
         return HarnessContrastiveModel(trainable.model, loss)
 
     def collate(self, examples: Sequence[TrainingGroup], seeds: Sequence[int]) -> Batch:
@@ -117,7 +125,8 @@ class FinetuneMethod(Method):
         return Batch(self._collator(sampled), {TERM: float(len(sampled))}, examples=len(sampled))
 
     def export(self, model: nn.Module, out: Path, info: RunInfo) -> None:
-        """A checkpoint folder (LoRA merged) with ``method="finetune"`` and the run's provenance."""
+        """A checkpoint folder (LoRA merged) with ``method="finetune"``, the run's provenance and the
+        Matryoshka dimensions trained for (``matryoshka_dimensions`` of ``retrosearch.json``)."""
         trainable = self._encoder()
         cfg = self.config
         provenance = {
@@ -130,5 +139,6 @@ class FinetuneMethod(Method):
             "final_metrics": {k: round(v, 5) for k, v in info.last_metrics.items()},
         }
         export_checkpoint(
-            model.encoder, trainable.tokenizer, out, cfg.model, trainable.base_path, trainable.spec, provenance
+            model.encoder, trainable.tokenizer, out, cfg.model, trainable.base_path, trainable.spec,
+            provenance, matryoshka_dimensions=cfg.matryoshka_dimensions,
         )

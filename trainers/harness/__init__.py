@@ -24,6 +24,8 @@ _EXPORTS = {
     "PackedTokens": "data", "pack_documents": "data", "read_texts": "data",
     "StepStats": "loop", "WorkerContext": "loop", "WorkerLoop": "loop",
     "Batch": "method", "LossTerm": "method", "LossTerms": "method", "Method": "method", "RunInfo": "method",
+    "Event": "events", "EventType": "events", "RunProgress": "events", "progress": "events",
+    "read_events": "events", "summarise": "events",
     "BatchPlan": "plan", "MicroBatch": "plan", "example_seed": "plan",
     "TrainResult": "runner", "fit": "runner", "run_dir": "runner",
 }

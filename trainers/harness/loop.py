@@ -1,36 +1,41 @@
-"""The training loop that runs on every worker: devices, precision, accumulation, checkpoints.
+"""The training loop that runs on every worker: devices, precision, accumulation, the step schedule.
 
 :class:`WorkerLoop` works inside a Ray Train worker (DDP through ``prepare_model``, reports and
 checkpoints through ``ray.train``) and, with :meth:`WorkerContext.local`, in a plain process with
-one worker (how the unit tests and a debugger drive it).
+one worker (how the unit tests and a debugger drive it). Checkpoint files are :mod:`.checkpoints`'
+job, the log and run events :mod:`.run_log`'s, what is said to Ray Train :mod:`.ray_report`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from retrosearch.core.encoder.device import resolve_device
+from retrosearch.trainers.harness import ray_report
+from retrosearch.trainers.harness.checkpoints import (
+    EXPORT_DIR,
+    TrainingState,
+    load_checkpoint,
+    restore_state,
+    save_checkpoint,
+)
 from retrosearch.trainers.harness.config import Precision, TrainConfig
 from retrosearch.trainers.harness.method import LossTerms, Method, RunInfo
 from retrosearch.trainers.harness.plan import BatchPlan
-
-MODEL_FILE = "model.pt"
-STATE_FILE = "train_state.pt"
-EXPORT_DIR = "export"
+from retrosearch.trainers.harness.run_log import RunLog
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,6 @@ class WorkerContext:
     @classmethod
     def from_ray(cls) -> "WorkerContext":
         """The context of the current Ray Train worker."""
-        import ray.train
-        import ray.train.torch
-
         ctx = ray.train.get_context()
         return cls(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), in_ray=True)
 
@@ -107,28 +109,24 @@ class WorkerLoop:
         config: TrainConfig,
         examples: Sequence[Any],
         ctx: WorkerContext,
-        log_path: Path | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         from transformers import get_scheduler
 
         torch.set_num_threads(config.threads or config.cpus_per_worker)
         self.method, self.config, self.examples, self.ctx = method, config, examples, ctx
-        # The log sits in the run folder; on a cluster without shared storage rank 0 may not see it.
-        self.log_path = (
-            log_path if ctx.rank == 0 and log_path is not None and log_path.parent.is_dir() else None
-        )
+        self.log = RunLog(run_dir, ctx.rank, config.steps, config.batch_size)
         self.plan = BatchPlan(
             len(examples), config.batch_size, config.seed, ctx.world_size, ctx.rank, config.grad_accum
         )
         self.step = 0
+        self.restored_from: str | None = None  # the storage path of the checkpoint this worker resumed
         self.amp_dtype = autocast_dtype(config.precision, ctx.device)
         torch.manual_seed(config.seed)  # identical initial weights for any new parameters on every worker
         self.raw_model = method.build_model()
         restored = self._restore_model()
         if ctx.in_ray:
-            import ray.train.torch
-
-            self.model = ray.train.torch.prepare_model(self.raw_model)
+            self.model = ray_report.prepare_model(self.raw_model)
         else:
             self.model = self.raw_model.to(ctx.device)
         self.optimizer = torch.optim.AdamW(
@@ -145,7 +143,12 @@ class WorkerLoop:
         )
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
         if restored is not None:
-            self._restore_state(restored)
+            self.step = restore_state(restored, self.state)
+
+    @property
+    def state(self) -> TrainingState:
+        """The optimiser, schedule and loss scale (what a checkpoint saves besides the weights)."""
+        return TrainingState(self.optimizer, self.scheduler, self.scaler)
 
     # -- one step ---------------------------------------------------------------------------------
     def backward(self, step: int) -> StepStats:
@@ -218,63 +221,27 @@ class WorkerLoop:
     def run(self) -> None:
         """Train to ``config.steps`` with logging and checkpoints, then export (inside Ray Train)."""
         cfg = self.config
-        if self.step >= cfg.steps:
-            self._log_line(f"checkpoint is at step {self.step} >= {cfg.steps} steps: nothing to train")
-        elif self.step:
-            self._log_line(f"resumed from the checkpoint at step {self.step}")
-        started, first_step, stats, tokens = time.perf_counter(), self.step, None, 0
-        while self.step < cfg.steps:
-            stats = self.train_step()
-            tokens += stats.tokens
-            done = self.step >= cfg.steps
-            if self.step % cfg.log_every == 0 or done or self.step == first_step + 1:
-                self._log(stats, started, first_step, tokens)
-            if done:
-                self._checkpoint(stats.metrics(), final=True)
-            elif self.step % cfg.checkpoint_every == 0:
-                self._checkpoint(stats.metrics(), final=False)
-            elif self.step % cfg.log_every == 0:
-                self._report(stats.metrics(), None)
-
-    def _log(self, stats: StepStats, started: float, first_step: int, tokens: int) -> None:
-        elapsed = time.perf_counter() - started
-        done = self.step - first_step
-        rate = done * self.config.batch_size / elapsed if elapsed else 0.0
-        token_rate = tokens / elapsed if elapsed else 0.0
-        eta = elapsed / done * (self.config.steps - self.step) if done else 0.0
-        parts = ", ".join(f"{n} {v:.4f}" for n, v in stats.terms.items())
-        self._log_line(
-            f"step {self.step}/{self.config.steps} epoch {self.plan.epoch(self.step):.2f} "
-            f"| loss {stats.loss:.4f} "
-            f"({parts}) | lr {stats.lr:.2e} | grad {stats.grad_norm:.3f} | {rate:.1f} ex/s {token_rate:.0f} tok/s | "
-            f"elapsed {elapsed:.0f}s eta {eta:.0f}s",
-            {
-                **stats.metrics(),
-                "epoch": self.plan.epoch(self.step),
-                "examples_per_s": rate,
-                "tokens_per_s": token_rate,
-                "tokens": tokens,
-                "elapsed_s": elapsed,
-            },
-        )
-
-    def _log_line(self, text: str, record: dict[str, Any] | None = None) -> None:
-        if self.ctx.rank != 0:
-            return
-        # Not print(): Ray Train patches print() into its logger, and the line would show twice.
-        sys.stdout.write(f"[train] {text}\n")
-        sys.stdout.flush()
-        if self.log_path is not None:
-            with self.log_path.open("a") as handle:
-                handle.write(json.dumps(record or {"message": text}) + "\n")
+        self.log.start(self.step, self.method.fingerprint(), self.ctx.world_size, self.restored_from)
+        try:
+            while self.step < cfg.steps:
+                stats = self.train_step()
+                self.log.count_tokens(stats.tokens)
+                done = self.step >= cfg.steps
+                if self.step % cfg.log_every == 0 or done or self.step == self.log.first_step + 1:
+                    self.log.step(self.step, self.plan.epoch(self.step), stats.metrics(), stats.terms)
+                if done:
+                    self._checkpoint(stats.metrics(), final=True)
+                elif self.step % cfg.checkpoint_every == 0:
+                    self._checkpoint(stats.metrics(), final=False)
+                elif self.step % cfg.log_every == 0:
+                    self._report(stats.metrics(), None)
+        except Exception as error:
+            self.log.failed(self.step, error)
+            raise
 
     def _report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        if not self.ctx.in_ray:
-            return
-        import ray.train
-
-        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        if self.ctx.in_ray:
+            ray_report.report(metrics, checkpoint_dir)
 
     def _checkpoint(self, metrics: dict[str, float], final: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="retrosearch-ckpt-") as tmp:
@@ -291,69 +258,36 @@ class WorkerLoop:
                         dict(metrics),
                     )
                     self.method.export(self.raw_model, folder / EXPORT_DIR, info)
-                self._log_line(f"checkpoint at step {self.step}" + (" (final, with export)" if final else ""))
+                self.log.checkpoint(self.step, final)
             self._report(metrics, folder)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write the model and the optimiser state of the current step into ``folder``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.raw_model.state_dict(), folder / MODEL_FILE)
-        state = {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "fingerprint": self.method.fingerprint(),
-        }
-        torch.save(state, folder / STATE_FILE)
+        save_checkpoint(folder, self.raw_model, self.state, self.step, self.method.fingerprint())
 
     def _restore_model(self) -> dict[str, Any] | None:
+        # Only Ray Train hands a worker a checkpoint; records its storage path for the run events.
         if not self.ctx.in_ray:
             return None
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return None
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-            check_fingerprint(state["fingerprint"], self.method.fingerprint())
-            weights = torch.load(Path(folder) / MODEL_FILE, map_location="cpu", weights_only=True)
-        self.raw_model.load_state_dict(weights)
-        return state
-
-    def _restore_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+        with ray_report.restored_checkpoint() as restored:
+            if restored is None:
+                return None
+            folder, self.restored_from = restored
+            return load_checkpoint(folder, self.raw_model, self.method.fingerprint())
 
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         if self.ctx.world_size > 1 and dist.is_initialized():
             dist.all_reduce(tensor)
 
 
-def check_fingerprint(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume a checkpoint made with different method settings (it would mix two runs)."""
-    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise ValueError(
-            f"the checkpoint in this run folder was made with other settings ({detail}); "
-            "use another --out/--storage or --name to start a new run"
-        )
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The Ray Train entry point: fetch the examples, build a :class:`WorkerLoop` and run it."""
-    import ray
-
     examples = ray.get(loop_config["examples"])
     WorkerLoop(
         loop_config["method"],
         loop_config["config"],
         examples,
         WorkerContext.from_ray(),
-        log_path=loop_config.get("log_path"),
+        run_dir=loop_config.get("run_dir"),
     ).run()

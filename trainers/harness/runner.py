@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.core.ray_runtime import ensure_ray
-from retrosearch.trainers.harness.config import TrainConfig
-from retrosearch.trainers.harness.loop import EXPORT_DIR, train_loop_per_worker
-from retrosearch.trainers.harness.method import Method
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
 
-LOG_FILE = "train_log.jsonl"
+from retrosearch.core.ray_runtime import ensure_ray
+from retrosearch.trainers.harness.checkpoints import EXPORT_DIR
+from retrosearch.trainers.harness.config import TrainConfig
+from retrosearch.trainers.harness.events import EventType, append_event, progress
+from retrosearch.trainers.harness.loop import train_loop_per_worker
+from retrosearch.trainers.harness.method import Method
+from retrosearch.trainers.harness.ray_report import CheckpointEvents
+from retrosearch.trainers.harness.run_log import LOG_FILE
+
+__all__ = ["LOG_FILE", "TrainResult", "fit", "run_dir"]
 
 
 @dataclass
@@ -31,7 +39,7 @@ class TrainResult:
 
 
 def run_dir(method: Method, config: TrainConfig) -> Path:
-    """The folder Ray Train keeps this run's checkpoints (and our log) in."""
+    """The folder Ray Train keeps this run's checkpoints (and our log and events) in."""
     return config.resolved_storage() / (config.name or method.name)
 
 
@@ -54,10 +62,6 @@ def _check_local_resources(config: TrainConfig, available: dict[str, float]) -> 
 
 def fit(method: Method, config: TrainConfig) -> TrainResult:
     """Train ``method`` as ``config`` says and write the export to ``config.out``."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     ensure_ray(config.ray_address)
     if config.ray_address is None:
         _check_local_resources(config, ray.cluster_resources())
@@ -76,7 +80,7 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
             "method": method,
             "config": config,
             "examples": ray.put(examples),
-            "log_path": folder / LOG_FILE,
+            "run_dir": folder,
         },
         # TorchTrainer picks the process-group backend itself: nccl with GPUs, gloo without.
         scaling_config=ScalingConfig(
@@ -90,9 +94,21 @@ def fit(method: Method, config: TrainConfig) -> TrainResult:
             storage_path=str(folder.parent),
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=FailureConfig(max_failures=config.max_failures),
+            callbacks=[CheckpointEvents(folder)],
         ),
     )
-    result = trainer.fit()
+    try:
+        result = _finish(trainer.fit(), folder, config)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        append_event(folder, EventType.FAILED, progress(folder).step, error=reason)
+        raise
+    append_event(folder, EventType.FINISHED, result.steps, metrics=result.metrics, out=str(result.out))
+    return result
+
+
+def _finish(result: Any, folder: Path, config: TrainConfig) -> TrainResult:
+    """Copy the export of Ray Train's final checkpoint to ``config.out``."""
     if result.checkpoint is None:
         raise RuntimeError(f"training in {folder} ended without a checkpoint")
     with result.checkpoint.as_directory() as ckpt:

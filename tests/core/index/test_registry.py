@@ -31,7 +31,8 @@ def folders(tmp_path_factory) -> dict[str, object]:
 
 
 def test_names_are_the_same_for_create_and_load():
-    assert BACKENDS == ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "opensearch")
+    assert BACKENDS == ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "faiss-int8", "faiss-int8-hnsw",
+                        "faiss-binary", "faiss-binary-hnsw", "opensearch")
     assert set(LOAD_BACKENDS) == {*BACKENDS, "faiss"}
 
 

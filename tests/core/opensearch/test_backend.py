@@ -149,3 +149,31 @@ def test_unreachable_server_and_bad_url_give_one_clear_line():
         connect(OpenSearchSettings(url="http://127.0.0.1:9"))
     with pytest.raises(OpenSearchUnavailable, match="not of the form"):
         connect(OpenSearchSettings(url="localhost:9200"))
+
+
+def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
+    """Lucene's sq encoder in the mapping; its candidates rescored with the float vectors of _source
+    give exact search's top 10 in order, on real MiniLM vectors."""
+    embedded = scifact_embedded
+    settings = settings.model_copy(update={"knn_encoder": "sq", "oversample": 10})
+    index = OpenSearchIndex.create(embedded.meta, settings)
+    mapping = index.client.indices.get_mapping(index=settings.index)[settings.index]["mappings"]
+    assert mapping["properties"]["embedding"]["method"]["parameters"]["encoder"]["name"] == "sq"
+    with index.loading():
+        index.add(embedded.ids, embedded.vectors, [{"title": t} for t in embedded.titles])
+    reopened = OpenSearchIndex.open(settings)
+    assert reopened.quantized and reopened.meta.params["knn_encoder"] == "sq"
+    exact = embedded.query_vectors @ embedded.vectors.T
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    hits = reopened.search(embedded.query_vectors, 10, fields=["title"])
+    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
+    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
+    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}  # no vector in the fields returned
+    unrescored = settings.model_copy(update={"rescore": False})
+    plain = OpenSearchIndex(reopened.client, reopened.name, reopened.meta, unrescored)
+    codes = plain.search(embedded.query_vectors, 10)
+    # without rescoring the scores are Lucene's, from the 7-bit codes
+    assert not np.allclose(codes.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
+    with pytest.raises(ValueError, match="needs engine lucene"):  # refused before anything is created
+        OpenSearchIndex.create(embedded.meta, settings.model_copy(update={"engine": "faiss"}), recreate=True)
+    assert OpenSearchIndex.open(settings).count() == len(embedded.ids)

@@ -19,13 +19,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_names_every_command():
     proc = _cli("--help")
     assert proc.returncode == 0
-    for command in ("start", "stop", "status", "assemble", "connect"):
+    for command in ("start", "stop", "status", "assemble", "connect", "deploy-model"):
         assert command in proc.stdout
     start_help = _cli("start", "--help").stdout
     assert "--plugin" in start_help and "--setting" in start_help and "--heap" in start_help
     assert "--with-ml" in start_help
     connect_help = _cli("connect", "--help").stdout
     assert "--service-url" in connect_help and "--trust-endpoint" in connect_help
+    deploy_help = _cli("deploy-model", "--help").stdout
+    assert "--model" in deploy_help and "--index-name" in deploy_help and "--json" in deploy_help
 
 
 def test_status_of_a_port_where_nothing_runs_exits_1():

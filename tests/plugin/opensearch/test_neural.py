@@ -8,7 +8,6 @@ vector that went through the wrong template is caught.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ml_settings_lock, remove_ml_models
+from tests.conftest import minilm_with_templates, ml_settings_lock, remove_ml_models
 from tests.plugin.serve.http_helpers import run_cli, serving
 
 pytestmark = pytest.mark.integration
@@ -34,22 +33,8 @@ def _cosine(a, b) -> float:
 @pytest.fixture(scope="module")
 def asymmetric_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM's weights with a query and a passage template of its own (the weights are linked)."""
-    from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path, write_spec
-
-    source = resolve_model_path("minilm")
     folder = tmp_path_factory.mktemp("asym") / "minilm-asym"
-    for path in source.rglob("*"):
-        target = folder / path.relative_to(source)
-        if path.is_dir():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".safetensors":
-            target.symlink_to(path)
-        else:
-            shutil.copy2(path, target)  # copied: write_spec rewrites some of these files
-    spec = read_spec(folder).model_copy(update={"query_template": QUERY_TEMPLATE, "passage_template": PASSAGE_TEMPLATE})
-    write_spec(folder, spec)
-    return folder
+    return minilm_with_templates(folder, QUERY_TEMPLATE, PASSAGE_TEMPLATE)
 
 
 def _client(url: str):

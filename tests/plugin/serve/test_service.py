@@ -77,6 +77,25 @@ def test_embed_modes_are_the_runtime_templates(faiss_engine, small_scifact: Path
     assert np.allclose(passage, encoder.encode_documents([Document(id="", text=t) for t in texts]), atol=1e-5)
 
 
+def test_dimensions_request_equals_the_encoder_cut_to_that_dimension(faiss_engine):
+    """``dimensions`` in /v1/embeddings gives the vectors of the encoder set to ``dimensions``: cut, then
+    renormalised (the OpenAI API's meaning)."""
+    from retrosearch.core.config import EncoderSettings, Settings
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.plugin.serve.app import create_app
+
+    texts = ["protein folding in cells", "a study of tumour growth in mice"]
+    settings = faiss_engine.encoder.settings.model_copy(update={"dimensions": 128, "show_progress": False})
+    cut = Encoder.load(EncoderSettings.model_validate(settings.model_dump()), workload="queries")
+    with serving(create_app(Settings(), faiss_engine)) as url:
+        body = httpx.post(f"{url}/v1/embeddings", json={"input": texts, "dimensions": 128}).json()
+    served = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
+    assert served.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(served, cut.encode_queries(texts), atol=1e-5)
+    assert cut.index_meta().dim == 128 and cut.fingerprint != faiss_engine.encoder.fingerprint
+
+
 def test_openai_embeddings_take_the_template_from_input_type(tmp_path: Path):
     """``input_type`` picks the template per request; without it the server's --embeddings-mode applies."""
     from retrosearch.core.config import EncoderSettings, ServeSettings, Settings
@@ -130,7 +149,7 @@ BAD_INPUT = [
     ("/v1/embeddings", {"input": ""}, 422, "input"),
     ("/v1/embeddings", {"input": ["x"] * 4}, 413, "input"),
     ("/v1/embeddings", {"input": "ok", "encoding_format": "int8"}, 422, "encoding_format"),
-    ("/v1/embeddings", {"input": "ok", "dimensions": 128}, 400, "dimensions"),
+    ("/v1/embeddings", {"input": "ok", "dimensions": 385}, 400, "dimensions"),  # minilm gives 384
     ("/v1/embeddings", {"input": "ok", "model": "gpt-4"}, 404, "model"),
     ("/v1/embeddings", {"input": "ok", "input_type": "document"}, 422, "input_type"),
 ]

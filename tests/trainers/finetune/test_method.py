@@ -53,6 +53,42 @@ def test_trains_on_mined_groups_and_exports(tiny_bert_encoder: Path, scifact_tra
     assert not torch.allclose(trained, torch.from_numpy(base.encode_queries(queries)), atol=1e-4)
 
 
+def test_matryoshka_finetune_records_its_dimensions(tiny_bert_encoder: Path, scifact_train: Path,
+                                                    tmp_path: Path) -> None:
+    """Trained with the loss summed over 32, 16 and 8 dimensions; the checkpoint says so, keeps the
+    fingerprint rules (the record is not part of it), and the runtime cuts its vectors to 16."""
+    import numpy as np
+
+    from retrosearch.core.encoder.checkpoint import fingerprint, read_spec
+    from retrosearch.trainers.finetune.loss import MatryoshkaLoss
+
+    method = _method(tiny_bert_encoder, scifact_train, tmp_path, matryoshka_dimensions=[8, 32, 16])
+    assert method.config.matryoshka_dimensions == [32, 16, 8]
+    groups = method.load_examples()
+    loop = WorkerLoop(method, TrainConfig(out=tmp_path / "out", steps=2, batch_size=4, lr=1e-3), groups,
+                      WorkerContext.local("cpu"))
+    assert isinstance(loop.raw_model.loss, MatryoshkaLoss) and loop.raw_model.loss.renormalize
+    losses = [loop.train_step().loss for _ in range(2)]
+    assert all(0 < loss < 60 for loss in losses)  # three InfoNCE terms summed
+    method.export(loop.raw_model, tmp_path / "model", RunInfo(2, 2, 1, 4, 42, {"loss": losses[-1]}))
+
+    spec = json.loads((tmp_path / "model" / "retrosearch.json").read_text())
+    assert spec["matryoshka_dimensions"] == [32, 16, 8]
+    assert spec["provenance"]["config"]["matryoshka_dimensions"] == [32, 16, 8]
+    path = tmp_path / "model"
+    unrecorded = read_spec(path).model_copy(update={"matryoshka_dimensions": None})
+    assert fingerprint(path, read_spec(path)) == fingerprint(path, unrecorded)
+
+    settings = dict(model=str(path), device="cpu", show_progress=False, max_length=48)
+    full = Encoder.load(EncoderSettings(**settings)).encode_queries([g.query for g in groups[:3]])
+    cut = Encoder.load(EncoderSettings(**settings, dimensions=16)).encode_queries(
+        [g.query for g in groups[:3]])
+    expected = full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True)
+    np.testing.assert_allclose(cut, expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"matryoshka_dimensions \[64, 8\]: .* gives 32-dimensional"):
+        _method(tiny_bert_encoder, scifact_train, tmp_path, matryoshka_dimensions=[64, 8]).build_model()
+
+
 def test_refuses_groups_without_negatives(tiny_bert_encoder: Path, scifact_train: Path, tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text('{"query": "q", "positives": ["p"], "negatives": ["n"]}\n{"query": "r", "positives": ["p"]}\n')

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.harness import TrainConfig, WorkerContext, WorkerLoop, fit, run_dir
+from retrosearch.trainers.harness.events import EventType, progress, read_events
 from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
 
 # The loop function and the method subclass below live in this test module, which Ray workers
@@ -67,20 +68,12 @@ def test_two_workers_give_the_gradients_of_one(ray_local, tmp_path, tiny_bert_en
         torch.testing.assert_close(got["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def _checkpoint_recorded(run_folder: Path) -> bool:
-    try:
-        snapshot = json.loads((run_folder / "checkpoint_manager_snapshot.json").read_text())
-    except (OSError, ValueError):  # not written yet, or being written
-        return False
-    return bool(snapshot.get("latest_checkpoint_result"))
-
-
 class KilledAtStep(RetroMAEMethod):
     """RetroMAE whose worker process is SIGKILLed when it prepares step ``kill_at`` (once).
 
-    It first waits until Ray Train has recorded a checkpoint in ``run_folder``: the controller
-    registers a reported checkpoint asynchronously, and on a busy machine a worker killed two
-    steps later could otherwise die before the checkpoint counts.
+    It first waits for the run's ``checkpoint`` event: the controller registers a reported
+    checkpoint asynchronously, and on a busy machine a worker killed two steps later could
+    otherwise die before the checkpoint counts.
     """
 
     def __init__(self, config: RetroMAEConfig, marker: Path, kill_at: int, run_folder: Path) -> None:
@@ -91,7 +84,7 @@ class KilledAtStep(RetroMAEMethod):
         self.calls += 1
         if self.calls == self.kill_at and not self.marker.exists():
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not _checkpoint_recorded(self.run_folder):
+            while time.monotonic() < deadline and progress(self.run_folder).checkpoint_step is None:
                 time.sleep(0.1)
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -114,7 +107,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_b
     with pytest.raises(Exception):
         fit(killed, TrainConfig(out=out, **options))
     assert (tmp_path / "killed").exists() and not out.exists()
-    log = run_dir(killed, TrainConfig(out=out)) / "train_log.jsonl"
+    log = folder / "train_log.jsonl"
+    before = read_events(folder)
+    assert progress(folder).state == "failed" and progress(folder).checkpoint_step == 2
     first_run = {r["step"]: r for r in _log(log) if "step" in r}
     assert sorted(first_run) == [1, 2, 3]
 
@@ -133,6 +128,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, tiny_b
     # Step 3 again: same weights, data, masks and learning rate as before the kill.
     for key in ("loss", "loss/encoder_mlm", "loss/decoder", "lr"):
         assert second_run[3][key] == pytest.approx(first_run[3][key], rel=1e-6), key
+
+    # The events say the same: resumed at step 2 from the checkpoint registered at step 2, then on to 5.
+    checkpoint = next(e for e in before if e.type == EventType.CHECKPOINT)
+    rerun = read_events(folder)[len(before):]
+    assert [(e.type, e.step) for e in rerun[:2]] == [(EventType.STARTED, 2), (EventType.RESUMED, 2)]
+    assert rerun[1].details["checkpoint"] == checkpoint.details["path"]
+    assert [e.step for e in rerun if e.type == EventType.PROGRESS] == [3, 4, 5]
+    assert rerun[-1].type == EventType.FINISHED and progress(folder).resumed_from == 2
 
     encoder = Encoder.load(str(out))
     assert encoder.spec.pooling == "cls" and encoder.spec.provenance["steps"] == 5

@@ -25,7 +25,8 @@ opensearch_app = typer.Typer(
 
 Version = Annotated[Optional[str], typer.Option(help="OpenSearch version.", show_default="2.19.1")]
 Port = Annotated[Optional[int], typer.Option(help="HTTP port.", show_default="9250")]
-Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx.", show_default="1g, 2g with --with-ml")]
+Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx.",
+                                              show_default="1g, 2g with --with-ml")]
 WithMl = Annotated[
     bool,
     typer.Option("--with-ml", help="Add job-scheduler, ml-commons and neural-search (neural/hybrid queries, our encoder "
@@ -34,9 +35,11 @@ WithMl = Annotated[
 Setting = Annotated[Optional[list[str]], typer.Option("--setting", help="Extra opensearch.yml KEY=VALUE; repeatable.")]
 Plugin = Annotated[
     Optional[list[str]],
-    typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable.", show_default="opensearch-knn"),
+    typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable.",
+                 show_default="opensearch-knn"),
 ]
-CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root.", show_default="$RETROSEARCH_CACHE or ~/.cache/retrosearch")]
+CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root.",
+                                                  show_default="$RETROSEARCH_CACHE or ~/.cache/retrosearch")]
 RunDir = Annotated[Optional[Path], typer.Option(
     help="Node config/data/logs.",
     show_default="<cache>/opensearch/<v>/run/<port>, run/cluster-<port> with --nodes or --secure")]

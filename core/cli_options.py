@@ -321,7 +321,8 @@ def setting_option(name: str, panel: str | None = None) -> Any:
 
 def _joined(name: str, value: Any) -> Any:
     """A repeatable option's values as the one comma-separated text its field holds."""
-    if isinstance(value, list) and name in SETTING_OPTIONS and SETTING_OPTIONS[name].repeatable:
+    # A list from a command, a tuple from a bare parse (`serve`'s options given as argv by Ray Serve).
+    if isinstance(value, (list, tuple)) and name in SETTING_OPTIONS and SETTING_OPTIONS[name].repeatable:
         return ",".join(value) if value else None
     return value
 

@@ -13,17 +13,10 @@ import typer
 
 from retrosearch.core import cli_options as opt
 
+# --readme: the option's name before the blocks moved from README.md into the documentation.
 DocsPage = Annotated[Optional[Path], typer.Option(
-    "--docs-page", help="Also rewrite this documentation page's generated block (between its marker lines).")]
-# The option's name before the blocks moved from README.md into the documentation; kept for one release.
-LegacyReadme = Annotated[Optional[Path], typer.Option("--readme", hidden=True)]
-
-
-def target_page(docs_page: Path | None, readme: Path | None) -> Path | None:
-    """The page to rewrite: ``--docs-page``, or the deprecated ``--readme`` with a one-line notice."""
-    if readme is not None:
-        typer.echo("warning: --readme is deprecated; use --docs-page (the blocks live in docs/)", err=True)
-    return docs_page if docs_page is not None else readme
+    "--docs-page", help="Also rewrite this documentation page's generated block (between its marker lines)."),
+    *opt.deprecated("--readme")]
 
 
 def relative_folder(folder: Path, page: Path) -> str:

@@ -107,19 +107,19 @@ def plan(args: argparse.Namespace, faiss_has_gpu: bool) -> list[Step]:
             f"ingest-{short}", 75,
             [*cli, "bench", "ingest", "--corpus", str(data / "corpus.jsonl"),
              "--limit", str(args.ingest_docs), "--model", args.model, "--device", "cuda", "--dtype", dtype,
-             "--num-gpus-per-worker", "1",
-             "--skip-opensearch", "--json", str(out / f"ingest_{short}.json")],
+             "--gpus-per-worker", "1",
+             "--skip-opensearch", "--json-out", str(out / f"ingest_{short}.json")],
             result=out / f"ingest_{short}.json"))
     steps.append(Step(
         "serve", 100,
         [*cli, "bench", "serve", "--collection", str(data), "--model", args.model, "--concurrency", "1,8,32",
-         "--requests", "200", "--soak", "0", "--no-ray", "--json", str(out / "serve.json")],
+         "--requests", "200", "--soak", "0", "--skip-ray", "--json-out", str(out / "serve.json")],
         result=out / "serve.json"))
     steps.append(Step(
         "train", 80,
-        [*cli, "bench", "train", "--data", str(data / "corpus.jsonl"), "--model", args.model,
-         "--batch-size", str(args.train_batch_size), "--max-length", "256", "--steps", "20", "--warmup", "3",
-         "--device", "cuda", "--precision", "bf16", "--skip-ray", "--json", str(out / "train.json")],
+        [*cli, "bench", "train", "--corpus", str(data / "corpus.jsonl"), "--model", args.model,
+         "--train-batch-size", str(args.train_batch_size), "--max-length", "256", "--steps", "20", "--warmup", "3",
+         "--device", "cuda", "--precision", "bf16", "--skip-ray", "--json-out", str(out / "train.json")],
         result=out / "train.json"))
     steps.append(Step(
         "faiss-gpu", 40, [sys.executable, "-m", "retrosearch.benchmarks.gpu_check", "--faiss-search",

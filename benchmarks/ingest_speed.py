@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import read_corpus
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 
@@ -86,8 +86,8 @@ def in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict
 
 
 def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int | None,
-               num_gpus_per_worker: float = 0.0) -> dict[str, Any]:
-    """(c)/(d) The ingest job on a fresh state (its embedding actors on GPUs with ``num_gpus_per_worker``)."""
+               gpus_per_worker: float = 0.0) -> dict[str, Any]:
+    """(c)/(d) The ingest job on a fresh state (its embedding actors on GPUs with ``gpus_per_worker``)."""
     from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
     if sink == "opensearch":
@@ -96,7 +96,7 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
         settings.opensearch.replicas = 0
     config = IngestConfig(
         inputs=[corpus], sink=sink, out=workdir / sink, state_dir=workdir / f"state-{sink}", workers=workers,
-        num_gpus_per_worker=num_gpus_per_worker, settings=settings,
+        gpus_per_worker=gpus_per_worker, settings=settings,
     )
     started = time.perf_counter()
     try:
@@ -144,13 +144,14 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
 def ingest_speed(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus (BEIR corpus.jsonl).")],
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N documents.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs (default: the job's).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Embedding actors for the Ray runs.", show_default="the job's")] = None,
     runtime_variants: Annotated[
         bool, typer.Option(help="Also run a with ONNX Runtime, fp32 (a2) and int8 (a3), and torch bf16 (a4).")
     ] = False,
     skip_opensearch: Annotated[bool, typer.Option(help="Leave out run d.")] = False,
-    num_gpus_per_worker: Annotated[
-        float, typer.Option(help="GPUs per embedding actor of the Ray runs (0: CPU actors), as in `ingest`.")
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per embedding actor of the Ray runs (0: CPU actors), as in `ingest`."),
+        *opt.deprecated("--num-gpus-per-worker"),
     ] = 0.0,
     json_out: opt.JsonOut = None,
     settings: Settings = None,
@@ -172,10 +173,10 @@ def ingest_speed(
                 variant = one_process.model_copy(deep=True)
                 variant.encoder.runtime, variant.encoder.quantize, variant.encoder.dtype = runtime_, quantized, dtype
                 results[name] = in_fresh_process(raw_forward, docs, variant)
-        results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers, num_gpus_per_worker)
+        results["c_ingest_faiss"] = ray_ingest(subset, "faiss", settings, Path(tmp), workers, gpus_per_worker)
         if not skip_opensearch:
             results["d_ingest_opensearch"] = ray_ingest(subset, "opensearch", settings, Path(tmp), workers,
-                                                        num_gpus_per_worker)
+                                                        gpus_per_worker)
     rate = {k: v["docs_per_s"] for k, v in results.items()}
     ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
     if "d_ingest_opensearch" in rate:
@@ -196,7 +197,7 @@ def ingest_speed(
         payload = {
             "model": model, "docs": len(docs), "cpus": os.cpu_count(), "runtime": settings.encoder.runtime,
             "quantize": settings.encoder.quantize, "device": settings.encoder.device,
-            "dtype": settings.encoder.dtype, "num_gpus_per_worker": num_gpus_per_worker,
+            "dtype": settings.encoder.dtype, "num_gpus_per_worker": gpus_per_worker,
             "results": results, "ratios": ratios,
         }
         write_json(json_out, payload)

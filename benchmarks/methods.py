@@ -26,13 +26,13 @@ import typer
 
 from retrosearch.benchmarks.ann import IVF_MIN_VECTORS
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
-from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
+from retrosearch.core.index import BACKENDS, FAISS_BACKENDS
+from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
 
-DENSE_BACKENDS = ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "opensearch")
 WEIGHTS = (0.3, 0.5, 0.7)
 NORMALIZATIONS = ("min_max", "l2")
 NOT_RUN = {
@@ -82,9 +82,9 @@ def run_methods(
     opensearch: bool = True,
 ) -> list[MethodResult]:
     """Every method of the module docstring on the collection at ``root``."""
-    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index.opensearch_index import default_index_name
+    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
 
     beir = BeirCollection(root)
     qrels = beir.qrels(split)
@@ -103,7 +103,7 @@ def run_methods(
         results.append(MethodResult(method, family, evaluate_run(qrels, run), seconds, params))
 
     os_index = None
-    for backend in DENSE_BACKENDS if opensearch else DENSE_BACKENDS[:-1]:
+    for backend in BACKENDS if opensearch else FAISS_BACKENDS:
         if backend == "faiss-ivfpq" and len(ids) < IVF_MIN_VECTORS:
             continue  # too few vectors to train its lists and 256 PQ centroids
         run_settings = settings.model_copy(deep=True)
@@ -224,7 +224,7 @@ def methods_command(
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     weight: Annotated[
         Optional[list[float]],
-        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable. (default 0.3 0.5 0.7)"),
+        typer.Option("--weight", help="Dense weights of the hybrid grid; repeatable.", show_default="0.3 0.5 0.7"),
     ] = None,
     skip_opensearch: Annotated[
         bool, typer.Option(help="FAISS rows only (no bm25, hybrid or OpenSearch k-NN).")

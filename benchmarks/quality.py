@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 
-from retrosearch.core.retrieval.metrics import MEASURES
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import figures_table, write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.metrics import MEASURES
+from retrosearch.core.retrieval.report import figures_table, write_json
 
 if TYPE_CHECKING:
     from retrosearch.core.retrieval import EvalResult
@@ -42,10 +42,10 @@ def run_quality(
 
     Modes other than dense (bm25, hybrid, neural) run on the opensearch backend only.
     """
-    from retrosearch.core.retrieval import corpus_vectors, evaluate, index_vectors, text_fields
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index import SEARCH_MODES
     from retrosearch.core.index.opensearch_index import default_index_name
+    from retrosearch.core.retrieval import corpus_vectors, evaluate, index_vectors, text_fields
 
     unknown = [m for m in modes if m not in SEARCH_MODES]
     if unknown:
@@ -107,10 +107,10 @@ def plot(results: dict[str, EvalResult], path: Path, title: str) -> None:
 @opt.with_settings(opt.ENCODER, opt.OPENSEARCH_URL, opt.OPENSEARCH_BUILD, opt.HYBRID)
 def quality(
     collection: Annotated[list[Path], typer.Option(help="BEIR folder; repeat for several.")],
-    backend: Annotated[list[str], typer.Option("--backend", "-b", help="Backend; repeat for several.")] = ["faiss-flat"],
+    backend: Annotated[list[opt.BackendChoice], typer.Option("--backend", "-b", help="Index backend; repeat for several.")] = ["faiss-flat"],
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     mode: Annotated[
-        list[str],
+        list[opt.SearchModeChoice],
         typer.Option("--mode", help="Search mode: dense, bm25 or hybrid; repeat for several. bm25 and hybrid are "
                      "OpenSearch's own queries on the opensearch backend's index, built from the same vectors."),
     ] = ["dense"],
@@ -120,7 +120,7 @@ def quality(
     """NDCG@10, MRR@10, Recall@100, MAP for one model over several collections, backends and modes."""
     model = settings.encoder.model
     with opt.user_errors():
-        results = run_quality(collection, backend, settings, split, modes=tuple(mode))
+        results = run_quality(collection, opt.chosen_names(backend), settings, split, modes=tuple(opt.chosen_names(mode)))
     console.print(figures_table(results, title=f"{model} on {split}"))
     if out:
         write_json(out / "quality.json", {label: r.as_dict() for label, r in results.items()})

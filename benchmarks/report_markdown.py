@@ -15,15 +15,18 @@ import platform
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from retrosearch.benchmarks.docs_block import DocsPage, LegacyReadme, relative_folder, splice, target_page
+from retrosearch.benchmarks.docs_block import DocsPage, relative_folder, splice
 from retrosearch.core import cli_options as opt
 
-PARTS = ("methods", "ann", "ingest", "serve")
+Part = Literal["methods", "ann", "ingest", "serve"]
+PARTS: tuple[str, ...] = typing.get_args(Part)
+PartChoice = opt.choice_enum("PartChoice", PARTS)
 
 #: The documentation's copy of the main table (docs/benchmarks/methods.md) sits between these lines;
 #: ``--docs-page`` rewrites what is inside.
@@ -83,9 +86,9 @@ def part_commands(out: Path, collections: list[Path], model: str | None, opensea
                     "--out", str(out)],
         "ann": ["ann", "--collection", str(largest), "--scale", str(scale), *common, *url, "--out", str(out)],
         "ingest": ["ingest", "--corpus", str(collections[0] / "corpus.jsonl"), *common, *url, "--runtime-variants",
-                   "--json", str(out / "ingest.json")],
+                   "--json-out", str(out / "ingest.json")],
         "serve": ["serve", "--collection", str(collections[0]), *common, "--runtime-variants", "--soak", "0",
-                  "--no-ray", "--json", str(out / "serve.json")],
+                  "--skip-ray", "--json-out", str(out / "serve.json")],
     }
 
 
@@ -192,25 +195,23 @@ def _display_argv(collections: list[Path], out: Path, model: str | None, page: P
             "--out", shown(out), *(["--docs-page", shown(page)] if page else [])]
 
 
+@opt.accept_deprecated
 def report_command(
     collection: Annotated[list[Path], typer.Option(help="BEIR folders; the first one is used for speed, the largest "
                                                         "for the ANN sweep.")],
     out: Annotated[Path, typer.Option(help="Report folder: each part's JSON and plot, and report.md.")],
     model: opt.Model = None,
     opensearch_url: opt.OpenSearchUrl = None,
-    part: Annotated[Optional[list[str]], typer.Option("--part", help="Parts to include; repeatable. (default all: "
-                                                                     "methods, ann, ingest, serve)")] = None,
-    rerun: Annotated[Optional[list[str]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
+    part: Annotated[Optional[list[PartChoice]], typer.Option("--part", help="Parts to include; repeatable.",
+                                                                      show_default=" ".join(PARTS))] = None,
+    rerun: Annotated[Optional[list[PartChoice]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
     scale: Annotated[int, typer.Option(help="Synthetic scale point of the ANN sweep (vectors).")] = 1_000_000,
     docs_page: DocsPage = None,
-    readme: LegacyReadme = None,
 ) -> None:
     """Run the missing benchmarks and write report.md with every table, plot and the machine's description."""
-    page = target_page(docs_page, readme)
-    parts = tuple(part or PARTS)
-    unknown = (set(parts) | set(rerun or [])) - set(PARTS)
-    if unknown:
-        raise opt.fail(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    page = docs_page
+    parts = tuple(opt.chosen_names(part or PARTS))
+    rerun = opt.chosen_names(rerun or [])
     out.mkdir(parents=True, exist_ok=True)
     url = ",".join(opensearch_url) if opensearch_url else None  # the option may be repeated
     commands = part_commands(out, collection, model, url, scale)

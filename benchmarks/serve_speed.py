@@ -36,9 +36,9 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 
@@ -270,11 +270,12 @@ def plot(payload: dict[str, Any], path: Path) -> None:
 @opt.with_settings(opt.MODEL)
 def serve_speed(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose queries (and corpus) are used.")],
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS folder of the collection (default: built once into the cache).")] = None,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS folder of the collection.", show_default="built once into the cache")] = None,
     concurrency: Annotated[str, typer.Option(help="Comma-separated client counts.")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="Requests per concurrency level (at least 30 per client).")] = 300,
     soak_requests: Annotated[int, typer.Option("--soak", help="Requests of the soak at the highest level (0: none).")] = 10_000,
-    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Also measure d (Ray Serve).")] = True,
+    skip_ray: Annotated[bool, typer.Option(help="Leave out run d (Ray Serve)."),
+                        *opt.deprecated("--no-ray", value=True), *opt.deprecated("--ray", value=False)] = False,
     runtime_variants: Annotated[
         bool, typer.Option(help="Also measure the service with ONNX Runtime, fp32 (c2) and int8 (c3).")
     ] = False,
@@ -289,8 +290,8 @@ def serve_speed(
     settings: Settings = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
-    from retrosearch.core.retrieval import cached_faiss_index
     from retrosearch.core.collections import BeirCollection
+    from retrosearch.core.retrieval import cached_faiss_index
 
     beir = BeirCollection(collection)
     model = settings.encoder.model
@@ -318,9 +319,9 @@ def serve_speed(
     if runtime_variants:
         servers["c2_service_onnx"] = [*servers["c_service"], "--runtime", "onnx"]
         servers["c3_service_onnx_int8"] = [*servers["c_service"], "--runtime", "onnx", "--quantize", "int8"]
-    if ray:
+    if not skip_ray:
         # The replica gets the machine's CPUs, as c's process has them (Ray would give it one by default).
-        servers["d_service_ray"] = [*servers["c_service"], "--ray", "--num-cpus", str(os.cpu_count() or 1)]
+        servers["d_service_ray"] = [*servers["c_service"], "--ray", "--cpus-per-worker", str(os.cpu_count() or 1)]
     if overload_bound is not None:
         servers["c_service"] += ["--max-queued-texts", str(overload_bound)]
     soaked, overloaded = None, None

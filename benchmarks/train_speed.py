@@ -24,8 +24,9 @@ import os
 import statistics
 import tempfile
 import time
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -33,8 +34,8 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.core.retrieval.report import write_json
 from retrosearch.core import cli_options as opt
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 
@@ -62,7 +63,8 @@ def build_method(kind: str, data: Path, model: str, max_length: int) -> Any:
 
 
 #: Precisions of ``--precision``: the same in every run, so the runs stay comparable.
-PRECISIONS = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 def _uses_gpu(device: str) -> bool:
@@ -206,27 +208,32 @@ def plot_speed(payload: dict[str, Any], path: Path) -> None:
     save(fig, path)
 
 
+@opt.accept_deprecated
 def train_speed(
-    data: Annotated[Path, typer.Option("--data", help="A corpus (JSONL or BEIR folder) for retromae; a BEIR folder "
-                                       "with a train split for finetune.")],
-    method: Annotated[str, typer.Option(help="retromae or finetune.")] = "retromae",
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus (JSONL or BEIR folder) to pretrain on (retromae)."),
+                      *opt.deprecated("--data")] = None,
+    collection: Annotated[Optional[Path], typer.Option(help="BEIR folder with a train split (finetune).")] = None,
+    method: Annotated[Literal["retromae", "finetune"], typer.Option(help="The trainer timed.")] = "retromae",
     model: opt.Model = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per optimiser step.")] = 16,
+    train_batch_size: Annotated[int, typer.Option(help="Examples per optimiser step."),
+                                *opt.deprecated("--batch-size")] = 16,
     max_length: Annotated[int, typer.Option(help="Tokens per block (retromae) or per passage (finetune).")] = 128,
     steps: Annotated[int, typer.Option(help="Timed steps per run.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads (default: the machine's cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.", show_default="the machine's cores")] = None,
     skip_ray: Annotated[bool, typer.Option(help="Leave out run c.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda; c asks Ray for a GPU "
                                         "when this resolves to CUDA.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast (GPUs) in every run.")] = "fp32",
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (GPUs) in every run.")] = "fp32",
     json_out: opt.JsonOut = None,
 ) -> None:
     """Tokens/s of the trainer's step against a hand-written PyTorch loop (same model, batch, length)."""
     model = model or "minilm"
     threads = threads or os.cpu_count() or 1
-    if precision not in PRECISIONS:
-        raise opt.fail(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    batch_size = train_batch_size
+    data = collection if method == "finetune" else corpus
+    if data is None:
+        raise opt.fail(f"--method {method} needs {'--collection' if method == 'finetune' else '--corpus'}")
     args = (method, data, model, max_length, batch_size, steps, warmup, threads, 42)
     on = {"device": device, "precision": precision}
     with opt.user_errors():

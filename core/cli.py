@@ -4,7 +4,6 @@ corpus, query it, score a collection's judged queries)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,6 +15,7 @@ from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection, FieldMap, read_corpus
 from retrosearch.core.config import Settings
 from retrosearch.core.index import SearchHits, create_index, open_index
+from retrosearch.core.retrieval.report import write_json
 
 console = Console()
 
@@ -88,7 +88,7 @@ def _parse_filter(text: str | None) -> dict | None:
 
 
 def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
-    """``[{"query": q, "hits": [{"id", "score", "rank"[, "fields"]}]}]``: what ``search --json`` prints."""
+    """``[{"query": q, "hits": [{"id", "score", "rank"[, "fields"]}]}]``: what ``search --json-out -`` prints."""
     out = []
     for number, (query, ids, scores) in enumerate(zip(queries, hits.ids, hits.scores)):
         rows = []
@@ -105,7 +105,8 @@ def hits_as_json(queries: list[str], hits: SearchHits) -> list[dict]:
 def search(
     queries: Annotated[list[str], typer.Argument(help="One or more query texts.")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Defaults to the index's model.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Encoder checkpoint folder or packaged name.", show_default="the index's model")] = None,
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
     collection: Annotated[Optional[Path], typer.Option(help="BEIR folder to show titles from.")] = None,
     filter_json: Annotated[
@@ -115,24 +116,24 @@ def search(
     field: Annotated[
         Optional[list[str]], typer.Option("--field", help="Stored field to return per hit (repeatable; OpenSearch).")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON to stdout instead of tables.")] = False,
+    json_out: opt.json_out_option("Write the hits as JSON to this file ('-': to stdout) instead of tables.",
+                                  flag_was=True) = None,
     mode: opt.SearchModeOpt = "dense",
     settings: Settings = None,
 ) -> None:
     """Search a FAISS folder (--index) or an OpenSearch index (--index-name); prints id, score, title.
 
-    --json prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
+    --json-out - prints [{"query": q, "hits": [{"id", "score", "rank"}]}] instead (each hit with "fields"
     when --field is given). --filter and --field need OpenSearch: FAISS refuses a filter and stores
     no fields (each hit's fields are empty). Scores are the encoder's similarity in dense and
     neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.
     """
-    from retrosearch.core.index import SEARCH_MODES, mode_needs_vectors
+    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.index import mode_needs_vectors
 
     settings.encoder.show_progress = False
     if (index_dir is None) == (settings.opensearch.index is None):
         raise opt.fail("give exactly one of --index (a FAISS folder) or --index-name (an OpenSearch index)")
-    if mode not in SEARCH_MODES:
-        raise opt.fail(f"--mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
     filter_clause, fields = _parse_filter(filter_json), list(field or [])
     with opt.user_errors():
         loaded = open_index(settings, index_dir)
@@ -147,7 +148,7 @@ def search(
             vectors = encoder.encode_queries(queries)
         hits = loaded.search_texts(queries, vectors, k, mode=mode, filter=filter_clause, fields=fields or None)
     if json_out:
-        sys.stdout.write(json.dumps(hits_as_json(queries, hits), ensure_ascii=False) + "\n")
+        write_json(json_out, hits_as_json(queries, hits))
         return
     titles = {d.id: d.title or d.text[:80] for d in BeirCollection(collection).corpus} if collection else {}
     for number, (query, ids, scores) in enumerate(zip(queries, hits.ids, hits.scores)):
@@ -189,7 +190,7 @@ def eval_command(
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index import load_index
     from retrosearch.core.retrieval import evaluate
-    from retrosearch.core.retrieval.report import print_result, write_json
+    from retrosearch.core.retrieval.report import print_result
 
     if quiet:
         settings.encoder.show_progress = False
@@ -204,6 +205,9 @@ def eval_command(
         elif backend == "opensearch" and settings.opensearch.index and _opensearch_index_exists(settings):
             index = load_index(None, settings, backend="opensearch")
         result = evaluate(beir, encoder, backend, split=split, top_k=top_k, settings=settings, index=index)
+    if opt.to_stdout(json_out):
+        write_json(json_out, result.as_dict())
+        return
     print_result(result, f"{beir.name}/{split} {model} {result.config['backend']}")
     if json_out:
         write_json(json_out, result.as_dict())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import enum
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +21,161 @@ from pydantic_core import PydanticUndefined
 from retrosearch.core.config import Settings
 from retrosearch.core.config_file import read_config_file
 from retrosearch.core.errors import PartialFailure, UserError
+from retrosearch.core.index import BackendName, SearchMode
+
+# -- old spellings of renamed options: accepted for one release, hidden, with a deprecation line --
+_NO_VALUE: Any = object()
+
+
+@dataclass(frozen=True)
+class Deprecated:
+    """An old spelling of an option, kept for one release after a rename.
+
+    Put it in the option's ``Annotated[...]`` beside ``typer.Option``; :func:`accept_deprecated`
+    (applied by :func:`with_settings` and the trainers' options) turns it into a hidden option that
+    sets the new one and prints one deprecation line on stderr. ``value`` makes the old spelling a
+    bare flag standing for that value of the new option (``--json`` for ``--json-out -``).
+    """
+
+    name: str
+    value: Any = _NO_VALUE
+
+    @property
+    def is_flag(self) -> bool:
+        """Whether the old spelling is a bare flag standing for ``value``."""
+        return self.value is not _NO_VALUE
+
+    def instead(self, option: str, negative: str) -> str:
+        """What to write instead: ``option``, with the value an old bare flag stands for (a boolean
+        one: the option itself or its ``negative``)."""
+        if not self.is_flag:
+            return option
+        if isinstance(self.value, bool):
+            return option if self.value else negative
+        return f"{option} {self.value}"
+
+
+@dataclass(frozen=True)
+class AliasParam:
+    """One hidden parameter standing for a deprecated spelling of ``target``'s option (``option``;
+    ``instead`` is what the deprecation line tells the user to write)."""
+
+    target: str
+    option: str
+    alias: Deprecated
+    required: bool
+    default: Any = None
+    instead: str = ""
+
+
+def deprecated(*names: str, value: Any = _NO_VALUE) -> tuple[Deprecated, ...]:
+    """Old spellings of one option (``deprecated("--input", "-i")``)."""
+    return tuple(Deprecated(name, value) for name in names)
+
+
+def _long_names(info: Any, parameter: str) -> tuple[str, str]:
+    """The option's first long name and its boolean negative (Typer keeps the first name given in
+    ``default`` under Annotated; a boolean without a declared negative gets ``--no-<name>``)."""
+    given = [getattr(info, "default", None), *(getattr(info, "param_decls", None) or ())]
+    decls = [d for d in given if isinstance(d, str) and d.startswith("--")]
+    name = decls[0].split("/")[0] if decls else "--" + parameter.replace("_", "-")
+    negative = decls[0].split("/")[1] if decls and "/" in decls[0] else "--no-" + name[2:]
+    return name, negative
+
+
+def _option_info(metadata: Sequence[Any]) -> Any:
+    return next((m for m in metadata if type(m).__name__ == "OptionInfo"), None)
+
+
+REQUIRED_NOTE = "[required]"
+
+
+def _still_shown(metadata: Any, required: bool, default: Any) -> Any:
+    """A copy of an ``OptionInfo`` that still says on ``--help`` what its parameter default (now
+    None) no longer does: Typer's ``[required]`` note, or the default."""
+    if type(metadata).__name__ != "OptionInfo":
+        return metadata
+    marked = copy.copy(metadata)
+    if required:  # escaped: Rich would take a bare [required] for markup
+        marked.help = f"{(metadata.help or '').rstrip()} \\{REQUIRED_NOTE}".strip()
+    elif default not in (None, [], False) and not isinstance(metadata.show_default, str):
+        marked.show_default = shown_default(default, [d for d in (metadata.default, *metadata.param_decls)
+                                                      if isinstance(d, str) and d.startswith("--")])
+    return marked
+
+
+def accept_deprecated(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with a hidden option for each :class:`Deprecated` spelling in its annotations.
+
+    Built once here so that every command keeps its old spellings the same way: the old option
+    is absent from ``--help``, sets the new option's parameter (the new one wins when both are
+    given) and prints ``warning: OLD is deprecated; use NEW`` on stderr. The new option's parameter
+    defaults to None so that "not given" is known (its real default is applied here and still shown
+    by ``--help``), and a required one is checked here, since either spelling may give it. The
+    hidden parameters are listed in the returned command's ``deprecated_aliases``.
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    params: list[inspect.Parameter] = []
+    hidden_params: list[inspect.Parameter] = []  # keyword-only, so after every other parameter
+    aliases: dict[str, AliasParam] = {}
+    for p in signature.parameters.values():
+        annotation = hints.get(p.name, p.annotation)
+        metadata = getattr(annotation, "__metadata__", ())
+        olds = [m for m in metadata if isinstance(m, Deprecated)]
+        if not olds:
+            params.append(p.replace(annotation=annotation))
+            continue
+        kept = [m for m in metadata if not isinstance(m, Deprecated)]
+        base = annotation.__origin__
+        required = p.default is inspect.Parameter.empty
+        default = None if required else p.default
+        kept = [_still_shown(m, required, default) for m in kept]
+        params.append(p.replace(annotation=Annotated[(Optional[base], *kept)], default=None))
+        new_name, negative = _long_names(_option_info(kept), p.name)
+        for old in olds:
+            name = f"{p.name}__{old.name.lstrip('-').replace('-', '_')}"
+            instead = old.instead(new_name, negative)
+            hidden = typer.Option(old.name, hidden=True, help=f"Deprecated: {instead}.")
+            kind = bool if old.is_flag else Optional[base]
+            hidden_params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=False if kind is bool else None,
+                                            annotation=Annotated[kind, hidden]))
+            aliases[name] = AliasParam(p.name, new_name, old, required, default, instead)
+    if not aliases:
+        return command
+    params += hidden_params
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        return command(**resolve_deprecated(aliases, kwargs))
+
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    run.deprecated_aliases = aliases  # type: ignore[attr-defined]
+    del run.__wrapped__  # Typer must read the new signature
+    return run
+
+
+def resolve_deprecated(aliases: dict[str, AliasParam], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (parameter -> value, as Typer parsed them) with each deprecated spelling given
+    folded into its new option, one deprecation line per spelling used."""
+    values = dict(values)
+    for name, alias in aliases.items():
+        given = values.pop(name, None)
+        if given is None or given is False or given == []:
+            continue
+        old = alias.alias
+        typer.secho(f"warning: {old.name} is deprecated and will be removed; use {alias.instead}",
+                    fg=typer.colors.YELLOW, err=True)
+        if values.get(alias.target) in (None, []):
+            values[alias.target] = old.value if old.is_flag else given
+    for alias in aliases.values():
+        if alias.required and values.get(alias.target) in (None, []):
+            raise fail(f"missing option {alias.option}")
+        if values.get(alias.target) is None:
+            values[alias.target] = alias.default
+    return values
 
 
 # -- options that set a Settings field: declared once, derived from the field ---------------------
@@ -34,6 +192,7 @@ class SettingOption:
     field: str
     flags: tuple[str, ...] = ()
     help: str | None = None
+    deprecated: tuple[Deprecated, ...] = ()
     #: A text field the option may give several times; the values are joined with commas.
     repeatable: bool = False
 
@@ -65,8 +224,11 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("max_queued_texts"), SettingOption("max_queued_tokens"),
     SettingOption("max_texts"), SettingOption("max_chars"), SettingOption("max_k"), SettingOption("embeddings_mode"),
     SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),
-    SettingOption("ray_address"), SettingOption("num_replicas", ("--replicas",)), SettingOption("min_replicas"),
-    SettingOption("max_replicas"), SettingOption("num_gpus"), SettingOption("num_cpus"),
+    SettingOption("ray_address"),
+    SettingOption("num_replicas", ("--serve-replicas",), deprecated=deprecated("--replicas")),
+    SettingOption("min_replicas"), SettingOption("max_replicas"),
+    SettingOption("num_gpus", ("--gpus-per-worker",), "GPUs per Ray Serve replica", deprecated("--num-gpus")),
+    SettingOption("num_cpus", ("--cpus-per-worker",), "CPUs per Ray Serve replica", deprecated("--num-cpus")),
     SettingOption("max_replicas_per_node"), SettingOption("proxy_location"),
 )}
 
@@ -106,20 +268,45 @@ def _field(name: str) -> Any:
     raise KeyError(f"no settings field {name!r}")
 
 
+_DEFAULT_NOTE = re.compile(r"\s*\[default: ([^\]]*)\]")
+
+
+def shown_default(value: Any, names: Sequence[str] = ()) -> str:
+    """``value`` as ``--help`` shows a default (a flag pair's default as the flag's own name)."""
+    if isinstance(value, bool) and names and "/" in names[0]:
+        return names[0].split("/")[0 if value else 1].lstrip("-")
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def split_default(text: str) -> tuple[str, str | None]:
+    """A help text without its ``[default: x]`` note, and x (None without one).
+
+    Field descriptions name a default that depends on the run ("16 on CPU, 128 on GPU") that way;
+    the option shows it through Typer's own ``show_default``, so every default on ``--help`` looks
+    alike (Typer's ``[default: x]``) and no help text carries one of its own.
+    """
+    found = _DEFAULT_NOTE.search(text)
+    if not found:
+        return text, None
+    return _DEFAULT_NOTE.sub("", text).rstrip(" ."), found.group(1)
+
+
 def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = None, panel: str | None = None,
-                 required: bool = False) -> Any:
+                 required: bool = False, deprecated: Sequence[Deprecated] = ()) -> Any:
     """The ``Annotated`` type of an option that sets a pydantic field (default None: not given).
 
     Type, help text and the default shown come from the field unless ``help`` is given, so an
     option reads the same wherever the field is set from the command line. A ``required`` option
-    has no None default: the command line must name it.
+    has no None default: the command line must name it. ``deprecated`` are its old spellings.
     """
     kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
     base = kinds[0] if len(kinds) == 1 else info.annotation
-    text = (help or info.description or "").rstrip(".") + "."
-    if all(info.default is not v for v in (None, False, PydanticUndefined)) and "default" not in text:
-        text += f" (default {info.default})"
-    return Annotated[base if required else Optional[base], typer.Option(*names, help=text, rich_help_panel=panel)]
+    text, shown = split_default(help or info.description or "")
+    text = text.rstrip(".") + "."
+    if shown is None and all(info.default is not v for v in (None, False, PydanticUndefined)):
+        shown = shown_default(info.default, names)
+    option = typer.Option(*names, help=text, rich_help_panel=panel, show_default=shown if shown is not None else True)
+    return Annotated[(base if required else Optional[base], option, *deprecated)]
 
 
 def setting_help(name: str) -> str:
@@ -130,7 +317,7 @@ def setting_help(name: str) -> str:
 def setting_option(name: str, panel: str | None = None) -> Any:
     """The ``Annotated`` type of the option that sets Settings field ``name`` (default None: not given)."""
     spec = SETTING_OPTIONS[name]
-    option = field_option(_field(name), spec.names, spec.help, panel)
+    option = field_option(_field(name), spec.names, spec.help, panel, deprecated=spec.deprecated)
     if spec.repeatable:
         return Annotated[Optional[list[str]], *typing.get_args(option)[1:]]
     return option
@@ -138,7 +325,7 @@ def setting_option(name: str, panel: str | None = None) -> Any:
 
 def _joined(name: str, value: Any) -> Any:
     """A repeatable option's values as the one comma-separated text its field holds."""
-    # A list from Typer, a tuple from click itself (``parse_argv`` of the Ray Serve config entry point).
+    # A list from a command, a tuple from a bare parse (`serve`'s options given as argv by Ray Serve).
     if isinstance(value, (list, tuple)) and name in SETTING_OPTIONS and SETTING_OPTIONS[name].repeatable:
         return ",".join(value) if value else None
     return value
@@ -176,7 +363,7 @@ def rewrite_command(command: Callable[..., Any], receivers: Sequence[str], added
     run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in params}
     del run.__wrapped__  # Typer must read the new signature, not the command's own
-    return run
+    return accept_deprecated(run)
 
 
 def with_settings(*groups: OptionGroup, config: bool = True):
@@ -216,18 +403,43 @@ PoolingOpt = setting_option("pooling")
 QueryTemplate = setting_option("query_template")
 PassageTemplate = setting_option("passage_template")
 
-Backend = Annotated[str, typer.Option("--backend", "-b", help="faiss-flat, faiss-hnsw, faiss-ivfpq or opensearch.")]
-SearchModeOpt = Annotated[
-    str,
-    typer.Option("--mode", help="dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the "
-                 "query with our connected model), bm25 or hybrid (bm25 + dense)."),
-]
+def choice_enum(name: str, names: Sequence[str]) -> type[enum.Enum]:
+    """A str Enum of ``names``, for a repeatable option with fixed choices (Typer takes ``list[Enum]``,
+    not ``list[Literal]``); :func:`chosen_names` turns what it parsed back into the names."""
+    return enum.Enum(name, {n: n for n in names}, type=str)  # type: ignore[return-value]
+
+
+def chosen_names(chosen: Sequence[Any]) -> list[str]:
+    """The names of repeatable choices parsed by a :func:`choice_enum` option."""
+    return [getattr(c, "value", c) for c in chosen]
+
+
+BackendChoice = choice_enum("BackendChoice", typing.get_args(BackendName))
+SearchModeChoice = choice_enum("SearchModeChoice", typing.get_args(SearchMode))
+Backend = Annotated[BackendName, typer.Option("--backend", "-b", help="Index backend (the registry's names).")]
+SEARCH_MODE_HELP = ("dense (our vectors, any backend); with OpenSearch also neural (OpenSearch embeds the query "
+                    "with our connected model), bm25 or hybrid (bm25 + dense).")
+SearchModeOpt = Annotated[SearchMode, typer.Option("--mode", help=SEARCH_MODE_HELP)]
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option("--config", help="JSON or YAML file, one section per settings group (encoder, faiss, opensearch, "
                  "serve; train and method for training); command-line options win over it."),
 ]
-JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")]
+JSON_OUT_HELP = "Also write the figures as JSON to this file ('-': to stdout instead of the tables)."
+#: ``--json-out PATH``: every command that can write JSON takes it so; ``-`` is stdout.
+JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help=JSON_OUT_HELP), *deprecated("--json")]
+
+
+def json_out_option(help: str, flag_was: bool = False) -> Any:
+    """``--json-out`` with a command's own help; ``flag_was``: the old spelling was a bare ``--json``
+    flag (printing to stdout), kept as ``--json-out -``."""
+    old = deprecated("--json", value="-") if flag_was else deprecated("--json")
+    return Annotated[(Optional[Path], typer.Option("--json-out", help=help), *old)]
+
+
+def to_stdout(path: Path | None) -> bool:
+    """Whether a ``--json-out`` value means stdout (:func:`retrosearch.core.retrieval.report.write_json` writes it there)."""
+    return path is not None and str(path) == "-"
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 

@@ -83,14 +83,14 @@ class EncoderSettings(_Strict):
     )
     # int8: dynamic int8 weights in the ONNX export (ONNX Runtime only; vectors close, not equal).
     quantize: Literal["none", "int8"] = Field("none", description="int8: int8 weights (ONNX Runtime only)")
-    batch_size: int | None = Field(None, gt=0, description="texts per forward pass; default 16 on CPU, 128 on GPU")
+    batch_size: int | None = Field(None, gt=0, description="texts per forward pass [default: 16 on CPU, 128 on GPU]")
     max_batch_tokens: int | None = Field(
         None, gt=0, description="padded positions per forward pass (rows x longest); none: rows only"
     )
-    threads: int | None = Field(None, gt=0, description="CPU threads for torch; default torch's choice")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch [default: torch's choice]")
     dimensions: int | None = Field(
         None, gt=0, description="cut vectors to their first N dimensions, renormalised (for Matryoshka-"
-        "trained models); default the model's own"
+        "trained models) [default: the model's own]"
     )
     show_progress: bool = True
     # Overrides of the checkpoint's own spec, for plain HF folders that carry none.
@@ -107,9 +107,9 @@ class FaissSettings(_Strict):
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree M (FAISS and OpenSearch)")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW efConstruction (FAISS and OpenSearch)")
     hnsw_ef_search: int = Field(256, gt=0, description="HNSW efSearch (FAISS and OpenSearch)")
-    ivf_nlist: int | None = Field(None, gt=0, description="IVF lists; default about 4*sqrt(N)")
+    ivf_nlist: int | None = Field(None, gt=0, description="IVF lists [default: about 4*sqrt(N)]")
     ivf_nprobe: int = Field(16, gt=0, description="IVF lists probed per query")
-    pq_m: int | None = Field(None, gt=0, description="PQ sub-quantizers; default dimension/8")
+    pq_m: int | None = Field(None, gt=0, description="PQ sub-quantizers [default: dimension/8]")
     pq_nbits: int = Field(8, gt=0, le=16)
     # Search-time, like efSearch: a saved quantized index is searched with the value in effect.
     oversample: float = Field(
@@ -143,7 +143,7 @@ class OpenSearchSettings(_Strict):
     # The Maven Central k-NN build has no native libraries; faiss needs a full distribution.
     engine: Literal["lucene", "faiss", "nmslib"] = Field("lucene", description="k-NN engine")
     space_type: Literal["innerproduct", "cosinesimil", "l2"] | None = Field(
-        None, description="k-NN space; default innerproduct (the encoder's similarity on its own vectors)"
+        None, description="k-NN space (the encoder's similarity on its own vectors) [default: innerproduct]"
     )
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_construction: int = Field(200, gt=0)
@@ -212,7 +212,7 @@ class ServeSettings(_Strict):
     search_threads: int = Field(4, gt=0, description="threads running index searches")
     ray: bool = Field(False, description="run as a Ray Serve application")
     ray_address: str | None = Field(None, description="Ray cluster to run on, e.g. ray://head:10001 or auto "
-                                                      "(default: a local Ray)")
+                                                      "[default: a local Ray]")
     num_replicas: int = Field(1, gt=0, description="Ray Serve replicas, unless autoscaling")
     min_replicas: int | None = Field(None, ge=0, description="autoscale from this many replicas (with --max-replicas)")
     max_replicas: int | None = Field(None, gt=0, description="autoscale up to this many replicas")

@@ -2,12 +2,12 @@
 
 Each job of the chart (the query service, ingestion, each trainer, the OpenSearch connect hook)
 takes an ``options`` map whose keys are the command's long options in camelCase
-(``--num-gpus-per-worker`` -> ``numGpusPerWorker``). This script writes, from the Typer commands:
+(``--gpus-per-worker`` -> ``gpusPerWorker``). This script writes, from the Typer commands:
 
 - ``retrosearch/values.schema.json``: the ``definitions`` of those option maps (type, help text,
   required options; no other key allowed), leaving the hand-written rest of the schema as it is;
 - ``retrosearch/templates/_cli.tpl``: for each command and key, the option to render (and the
-  negative of a boolean, ``--no-gpu`` for ``useGpu: false``).
+  negative of a boolean, ``--no-lora`` for ``lora: false``).
 
 Options the chart sets by itself (``--ray-address``, ``--opensearch-url``, host and port, ...) are
 left out, so values cannot contradict them. Run it after changing a command's options:
@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "finetuneOptions": (("train", "finetune"), frozenset({"--ray-address", "--config"})),
     "connectOptions": (
         ("opensearch", "connect"),
-        frozenset({"--service-url", "--opensearch-url", "--api-key-env", "--json", "--config"}),
+        frozenset({"--service-url", "--opensearch-url", "--api-key-env", "--json-out", "--config"}),
     ),
 }
 
@@ -65,10 +65,12 @@ def command(path: tuple[str, ...]):
 
 def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
     """Key, option, negative option, JSON type, repeatable, required and help of each chart option."""
+    from retrosearch.core.cli_options import REQUIRED_NOTE
+
     out = []
     for param in command(path).params:
         long = [o for o in param.opts if o.startswith("--")]
-        if not long or long[0] in excluded or long[0] == "--help":
+        if not long or long[0] in excluded or long[0] == "--help" or param.hidden:  # hidden: old spellings
             continue
         annotation = param.type_descriptor.annotation
         repeatable = typing.get_origin(annotation) is list
@@ -81,7 +83,9 @@ def options_of(path: tuple[str, ...], excluded: frozenset[str]) -> list[dict]:
         negative = next((o for o in param.secondary_opts if o.startswith("--")), None)
         out.append({
             "key": camel(long[0]), "option": long[0], "negative": negative, "type": _JSON_TYPES[base],
-            "repeatable": repeatable, "required": bool(param.required), "help": (param.help or "").strip(),
+            "repeatable": repeatable, "help": (param.help or "").replace("\\[", "[").strip(),
+            # An option with old spellings is checked after parsing; its help says it is required.
+            "required": bool(param.required) or (param.help or "").rstrip().endswith(REQUIRED_NOTE),
             "choices": choices,
         })
     return out

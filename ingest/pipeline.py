@@ -8,16 +8,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrosearch.ingest.plan import OnError, plan_ingest
-from retrosearch.ingest.state import atomic_write_text
 from retrosearch.core.collections import FieldMap
 from retrosearch.core.config import Settings, cache_dir
-
-SinkName = Literal["opensearch", "faiss", "parquet"]
+from retrosearch.core.index import FaissBackendName
+from retrosearch.ingest.choices import OnError, SinkName
+from retrosearch.ingest.plan import plan_ingest
+from retrosearch.ingest.state import atomic_write_text
 
 
 class IngestConfig(BaseModel):
@@ -30,20 +30,23 @@ class IngestConfig(BaseModel):
     out: Path | None = Field(
         None, description="FAISS index folder or Parquet dataset folder (its resume state in OUT/_ingest/)"
     )
-    faiss_backend: str = "faiss-flat"
+    faiss_backend: FaissBackendName = Field("faiss-flat", description="FAISS index kind (FAISS sink)")
     fields: FieldMap = Field(default_factory=FieldMap)
-    on_error: OnError = "fail"
+    on_error: OnError = Field("fail", description="fail: stop at the first bad record; skip: write the good ones")
     rejects: Path | None = None
-    max_text_chars: int = Field(100_000, gt=0)
-    chunk_rows: int = Field(1000, gt=0)
-    batch_size: int | None = Field(
-        None, gt=0, description="rows per block and per actor call; default 128 on CPU, 1024 on GPU"
+    max_text_chars: int = Field(100_000, gt=0, description="records with longer title+text are bad input")
+    chunk_rows: int = Field(1000, gt=0, description="records per resumable chunk")
+    block_rows: int | None = Field(
+        None, gt=0, description="rows per Ray Data block and actor call, length-sorted [default: 128 on CPU, "
+        "1024 on GPU]"
     )
-    workers: int | None = Field(None, gt=0, description="embedding actors; default: see resolve_workers")
-    num_gpus_per_worker: float = Field(0.0, ge=0)
-    num_cpus_per_worker: float = Field(1.0, gt=0)
-    tokenize_stage: bool | None = Field(None, description="separate tokenization stage; default: on with GPUs")
-    write_concurrency: int = Field(2, gt=0)
+    workers: int | None = Field(
+        None, gt=0, description="embedding actors [default: one per GPU; on a local CPU Ray one per core]"
+    )
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per embedding actor (0: CPU)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per embedding actor")
+    tokenize_stage: bool | None = Field(None, description="separate tokenization stage [default: on with GPUs]")
+    write_concurrency: int = Field(2, gt=0, description="parallel write tasks")
     ray_address: str | None = None
     state_dir: Path | None = None
     settings: Settings = Field(default_factory=Settings)
@@ -184,12 +187,12 @@ def resolve_workers(config: IngestConfig, resources: dict[str, float]) -> int:
     """
     if config.workers:
         return config.workers
-    if config.num_gpus_per_worker > 0:
-        return max(1, int(resources.get("GPU", 0) // config.num_gpus_per_worker))
+    if config.gpus_per_worker > 0:
+        return max(1, int(resources.get("GPU", 0) // config.gpus_per_worker))
     cpus = resources.get("CPU", 1)
     if not config.ray_address:
-        return max(1, min(16, int(cpus // config.num_cpus_per_worker)))
-    return max(1, int((cpus - 1) // config.num_cpus_per_worker))
+        return max(1, min(16, int(cpus // config.cpus_per_worker)))
+    return max(1, int((cpus - 1) // config.cpus_per_worker))
 
 
 def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -197,18 +200,18 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
     import ray
     from ray.data import ActorPoolStrategy
 
+    from retrosearch.core.ray_runtime import ensure_ray
     from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
     from retrosearch.ingest.progress import LiveProgress
     from retrosearch.ingest.source import ChunkSource
-    from retrosearch.core.ray_runtime import ensure_ray
 
     ensure_ray(config.ray_address)
     # Our own bar counts rows written; Ray's per-operator bars and log lines would only add noise.
     ray.data.DataContext.get_current().enable_progress_bars = False
     local = not config.ray_address
-    gpu = config.num_gpus_per_worker > 0
+    gpu = config.gpus_per_worker > 0
     workers = resolve_workers(config, ray.cluster_resources())
-    batch_size = config.batch_size or (1024 if gpu else 128)
+    batch_size = config.block_rows or (1024 if gpu else 128)
     encoder_settings = config.settings.encoder.model_dump()
     if gpu and config.settings.encoder.device == "auto":
         encoder_settings["device"] = "cuda"
@@ -238,8 +241,8 @@ def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[s
         fn_constructor_kwargs={"settings": encoder_settings},
         batch_size=batch_size,
         compute=ActorPoolStrategy(**pool),
-        num_gpus=config.num_gpus_per_worker,
-        num_cpus=config.num_cpus_per_worker,
+        num_gpus=config.gpus_per_worker,
+        num_cpus=config.cpus_per_worker,
         batch_format="numpy",
     )
     with LiveProgress(sum(c.rows for c in chunks), desc=f"ingest -> {config.sink}") as counter:

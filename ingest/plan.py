@@ -23,8 +23,8 @@ import orjson
 
 from retrosearch.core.collections import CollectionError, FieldMap
 from retrosearch.core.collections.readers import parse_document
+from retrosearch.ingest.choices import OnError
 
-OnError = Literal["fail", "skip"]
 SourceKind = Literal["jsonl", "parquet", "hf"]
 
 
@@ -127,7 +127,7 @@ def _records(path: Path, kind: SourceKind) -> Iterator[tuple[int, int, Any]]:
 
         dataset = load_from_disk(str(path))
         if not hasattr(dataset, "iter"):
-            raise CollectionError(path, None, f"a DatasetDict with splits {list(dataset)}: point --input at one split")
+            raise CollectionError(path, None, f"a DatasetDict with splits {list(dataset)}: point --corpus at one split")
         row = 0
         for batch in dataset.iter(batch_size=4096):
             for obj in (dict(zip(batch, values)) for values in zip(*batch.values())):

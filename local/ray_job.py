@@ -14,7 +14,7 @@ a fresh target folder (several GB of torch and CUDA wheels per node), hence the 
 
     python -m retrosearch.local.ray_job stage JOBDIR
     ray job submit --address http://HEAD:8265 --working-dir JOBDIR -- \\
-        python -m retrosearch.cli ingest --ray-address auto --input corpus.jsonl ...
+        python -m retrosearch.cli ingest --ray-address auto --corpus corpus.jsonl ...
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from retrosearch.core.retrieval.report import print_result, write_json
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
 from retrosearch.core.index import load_index
+from retrosearch.core.retrieval.report import print_result, write_json
 
 console = Console()
 
@@ -30,15 +30,15 @@ def default_collection() -> Path:
 
 @opt.with_settings(opt.ENCODER)
 def quickstart(
-    collection: Annotated[Optional[Path], typer.Option(help="BEIR folder (default: scifact from the shared data).")] = None,
+    collection: Annotated[Optional[Path], typer.Option(help="BEIR collection folder.", show_default="scifact from the shared data")] = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     examples: Annotated[int, typer.Option(help="Example queries to show.")] = 3,
     json_out: opt.JsonOut = None,
     settings: Settings = None,
 ) -> None:
     """Embed a collection into FAISS, evaluate it and show example queries with their top hits."""
-    from retrosearch.core.retrieval import build_index, cached_index_dir, evaluate
     from retrosearch.core.encoder import Encoder
+    from retrosearch.core.retrieval import build_index, cached_index_dir, evaluate
 
     beir = BeirCollection(collection or default_collection())
     model = settings.encoder.model

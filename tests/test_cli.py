@@ -63,8 +63,8 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
     assert all(titles[row[1]].startswith(row[3].rstrip("…")[:20]) for row in rows)  # --collection adds titles
 
     fresh, reused = tmp_path / "fresh.json", tmp_path / "reused.json"
-    run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json", str(fresh), "--quiet")
-    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json", str(reused), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--model", "minilm", "--json-out", str(fresh), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json-out", str(reused), "--quiet")
     a, b = json.loads(fresh.read_text()), json.loads(reused.read_text())
     for key in ("ndcg@10", "mrr@10", "recall@100", "map"):
         assert isinstance(a[key], float) and a[key] == pytest.approx(b[key], abs=1e-6)
@@ -83,7 +83,7 @@ def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, buil
             "--quiet")
     queries = _first_queries(small_scifact, 20)
     flat_hits, hnsw_hits = (
-        json.loads(run_cli("search", "--index", str(index), "--json", "-k", "10", *queries).stdout)
+        json.loads(run_cli("search", "--index", str(index), "--json-out", "-", "-k", "10", *queries).stdout)
         for index in (built_index, hnsw_index)
     )
     assert len(flat_hits) == len(hnsw_hits) == 20
@@ -93,9 +93,9 @@ def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, buil
         assert [hit["score"] for hit in hnsw["hits"]] == pytest.approx(flat_scores, abs=1e-5)
 
     flat_out, hnsw_out = tmp_path / "flat.json", tmp_path / "hnsw.json"
-    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json", str(flat_out),
+    run_cli("eval", "--collection", str(small_scifact), "--index", str(built_index), "--json-out", str(flat_out),
             "--quiet")
-    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json", str(hnsw_out),
+    run_cli("eval", "--collection", str(small_scifact), "--backend", "faiss-hnsw", "--json-out", str(hnsw_out),
             "--quiet")
     flat, hnsw = json.loads(flat_out.read_text()), json.loads(hnsw_out.read_text())
     assert hnsw["config"]["backend"] == "faiss-hnsw" and hnsw["config"]["index_params"]["m"] == 32
@@ -162,7 +162,7 @@ def test_errors_are_one_clear_line(tmp_path: Path, built_index: Path, tiny_bert:
 @pytest.mark.integration
 def test_opensearch_backend_matches_faiss_flat(small_scifact: Path, tmp_path: Path, opensearch_url: str):
     flat, remote = tmp_path / "flat.json", tmp_path / "os.json"
-    run_cli("eval", "--collection", str(small_scifact), "--json", str(flat), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--json-out", str(flat), "--quiet")
     name = "cli-eval-small-scifact"
     run_cli(
         "index", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
@@ -176,7 +176,7 @@ def test_opensearch_backend_matches_faiss_flat(small_scifact: Path, tmp_path: Pa
     assert f"indexed {docs} documents" in again.stdout  # loading twice leaves the count unchanged
     run_cli(
         "eval", "--collection", str(small_scifact), "--backend", "opensearch", "--opensearch-url", opensearch_url,
-        "--index-name", name, "--json", str(remote), "--quiet",
+        "--index-name", name, "--json-out", str(remote), "--quiet",
     )
     a, b = json.loads(flat.read_text()), json.loads(remote.read_text())
     assert b["config"]["backend"] == "opensearch" and b["num_docs"] == docs
@@ -203,7 +203,7 @@ def _first_queries(collection: Path, n: int) -> list[str]:
 
 def test_search_json_matches_index_search(small_scifact: Path, built_index: Path):
     queries = _first_queries(small_scifact, 2)
-    proc = run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries)
+    proc = run_cli("search", "--index", str(built_index), "--json-out", "-", "-k", "5", *queries)
     printed = json.loads(proc.stdout)  # nothing but the JSON on stdout
     hits = load_index(built_index).search(Encoder.load("minilm").encode_queries(queries), 5)
     assert [entry["query"] for entry in printed] == queries
@@ -213,7 +213,7 @@ def test_search_json_matches_index_search(small_scifact: Path, built_index: Path
         assert [hit["rank"] for hit in entry["hits"]] == [1, 2, 3, 4, 5]
         assert [hit["score"] for hit in entry["hits"]] == pytest.approx(scores, abs=1e-5)
 
-    with_fields = json.loads(run_cli("search", "--index", str(built_index), "--json", "--field", "title", queries[0]).stdout)
+    with_fields = json.loads(run_cli("search", "--index", str(built_index), "--json-out", "-", "--field", "title", queries[0]).stdout)
     assert [hit["id"] for hit in with_fields[0]["hits"]][:5] == hits.ids[0]
     assert all(hit["fields"] == {} for hit in with_fields[0]["hits"])  # FAISS stores no fields
 
@@ -240,7 +240,7 @@ def test_search_json_with_filter_and_fields_on_opensearch(small_scifact: Path, o
     filter_clause = {"ids": {"values": allowed}}
     queries = _first_queries(small_scifact, 2)
     proc = run_cli(
-        "search", "--index-name", name, "--opensearch-url", opensearch_url, "--json", "-k", "4",
+        "search", "--index-name", name, "--opensearch-url", opensearch_url, "--json-out", "-", "-k", "4",
         "--filter", json.dumps(filter_clause), "--field", "title", *queries,
     )
     printed = json.loads(proc.stdout)

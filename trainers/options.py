@@ -33,6 +33,13 @@ def comma_list(value: str) -> Any:
     return value if value == "all-linear" else [part.strip() for part in value.split(",") if part.strip()]
 
 
+def gpus_per_train_worker(value: float) -> bool:
+    """``--gpus-per-worker`` of a trainer as ``TrainConfig.use_gpu``: Ray Train gives a worker one GPU or none."""
+    if value not in (0, 1):
+        raise ValueError(f"--gpus-per-worker {value:g}: a training worker uses 0 or 1 GPU (more GPUs: more --workers)")
+    return value == 1
+
+
 @dataclass(frozen=True)
 class FieldOption:
     """One command-line option that sets the field at ``path`` (dotted into nested models).
@@ -40,7 +47,8 @@ class FieldOption:
     ``flags`` default to ``--<last-part>``; ``help`` replaces the field's description; ``type`` is
     the command-line type where the field's own cannot be parsed (a union); ``parse`` turns the
     given value into the field's value; a ``required`` option must be on the command line (what
-    every run names: where the model goes, what it trains on).
+    every run names: where the model goes, what it trains on); ``deprecated`` are old spellings
+    (:func:`retrosearch.core.cli_options.deprecated`).
     """
 
     path: str
@@ -49,6 +57,7 @@ class FieldOption:
     type: Any = None
     parse: Callable[[Any], Any] | None = None
     required: bool = False
+    deprecated: tuple[opt.Deprecated, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -67,7 +76,7 @@ class FieldOption:
             info.default = default
         if self.type is not None:
             info.annotation = self.type
-        return opt.field_option(info, self.names, self.help, panel, self.required)
+        return opt.field_option(info, self.names, self.help, panel, self.required, self.deprecated)
 
     def parameter(self, annotation: Any) -> inspect.Parameter:
         """The keyword-only parameter Typer reads this option from."""
@@ -88,8 +97,10 @@ RUN_OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("steps"),
     FieldOption("epochs"),
     FieldOption("workers", help="Ray Train workers (DDP)"),
-    FieldOption("use_gpu", ("--use-gpu/--no-gpu",), "One GPU per worker (nccl, mixed precision)"),
-    FieldOption("batch_size"),
+    FieldOption("use_gpu", ("--gpus-per-worker",), "GPUs per Ray Train worker: 0 (CPU) or 1 (nccl, mixed "
+                "precision) [default: 0]", type=float, parse=gpus_per_train_worker,
+                deprecated=(*opt.deprecated("--use-gpu", value=1), *opt.deprecated("--no-gpu", value=0))),
+    FieldOption("batch_size", ("--train-batch-size",), deprecated=opt.deprecated("--batch-size")),
     FieldOption("grad_accum"),
     FieldOption("lr", help="Peak learning rate"),
     FieldOption("warmup_ratio"),

@@ -10,11 +10,23 @@ from retrosearch.core.index.base import (
     VectorIndex,
     mode_needs_vectors,
 )
-from retrosearch.core.index.registry import BACKENDS, LOAD_BACKENDS, create_index, load_index, open_index
+from retrosearch.core.index.registry import (
+    BACKENDS,
+    FAISS_BACKENDS,
+    LOAD_BACKENDS,
+    BackendName,
+    FaissBackendName,
+    create_index,
+    load_index,
+    open_index,
+)
 from retrosearch.core.vector_space import IndexMeta, IndexMismatchError
 
 __all__ = [
     "BACKENDS",
+    "FAISS_BACKENDS",
+    "BackendName",
+    "FaissBackendName",
     "Footprint",
     "LOAD_BACKENDS",
     "SEARCH_MODES",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from retrosearch.core.config import Settings
 from retrosearch.core.index.base import VectorIndex
@@ -49,6 +50,10 @@ LOAD_ALIASES: dict[str, Backend] = {"faiss": Backend(_FAISS, "FaissIndex")}
 
 BACKENDS = tuple(REGISTRY)
 LOAD_BACKENDS = (*BACKENDS, *LOAD_ALIASES)
+FAISS_BACKENDS = tuple(name for name, entry in REGISTRY.items() if entry.module == _FAISS)
+# The names as types, for options and settings files that take one (their help and errors list them).
+BackendName = Literal[BACKENDS]  # type: ignore[valid-type]
+FaissBackendName = Literal[FAISS_BACKENDS]  # type: ignore[valid-type]
 
 
 def _backend(name: str, names: dict[str, Backend]) -> Backend:

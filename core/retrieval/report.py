@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-
-from typing import TYPE_CHECKING
 
 from retrosearch.core.retrieval.metrics import MEASURES
 
@@ -35,10 +35,15 @@ def figures_table(results: dict[str, EvalResult], title: str = "retrieval qualit
     return table
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` as indented JSON, creating the parent folder."""
+def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented JSON, creating the parent folder; ``-`` is stdout (``--json-out -``)."""
+    text = json.dumps(payload, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    path.write_text(text, encoding="utf-8")
 
 
 def print_result(result: EvalResult, label: str, console: Console | None = None) -> None:

@@ -23,9 +23,10 @@ opensearch_app = typer.Typer(
     help="A local single-node OpenSearch with k-NN, assembled from Maven Central and cached.", no_args_is_help=True
 )
 
-Version = Annotated[Optional[str], typer.Option(help="OpenSearch version. (default 2.19.1)")]
-Port = Annotated[Optional[int], typer.Option(help="HTTP port. (default 9250)")]
-Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx. (default 1g, 2g with --with-ml)")]
+Version = Annotated[Optional[str], typer.Option(help="OpenSearch version.", show_default="2.19.1")]
+Port = Annotated[Optional[int], typer.Option(help="HTTP port.", show_default="9250")]
+Heap = Annotated[Optional[str], typer.Option(help="JVM heap, -Xms and -Xmx.",
+                                              show_default="1g, 2g with --with-ml")]
 WithMl = Annotated[
     bool,
     typer.Option("--with-ml", help="Add job-scheduler, ml-commons and neural-search (neural/hybrid queries, our encoder "
@@ -34,15 +35,17 @@ WithMl = Annotated[
 Setting = Annotated[Optional[list[str]], typer.Option("--setting", help="Extra opensearch.yml KEY=VALUE; repeatable.")]
 Plugin = Annotated[
     Optional[list[str]],
-    typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable. (default opensearch-knn)"),
+    typer.Option("--plugin", help="Plugin artifactId under org.opensearch.plugin, in install order; repeatable.",
+                 show_default="opensearch-knn"),
 ]
-CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root. (default $RETROSEARCH_CACHE or ~/.cache/retrosearch)")]
+CacheDir = Annotated[Optional[Path], typer.Option(help="Cache root.",
+                                                  show_default="$RETROSEARCH_CACHE or ~/.cache/retrosearch")]
 RunDir = Annotated[Optional[Path], typer.Option(
-    help="Node config/data/logs. (default <cache>/opensearch/<v>/run/<port>, "
-    "run/cluster-<port> with --nodes or --secure)")]
+    help="Node config/data/logs.",
+    show_default="<cache>/opensearch/<v>/run/<port>, run/cluster-<port> with --nodes or --secure")]
 Nodes = Annotated[Optional[int], typer.Option(
     "--nodes", help="Run a cluster of this many nodes on HTTP ports PORT, PORT+1, ... "
-    "(transport ports 100 above). (default 1; heap 512m each, 1g with --with-ml)")]
+    "(transport ports 100 above); heap 512m each, 1g with --with-ml.", show_default="1")]
 Secure = Annotated[bool, typer.Option(
     "--secure", help="Security plugin on: TLS with a generated CA, users admin, writer and searcher "
     "with generated passwords in 0600 files (see `status`).")]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
 from retrosearch.core import cli_options as opt
 from retrosearch.core.config import Settings
+from retrosearch.core.retrieval.report import write_json
 
 
 @opt.with_settings(opt.OPENSEARCH, opt.HYBRID)
@@ -19,7 +19,7 @@ def connect(
                                                        "(stored in the connector's encrypted credential).")] = None,
     trust_endpoint: Annotated[bool, typer.Option("--trust-endpoint", help="Allow OpenSearch to call this URL when its "
                                                  "settings forbid it (persistent cluster settings, this URL only).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
+    json_out: opt.json_out_option("Write the ids as JSON to this file ('-': to stdout).", flag_was=True) = None,
     settings: Settings = None,
 ) -> None:
     """Make a running `retrosearch serve` an ml-commons model of OpenSearch (one per template: query
@@ -42,8 +42,9 @@ def connect(
     with opt.user_errors():
         connection = connect_index(settings, service_url, api_key=api_key, trust=trust_endpoint)
     if json_out:
-        typer.echo(json.dumps(connection.as_dict(), indent=2))
-        return
+        write_json(json_out, connection.as_dict())
+        if opt.to_stdout(json_out):
+            return
     for change in connection.trusted:
         typer.echo(f"cluster setting changed: {change}")
     for mode, remote in connection.models.items():
@@ -55,7 +56,8 @@ def connect(
 
 @opt.with_settings(opt.MODEL, opt.OPENSEARCH, opt.HYBRID)
 def deploy_model(
-    json_out: Annotated[bool, typer.Option("--json", help="Print the model ids and checks as JSON.")] = False,
+    json_out: opt.json_out_option("Write the model ids and checks as JSON to this file ('-': to stdout).",
+                                  flag_was=True) = None,
     settings: Settings = None,
 ) -> None:
     """Run the encoder (--model, a BERT-like checkpoint) inside OpenSearch as an ml-commons local model
@@ -71,8 +73,9 @@ def deploy_model(
     with opt.user_errors():
         local = deploy_local(settings, settings.encoder.model)
     if json_out:
-        typer.echo(json.dumps(local.as_dict(), indent=2))
-        return
+        write_json(json_out, local.as_dict())
+        if opt.to_stdout(json_out):
+            return
     for model in local.models:
         verb = "deployed" if model.created else "reused"
         checks = ", ".join(f"{kind} {cos:.6f}" for kind, cos in model.parity.items())

@@ -60,7 +60,7 @@ class Connection:
         return self.models["passage"].model_id
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (what ``connect --json`` prints)."""
+        """A JSON-ready summary (what ``connect --json-out -`` prints)."""
         return {
             "service_url": self.service.url,
             "model": self.service.model,

@@ -45,7 +45,7 @@ def _managed(port: int):
 def serve(
     ctx: typer.Context,
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="FAISS index folder written by `retrosearch index`/`ingest`.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder (default: the index's model; needed without an index).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Encoder checkpoint folder or packaged name; needed without an index.", show_default="the index's model")] = None,
     background: Annotated[bool, typer.Option("--background", help="Start detached, wait until ready, print the URL.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (Prometheus /metrics counts them anyway).")] = False,
     wait: Annotated[float, typer.Option(help="With --background: seconds to wait for /readyz.")] = 300.0,
@@ -97,8 +97,8 @@ def parse_argv(argv: list[str]):
     # The group's own options as a plain command: left-over arguments are a usage error.
     command = typer.core.TyperCommand("serve", params=typer.main.get_command(serve_app).params)
     with command.make_context("serve", list(argv)) as ctx:
-        p = ctx.params
         try:
+            p = opt.resolve_deprecated(getattr(serve, "deprecated_aliases", {}), ctx.params)
             settings = opt.settings_from({f: p[f] for f in serve.settings_fields}, p["config"])
             return settings, resolve(settings, p["index_dir"], p["model"]), p["model"]
         except typer.Exit:  # the reason is already printed, as the command prints it

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from retrosearch.benchmarks.docs_block import DocsPage, LegacyReadme, target_page
+from retrosearch.benchmarks.docs_block import DocsPage
 from retrosearch.core import cli_options as opt
 
 pipeline_app = typer.Typer(
@@ -79,10 +79,10 @@ def run(pipeline: PipelineFile) -> None:
 
 
 @pipeline_app.command()
+@opt.accept_deprecated
 def experiment(
     experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/pretraining.yaml).")],
     docs_page: DocsPage = None,
-    readme: LegacyReadme = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
         "--report-only", help="Run nothing: the results and report of the runs finished so far (from their manifests).",
@@ -105,7 +105,7 @@ def experiment(
         for run in runs:
             typer.echo(f"{run.label}: {run.pipeline.work_dir}")
         return
-    page = target_page(docs_page, readme)
+    page = docs_page
     command = f"retrosearch pipeline experiment {experiment_file}" + (f" --docs-page {page}" if page else "")
     with opt.user_errors():
         if report_only:

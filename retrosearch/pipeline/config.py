@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from retrosearch.core.config import EncoderSettings, OpenSearchSettings
+from retrosearch.core.index import FaissBackendName
+from retrosearch.ingest.pipeline import IngestConfig
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara.config import LLaRAConfig
@@ -168,7 +171,7 @@ class EvaluateSection(StrictModel):
 
     enabled: bool = True
     split: str = "test"
-    backend: Literal["faiss-flat", "faiss-hnsw", "faiss-ivfpq"] = "faiss-flat"
+    backend: FaissBackendName = "faiss-flat"
     top_k: int = Field(100, gt=0)
     after_pretrain: bool = Field(
         True,
@@ -176,19 +179,43 @@ class EvaluateSection(StrictModel):
     )
 
 
-class IngestSection(StrictModel):
+#: What the ingest stage takes from the ingest job's own settings (:class:`IngestConfig`), same names.
+INGEST_FIELDS = {"faiss_backend", "workers", "gpus_per_worker", "cpus_per_worker", "chunk_rows", "block_rows"}
+#: Keys of the ingest stage before they took the job's names: accepted for one release, with a warning.
+RENAMED_INGEST_KEYS = {"ray_batch_size": "block_rows", "num_gpus_per_worker": "gpus_per_worker",
+                       "num_cpus_per_worker": "cpus_per_worker"}
+
+_IngestBase = create_model(
+    "_IngestBase", __base__=StrictModel,
+    **_fields(IngestConfig, set(IngestConfig.model_fields) - INGEST_FIELDS),
+)
+
+
+class IngestSection(_IngestBase):
     """The corpus embedded with the final model into FAISS or OpenSearch (the Ray Data ingest job)."""
 
     enabled: bool = True
     sink: Literal["faiss", "opensearch"] = "faiss"
     corpus: Path | None = Field(None, description="Corpus to ingest (default: the collection's).")
-    faiss_backend: Literal["faiss-flat", "faiss-hnsw", "faiss-ivfpq"] = "faiss-flat"
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
-    workers: int | None = Field(None, gt=0, description="Embedding actors (default: one per GPU or core).")
-    num_gpus_per_worker: float = Field(0.0, ge=0)
-    num_cpus_per_worker: float = Field(1.0, gt=0)
-    chunk_rows: int = Field(1000, gt=0)
-    ray_batch_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_INGEST_KEYS.items():
+            if old in data:
+                sys.stderr.write(f"warning: stages.ingest.{old} is deprecated and will be removed; "
+                                 f"use stages.ingest.{new}\n")
+                data.setdefault(new, data.pop(old))
+                data.pop(old, None)
+        return data
+
+    def job_settings(self) -> dict[str, Any]:
+        """The :class:`IngestConfig` fields this stage sets."""
+        return {name: getattr(self, name) for name in INGEST_FIELDS}
 
     @model_validator(mode="after")
     def _index_name(self):

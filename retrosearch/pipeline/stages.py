@@ -284,11 +284,11 @@ class MineStage(Stage):
         return "off in the pipeline file: fine-tuning uses the split's qrels and in-batch negatives"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
         from retrosearch.core.collections import BeirCollection
         from retrosearch.core.config import Settings
         from retrosearch.core.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
@@ -366,11 +366,11 @@ class EvaluateStage(Stage):
         return self.collection_files(self.section.split)
 
     def _evaluate(self, model: str, out: Path) -> dict[str, float]:
-        from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
         from retrosearch.core.collections import BeirCollection
         from retrosearch.core.config import Settings
         from retrosearch.core.encoder import Encoder
+        from retrosearch.core.retrieval import evaluate
+        from retrosearch.core.retrieval.report import write_json
 
         cfg = self.section
         settings = Settings(encoder=self.encoder_settings(model))
@@ -412,7 +412,7 @@ class IngestStage(Stage):
         opensearch = values["opensearch"]
         keep = ("index", "vector_field", "engine", "space_type", "hnsw_m", "hnsw_ef_construction", "shards")
         values["opensearch"] = {k: opensearch[k] for k in keep} if self.section.sink == "opensearch" else None
-        for name in ("workers", "num_gpus_per_worker", "num_cpus_per_worker", "chunk_rows", "ray_batch_size"):
+        for name in ("workers", "gpus_per_worker", "cpus_per_worker", "chunk_rows", "block_rows"):
             values.pop(name)
         return values
 
@@ -427,8 +427,8 @@ class IngestStage(Stage):
             return False
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
         from retrosearch.core.config import Settings
+        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 
         cfg = self.section
         model = _model_of(upstream, "finetune")
@@ -443,9 +443,7 @@ class IngestStage(Stage):
             OpenSearchIndex.create(describe(encoder), cfg.opensearch, recreate=True)
         out = self.folder / "index" if cfg.sink == "faiss" else None
         job = IngestConfig(
-            inputs=[self.corpus()], sink=cfg.sink, out=out, faiss_backend=cfg.faiss_backend,
-            chunk_rows=cfg.chunk_rows, batch_size=cfg.ray_batch_size, workers=cfg.workers,
-            num_gpus_per_worker=cfg.num_gpus_per_worker, num_cpus_per_worker=cfg.num_cpus_per_worker,
+            inputs=[self.corpus()], sink=cfg.sink, out=out, **cfg.job_settings(),
             ray_address=self.pipeline.ray_address, state_dir=state, settings=settings,
         )
         summary = run_ingest(job)

@@ -32,7 +32,7 @@ def test_without_a_gpu_the_script_checks_itself_lists_its_steps_and_exits_0(tmp_
     by_name = dict(zip(gpu_check.STEP_NAMES, listed))
     assert "-m pytest" in by_name["tests"] and "-m gpu tests/gpu" in by_name["tests"]
     assert "bench ingest" in by_name["ingest-fp16"] and "--dtype float16" in by_name["ingest-fp16"]
-    assert "--num-gpus-per-worker 1" in by_name["ingest-bf16"]
+    assert "--gpus-per-worker 1" in by_name["ingest-bf16"]
     assert "--dtype bfloat16" in by_name["ingest-bf16"]
     assert "bench serve" in by_name["serve"] and "bench train" in by_name["train"]
     assert "--device cuda" in by_name["train"] and "--faiss-search" in by_name["faiss-gpu"]

@@ -29,7 +29,7 @@ def test_bench_ingest_counts_every_document_and_derives_its_ratios(
 ):
     out = tmp_path / "ingest.json"
     run_cli("bench", "ingest", "--corpus", str(corpus), "--model", str(tiny_bert), "--skip-opensearch",
-            "--json", str(out))
+            "--json-out", str(out))
     payload = json.loads(out.read_text())
     results = payload["results"]
     assert set(results) == {"a_raw", "b_sentence_transformers", "c_ingest_faiss"}

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from retrosearch.benchmarks.docs_block import splice, target_page
+from retrosearch.benchmarks.docs_block import splice
 from retrosearch.benchmarks.methods import from_json, plot, summary_table
 from retrosearch.benchmarks.report_markdown import BLOCK_END, BLOCK_START, docs_block
 from retrosearch.cli import app
@@ -83,14 +83,6 @@ def test_page_without_markers_is_refused(tmp_path: Path):
     with pytest.raises(typer.Exit):
         splice(page, "block", BLOCK_START, BLOCK_END)
     assert page.read_text() == "# Title\n"
-
-
-def test_readme_is_a_deprecated_name_for_docs_page(tmp_path: Path, capsys):
-    assert target_page(tmp_path / "a.md", None) == tmp_path / "a.md"
-    assert capsys.readouterr().err == ""
-    assert target_page(None, tmp_path / "README.md") == tmp_path / "README.md"
-    warning = "warning: --readme is deprecated; use --docs-page (the blocks live in docs/)\n"
-    assert capsys.readouterr().err == warning
 
 
 def test_bench_report_writes_the_docs_page_block_from_reused_parts(tmp_path: Path):

@@ -61,8 +61,8 @@ def test_bench_serve_reports_every_request_and_consistent_figures(tiny_index: Pa
                                                                    tiny_bert: Path, tmp_path: Path):
     out = tmp_path / "serve.json"
     run_cli("bench", "serve", "--collection", str(small_scifact), "--index", str(tiny_index),
-            "--model", str(tiny_bert), "--concurrency", "1,2", "--requests", "10", "--soak", "40", "--no-ray",
-            "--overload-seconds", "2", "--overload-bound", "2", "--json", str(out))
+            "--model", str(tiny_bert), "--concurrency", "1,2", "--requests", "10", "--soak", "40", "--skip-ray",
+            "--overload-seconds", "2", "--overload-bound", "2", "--json-out", str(out))
     payload = json.loads(out.read_text())
     assert payload["queries"] == len(_queries(small_scifact))
     assert payload["documents"] == len((small_scifact / "corpus.jsonl").read_text().splitlines())

@@ -39,9 +39,9 @@ def test_command_writes_figures_and_plot(corpus: Path, tiny_bert_encoder: Path, 
     # The two loops in this process (the spawned processes of the real run would re-import the test's modules).
     monkeypatch.setattr(train_speed, "in_fresh_process", lambda measure, *args: measure(*args))
     out = tmp_path / "train_speed.json"
-    result = CliRunner().invoke(app, ["bench", "train", "--data", str(corpus.parent), "--model", str(tiny_bert_encoder),
-                                      "--batch-size", "4", "--max-length", "32", "--steps", "2", "--warmup", "1",
-                                      "--threads", "1", "--skip-ray", "--json", str(out)])
+    result = CliRunner().invoke(app, ["bench", "train", "--corpus", str(corpus.parent), "--model", str(tiny_bert_encoder),
+                                      "--train-batch-size", "4", "--max-length", "32", "--steps", "2", "--warmup", "1",
+                                      "--threads", "1", "--skip-ray", "--json-out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     assert set(payload["results"]) == {"a_hand_written", "b_harness"} and "b/a" in payload["ratios"]
@@ -51,8 +51,8 @@ def test_command_writes_figures_and_plot(corpus: Path, tiny_bert_encoder: Path, 
 
 
 def test_unknown_method_is_one_line_error(corpus: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "train", "--data", str(corpus), "--method", "bert"])
-    assert result.exit_code == 2 and "method 'bert' is not one of retromae, finetune" in result.output
+    result = CliRunner().invoke(app, ["bench", "train", "--corpus", str(corpus), "--method", "bert"])
+    assert result.exit_code == 2 and "'bert' is not one of 'retromae'," in result.output and "'finetune'" in result.output
 
 
 def test_both_loops_take_the_device_and_precision(corpus: Path, tiny_bert_encoder: Path) -> None:
@@ -64,5 +64,5 @@ def test_both_loops_take_the_device_and_precision(corpus: Path, tiny_bert_encode
 
 
 def test_unknown_precision_is_one_line_error(corpus: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "train", "--data", str(corpus), "--precision", "fp8"])
-    assert result.exit_code == 2 and "--precision 'fp8': choose one of fp32, bf16" in result.output
+    result = CliRunner().invoke(app, ["bench", "train", "--corpus", str(corpus), "--precision", "fp8"])
+    assert result.exit_code == 2 and "'fp8' is not one of" in result.output and "'bf16'" in result.output

@@ -38,7 +38,7 @@ def corpus_ids(path: Path) -> list[str]:
 def ingest_args(corpus: Path, model: Path) -> list[str]:
     # Small chunks and blocks: many durable writes, so a lost node costs little and "mid-job" is wide.
     return [
-        "ingest", "-i", str(corpus), "--model", str(model), "--chunk-rows", "100", "--ray-batch-size", "25",
+        "ingest", "--corpus", str(corpus), "--model", str(model), "--chunk-rows", "100", "--block-rows", "25",
         "--workers", "2",
     ]
 

@@ -30,7 +30,7 @@ def test_ingest_runs_as_a_submitted_job(cluster, tiny_bert: Path, small_scifact:
     out = tmp_path / "index"
     entrypoint = (
         "python -c 'import retrosearch.ingest; print(\"retrosearch from\", retrosearch.ingest.__file__)' && "
-        f"python -m retrosearch.cli ingest --ray-address auto --input corpus.jsonl --model model "
+        f"python -m retrosearch.cli ingest --ray-address auto --corpus corpus.jsonl --model model "
         f"--sink faiss --out {out} --workers 2 --chunk-rows 20"
     )
     # The submitting process's runtime env carries only the code folder; the job's driver adds

@@ -79,7 +79,7 @@ def test_search_keeps_answering_through_a_lost_replica_and_node(cluster, lose_wo
     config.write_text(json.dumps({"serve": {"max_replicas_per_node": 1, "proxy_location": "HeadOnly"}}))
     port = cluster.base_port + 50
     url = f"http://127.0.0.1:{port}"
-    server = start_command(["serve", "--ray", "--ray-address", cluster.address, "--index", str(index), "--replicas", "2",
+    server = start_command(["serve", "--ray", "--ray-address", cluster.address, "--index", str(index), "--serve-replicas", "2",
                             "--port", str(port), "--config", str(config)], tmp_path / "serve.log")
     try:
         def ready() -> bool:

@@ -47,7 +47,7 @@ def texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train_args(method: str, model: Path, data: Path, out: Path, address: str) -> list[str]:
     common = [
-        "--out", str(out), "--model", str(model), "--steps", str(STEPS), "--batch-size", "8", "--workers", "2",
+        "--out", str(out), "--model", str(model), "--steps", str(STEPS), "--train-batch-size", "8", "--workers", "2",
         "--checkpoint-every", str(EVERY), "--log-every", "1", "--ray-address", address,
         "--config", str(data / "spread.json"), "--lr", "1e-3",
     ]

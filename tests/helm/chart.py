@@ -103,7 +103,7 @@ def cli_command(path: tuple[str, ...]):
 
     cmd = load_cli_schema().command(path)
     if hasattr(cmd, "commands"):  # `serve` is a group with its own options
-        cmd = typer.core.TyperCommand(path[-1], params=cmd.params)
+        cmd = typer.core.TyperCommand(path[-1], params=cmd.params, callback=cmd.callback)
     return cmd
 
 

@@ -22,7 +22,7 @@ def helm_error(helm, tmp_path, values: dict) -> str:
 @pytest.mark.parametrize(("values", "names"), [
     ({"serve": {"port": "eighty"}}, ["/serve/port", "got string, want integer"]),
     ({"ingest": {"options": {"workers": "four"}}}, ["/ingest/options/workers", "got string, want integer"]),
-    ({"train": {"finetune": {"options": {"useGpu": "yes"}}}}, ["/train/finetune/options/useGpu", "want boolean"]),
+    ({"train": {"finetune": {"options": {"lora": "yes"}}}}, ["/train/finetune/options/lora", "want boolean"]),
     ({"serve": {"workers": {"resources": {"limits": {"cpu": "two"}}}}}, ["/serve/workers/resources/limits/cpu"]),
 ], ids=["port", "ingest-option", "trainer-flag", "quantity"])
 def test_wrong_type_is_rejected(helm, tmp_path, values, names):
@@ -44,11 +44,11 @@ def test_unknown_key_is_rejected(helm, tmp_path, values, names):
 @pytest.mark.parametrize(("values", "names"), [
     ({"opensearch": {"url": None}}, ["/opensearch", "'url'"]),
     ({"image": {"repository": None}}, ["/image", "'repository'"]),
-    ({"ingest": {"enabled": True, "options": {"sink": "opensearch"}}}, ["/ingest/options", "'input'"]),
+    ({"ingest": {"enabled": True, "options": {"sink": "opensearch"}}}, ["/ingest/options", "'corpus'"]),
     ({"train": {"retromae": {"enabled": True, "options": {"out": "/data/m"}}}}, ["/train/retromae/options", "'corpus'"]),
     ({"opensearch": {"credentials": {"create": True, "username": "admin"}}}, ["/opensearch/credentials/password"]),
-    ({"serve": {"options": {"indexName": None, "replicas": 2}}}, ["/serve/options", "'index'", "'indexName'", "'model'"]),
-], ids=["opensearch-url", "image", "ingest-input", "retromae-corpus", "secret-password", "serve-target"])
+    ({"serve": {"options": {"indexName": None, "serveReplicas": 2}}}, ["/serve/options", "'index'", "'indexName'", "'model'"]),
+], ids=["opensearch-url", "image", "ingest-corpus", "retromae-corpus", "secret-password", "serve-target"])
 def test_missing_required_value_is_rejected(helm, tmp_path, values, names):
     error = helm_error(helm, tmp_path, values)
     assert all(n in error for n in names), error
@@ -104,6 +104,7 @@ def test_option_definitions_follow_the_cli():
     cli_schema = load_cli_schema()
     assert cli_schema.main(["--check"]) == 0, "run python helm/cli_schema.py"
     ingest = SCHEMA["definitions"]["ingestOptions"]["properties"]
-    assert ingest["numGpusPerWorker"]["type"] == "number" and ingest["input"]["type"] == "array"
-    assert SCHEMA["definitions"]["ingestOptionsRequired"] == {"required": ["input"]}
+    assert ingest["gpusPerWorker"]["type"] == "number" and ingest["corpus"]["type"] == "array"
+    assert SCHEMA["definitions"]["ingestOptionsRequired"] == {"required": ["corpus"]}
+    assert "input" not in ingest and "numGpusPerWorker" not in ingest  # old spellings stay out of the chart
     assert "rayAddress" not in ingest and "opensearchUrl" not in ingest  # the chart sets those

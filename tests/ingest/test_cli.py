@@ -25,7 +25,7 @@ def _corpus(tmp_path: Path) -> Path:
 
 def test_fail_mode_stops_before_writing_with_file_and_line(tmp_path, tiny_bert):
     corpus, out = _corpus(tmp_path), tmp_path / "out"
-    proc = run_cli("ingest", "-i", str(corpus), "--model", str(tiny_bert), "--sink", "parquet", "--out", str(out), check=False)
+    proc = run_cli("ingest", "--corpus", str(corpus), "--model", str(tiny_bert), "--sink", "parquet", "--out", str(out), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{corpus}:5: not valid JSON" in proc.stderr
     assert not out.exists() or not list(out.rglob("*.parquet"))
@@ -34,7 +34,7 @@ def test_fail_mode_stops_before_writing_with_file_and_line(tmp_path, tiny_bert):
 def test_skip_mode_writes_good_records_and_a_rejects_file(tmp_path, tiny_bert):
     corpus, out, rejects = _corpus(tmp_path), tmp_path / "out", tmp_path / "rejects.jsonl"
     proc = run_cli(
-        "ingest", "-i", str(corpus), "--model", str(tiny_bert), "--sink", "parquet", "--out", str(out),
+        "ingest", "--corpus", str(corpus), "--model", str(tiny_bert), "--sink", "parquet", "--out", str(out),
         "--on-error", "skip", "--rejects", str(rejects), "--chunk-rows", "8", "--keep-field", "title", "--keep-field", "lang",
     )
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -57,15 +57,15 @@ def test_skip_mode_writes_good_records_and_a_rejects_file(tmp_path, tiny_bert):
 def test_eval_on_an_ingested_opensearch_index_matches_the_spine(small_scifact: Path, tmp_path: Path, opensearch_url: str):
     name = "test-ingest-eval"
     run_cli(
-        "ingest", "-i", str(small_scifact / "corpus.jsonl"), "--sink", "opensearch", "--index-name", name,
+        "ingest", "--corpus", str(small_scifact / "corpus.jsonl"), "--sink", "opensearch", "--index-name", name,
         "--opensearch-url", opensearch_url, "--replicas", "0", "--state-dir", str(tmp_path / "state"),
     )
     ingested, spine = tmp_path / "ingested.json", tmp_path / "spine.json"
     run_cli(
         "eval", "--collection", str(small_scifact), "--backend", "opensearch", "--index-name", name,
-        "--opensearch-url", opensearch_url, "--json", str(ingested), "--quiet",
+        "--opensearch-url", opensearch_url, "--json-out", str(ingested), "--quiet",
     )
-    run_cli("eval", "--collection", str(small_scifact), "--json", str(spine), "--quiet")
+    run_cli("eval", "--collection", str(small_scifact), "--json-out", str(spine), "--quiet")
     a, b = json.loads(ingested.read_text()), json.loads(spine.read_text())
     assert "encode_corpus" not in a["seconds"]  # the ingested index was searched, not rebuilt
     for key in ("ndcg@10", "mrr@10", "recall@100", "map"):

@@ -22,7 +22,7 @@ DIM = 32  # tiny_bert's hidden size
 
 def _ingest(collection: Path, model: Path, out: Path, *extra: str) -> dict:
     proc = run_cli(
-        "ingest", "-i", str(collection / "corpus.jsonl"), "--model", str(model), "--sink", "parquet", "--out", str(out),
+        "ingest", "--corpus", str(collection / "corpus.jsonl"), "--model", str(model), "--sink", "parquet", "--out", str(out),
         "--chunk-rows", "20", "--keep-field", "title", *extra,
     )
     return json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -96,7 +96,7 @@ def test_an_old_layout_folder_is_refused_with_one_line(small_scifact, tiny_bert,
     (out / "parts" / "0000-000000000001").mkdir(parents=True)
     (out / "plan.json").write_text("{}")
     proc = run_cli(
-        "ingest", "-i", str(small_scifact / "corpus.jsonl"), "--model", str(tiny_bert), "--sink", "parquet",
+        "ingest", "--corpus", str(small_scifact / "corpus.jsonl"), "--model", str(tiny_bert), "--sink", "parquet",
         "--out", str(out), check=False,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -107,8 +107,8 @@ def test_an_old_layout_folder_is_refused_with_one_line(small_scifact, tiny_bert,
 def test_parquet_sink_resumes_after_kill(corpus, tiny_bert, tmp_path):  # noqa: F811 (fixture)
     out = tmp_path / "vectors"
     command = [
-        sys.executable, "-m", "retrosearch.cli", "ingest", "--input", str(corpus), "--model", str(tiny_bert),
-        "--chunk-rows", "10", "--ray-batch-size", "10", "--write-concurrency", "1", "--sink", "parquet",
+        sys.executable, "-m", "retrosearch.cli", "ingest", "--corpus", str(corpus), "--model", str(tiny_bert),
+        "--chunk-rows", "10", "--block-rows", "10", "--write-concurrency", "1", "--sink", "parquet",
         "--out", str(out),
     ]
     recorded = _kill_midway(command, out / "_ingest")

@@ -31,8 +31,8 @@ def _ids(path: Path) -> set[str]:
 
 def _command(corpus: Path, model: Path, state: Path, *sink_args: str) -> list[str]:
     return [
-        sys.executable, "-m", "retrosearch.cli", "ingest", "--input", str(corpus), "--model", str(model),
-        "--chunk-rows", "10", "--ray-batch-size", "10", "--write-concurrency", "1", "--state-dir", str(state),
+        sys.executable, "-m", "retrosearch.cli", "ingest", "--corpus", str(corpus), "--model", str(model),
+        "--chunk-rows", "10", "--block-rows", "10", "--write-concurrency", "1", "--state-dir", str(state),
         *sink_args,
     ]
 
@@ -70,7 +70,7 @@ def _kill_midway(command: list[str], state: Path, min_fragments: int = 4, timeou
 
 def _finish(command: list[str], tmp_path: Path) -> dict:
     out = tmp_path / "summary.json"
-    proc = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*command, "--json-out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 

@@ -112,3 +112,23 @@ def test_the_examples_are_valid(monkeypatch):
     msmarco = load_config(REPO / "examples" / "msmarco-gpu.yaml")
     assert msmarco.collection == Path("/data/msmarco")  # ${RETROSEARCH_DATA} expanded
     assert msmarco.stages.pretrain.use_gpu and msmarco.stages.ingest.sink == "opensearch"
+
+
+def test_ingest_stage_takes_the_ingest_jobs_own_settings(tmp_path, capsys):
+    """The ingest stage's keys are the ingest job's fields (same names, same rules); the keys of
+    before the rename still load for one release, each with one warning line naming the new key."""
+    from retrosearch.ingest.pipeline import IngestConfig
+    from retrosearch.pipeline.config import INGEST_FIELDS, IngestSection
+
+    assert INGEST_FIELDS <= set(IngestSection.model_fields) and INGEST_FIELDS <= set(IngestConfig.model_fields)
+    data = _base(tmp_path)
+    data["stages"]["ingest"] = {"block_rows": 0}
+    assert "stages.ingest.block_rows: Input should be greater than 0" in _error(tmp_path, data)
+
+    data["stages"]["ingest"] = {"ray_batch_size": 512, "num_gpus_per_worker": 1}
+    ingest = load_config(write_pipeline(tmp_path / "old.yaml", data)).stages.ingest
+    assert (ingest.block_rows, ingest.gpus_per_worker) == (512, 1)
+    warned = capsys.readouterr().err.splitlines()
+    assert warned == ["warning: stages.ingest.ray_batch_size is deprecated and will be removed; use stages.ingest.block_rows",
+                      "warning: stages.ingest.num_gpus_per_worker is deprecated and will be removed; use "
+                      "stages.ingest.gpus_per_worker"]

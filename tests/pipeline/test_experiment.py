@@ -219,7 +219,7 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
                                      "--readme", str(tmp_path / "README.md")])
     assert early.exit_code == 2 and "no run has finished yet" in early.output
     # the option's old name, kept for one release
-    assert "warning: --readme is deprecated; use --docs-page" in early.output
+    assert "warning: --readme is deprecated and will be removed; use --docs-page" in early.output
     lines: list[str] = []
     payload = run_experiment(config, expand(config, str(path)), lines.append)
 

@@ -143,6 +143,23 @@ def test_every_train_option_sets_a_config_field():
     for name, (model, options) in models.items():
         for option in options:
             _field_info(model, option.path)  # KeyError if the option names no field
-        flags = {o for p in group.commands[name].params for o in p.opts if o.startswith("--")}
+        flags = {o for p in group.commands[name].params if not p.hidden for o in p.opts if o.startswith("--")}
         own = flags - {f.split("/")[0] for o in (*RUN_OPTIONS, *options) for f in o.names} - {"--config", "--help"}
         assert own <= {"--eval-batch-size", "--eval-device"}, (name, own)
+
+
+@pytest.mark.parametrize(("given", "use_gpu", "batch"), [
+    (["--gpus-per-worker", "1", "--train-batch-size", "8"], True, 8),
+    (["--gpus-per-worker", "0"], False, 16),
+    (["--use-gpu", "--batch-size", "4"], True, 4),  # the spellings before the rename, for one release
+    (["--no-gpu"], False, 16),
+], ids=["gpus-1", "gpus-0", "old-use-gpu", "old-no-gpu"])
+def test_gpus_per_worker_and_train_batch_size_set_the_run(capture, tmp_path, given, use_gpu, batch):
+    got = _run("train", "retromae", "--corpus", _corpus(tmp_path), "--out", str(tmp_path / "o"), *given)
+    assert (got.train.use_gpu, got.train.batch_size) == (use_gpu, batch)
+
+
+def test_a_training_worker_takes_one_gpu_or_none(tmp_path):
+    result = CliRunner().invoke(app, ["train", "retromae", "--corpus", _corpus(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--gpus-per-worker", "2"])
+    assert result.exit_code == 2 and "--gpus-per-worker 2: a training worker uses 0 or 1 GPU" in result.output

@@ -62,10 +62,10 @@ def mine_negatives(
 
 def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: int | None, device: str) -> None:
     """The held-out evaluation ``retrosearch eval`` would run, written to ``OUT/eval-<split>.json``."""
-    from retrosearch.core.retrieval import evaluate
-    from retrosearch.core.retrieval.report import print_result, write_json
     from retrosearch.core.config import EncoderSettings
     from retrosearch.core.encoder import Encoder
+    from retrosearch.core.retrieval import evaluate
+    from retrosearch.core.retrieval.report import print_result, write_json
 
     assert cfg.collection is not None and cfg.eval_split is not None
     collection = BeirCollection(cfg.collection)
@@ -87,7 +87,7 @@ FINETUNE_OPTIONS = (
     FieldOption("mining.rank_start", help="First rank (1-based) negatives are mined from"),
     FieldOption("mining.rank_end", help="Last rank (inclusive) negatives are mined from"),
     FieldOption("mining.num_negatives", help="Negatives mined per query"),
-    FieldOption("mined_file", ("--negatives-out",), "Where mined groups go (default OUT.hard-negatives.jsonl)"),
+    FieldOption("mined_file", ("--negatives-out",), "Where mined groups go [default: OUT.hard-negatives.jsonl]"),
     FieldOption("group_size"),
     FieldOption("temperature", help="Softmax temperature"),
     FieldOption("cross_device_negatives", ("--cross-device/--no-cross-device",), "Share negatives across workers"),
@@ -97,7 +97,7 @@ FINETUNE_OPTIONS = (
     FieldOption("query_max_length", help="Tokens per query in training"),
     FieldOption("passage_max_length", help="Tokens per passage in training"),
     *(FieldOption(name, help=opt.setting_help(name)) for name in ("pooling", "query_template", "passage_template")),
-    FieldOption("lora", ("--lora/--no-lora",), "LoRA adapters (default: on for decoder LLMs)", type=bool),
+    FieldOption("lora", ("--lora/--no-lora",), "LoRA adapters [default: on for decoder LLMs]", type=bool),
     FieldOption("lora_config.r", ("--lora-r",), "LoRA rank"),
     FieldOption("lora_config.alpha", ("--lora-alpha",), "LoRA alpha"),
     FieldOption("lora_config.dropout", ("--lora-dropout",), "LoRA dropout"),
@@ -112,7 +112,7 @@ FINETUNE_OPTIONS = (
 def finetune(
     train: TrainConfig,
     method: FinetuneConfig,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass in the evaluation (default: the runtime's).")] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Texts per forward pass in the evaluation.", show_default="the runtime's")] = None,
     eval_device: Annotated[str, typer.Option(help="Device of the evaluation (auto picks CUDA).")] = "auto",
 ) -> None:
     """Contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) of any encoder the runtime loads.

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retrosearch.core.config import Pooling
+from retrosearch.core.index import BackendName
 
 
 class _Strict(BaseModel):
@@ -59,7 +60,7 @@ class FinetuneConfig(_Strict):
     collection: Path | None = Field(None, description="BEIR folder: training split, mining corpus, evaluation")
     split: str = "train"
     eval_split: str | None = "test"
-    eval_backend: str = "faiss-flat"
+    eval_backend: BackendName = "faiss-flat"
     mine: bool = Field(True, description="mine negatives when training from a split without --train-file")
     mining: MiningConfig = Field(default_factory=MiningConfig)
     mined_file: Path | None = Field(None, description="where mined groups are written (JSONL + .meta.json)")

@@ -55,7 +55,7 @@ class TrainConfig(BaseModel):
         "STRICT_SPREAD (one worker per node).",
     )
     threads: int | None = Field(
-        None, gt=0, description="torch threads per worker (default: cpus_per_worker)."
+        None, gt=0, description="CPU threads for torch, per worker [default: cpus_per_worker]."
     )
     checkpoint_every: int = Field(
         100, gt=0, description="Steps between checkpoints (one is always taken at the end)."
@@ -63,14 +63,14 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(10, gt=0)
     storage_path: Path | None = Field(
-        None, description="Where Ray Train keeps checkpoints; default: OUT.train beside OUT."
+        None, description="Where Ray Train keeps checkpoints [default: OUT.train beside OUT]."
     )
     name: str | None = Field(None, description="Run name under the storage path; default: the method's name.")
     max_failures: int = Field(
         0, ge=0, description="Worker-group restarts (from the last checkpoint) before giving up."
     )
     ray_address: str | None = Field(
-        None, description="Ray cluster to run on, e.g. ray://head:10001 or auto (default: a local Ray)"
+        None, description="Ray cluster to run on, e.g. ray://head:10001 or auto [default: a local Ray]"
     )
 
     @model_validator(mode="after")

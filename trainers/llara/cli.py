@@ -22,7 +22,7 @@ LLARA_OPTIONS = (
     FieldOption("lora_r", help="LoRA rank"),
     FieldOption("lora_alpha", help="LoRA alpha"),
     FieldOption("lora_dropout", help="LoRA dropout"),
-    FieldOption("lora_targets", help="Comma-separated module names (default: every linear layer but the LM head)",
+    FieldOption("lora_targets", help="Comma-separated module names [default: every linear layer but the LM head]",
                 type=str, parse=comma_list),
     FieldOption("lora_export", help="merge (weights folded in) or adapter"),
     FieldOption("gradient_checkpointing", ("--gradient-checkpointing/--no-gradient-checkpointing",),

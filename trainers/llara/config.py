@@ -52,6 +52,6 @@ class LLaRAConfig(BaseModel):
     lora_alpha: int = Field(32, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_targets: list[str] | None = Field(
-        None, description="Module names to adapt (default: every linear layer but the LM head)."
+        None, description="Module names to adapt [default: every linear layer but the LM head]."
     )
     lora_export: Literal["merge", "adapter"] = "merge"

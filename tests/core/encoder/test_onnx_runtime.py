@@ -250,9 +250,9 @@ def test_cli_index_and_search_with_onnx_give_torch_top_ids(small_scifact: Path, 
         out = tmp_path / runtime
         _cli("index", "--collection", str(small_scifact), "--model", "minilm", "--out", str(out), "--quiet",
              "--runtime", runtime)
-        hits = json.loads(_cli("search", "--index", str(out), "--json", "-k", "5", "--runtime", runtime, *queries))
+        hits = json.loads(_cli("search", "--index", str(out), "--json-out", "-", "-k", "5", "--runtime", runtime, *queries))
         top[runtime] = [[hit["id"] for hit in row["hits"]] for row in hits]
     assert top["onnx"] == top["torch"]
     # An index built with torch is searchable with ONNX queries (same fingerprint) and ranks alike.
-    mixed = json.loads(_cli("search", "--index", str(tmp_path / "torch"), "--json", "-k", "5", "--runtime", "onnx", *queries))
+    mixed = json.loads(_cli("search", "--index", str(tmp_path / "torch"), "--json-out", "-", "-k", "5", "--runtime", "onnx", *queries))
     assert [[hit["id"] for hit in row["hits"]] for row in mixed] == top["torch"]

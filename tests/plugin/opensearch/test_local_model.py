@@ -79,7 +79,7 @@ def deployed(ml_url: str, small_scifact: Path, tmp_path_factory: pytest.TempPath
     ]
     first = None
     try:
-        first = json.loads(_deploy(model, ml_url, "--index-name", name, "--json").stdout)
+        first = json.loads(_deploy(model, ml_url, "--index-name", name, "--json-out", "-").stdout)
         engine = QueryEngine.open(settings, IndexTarget(index_name=name))
         yield SimpleNamespace(
             model=model, os_url=ml_url, name=name, first=first, client=client, engine=engine, queries=queries

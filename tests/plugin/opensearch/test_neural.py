@@ -65,7 +65,7 @@ def connected(ml_url: str, small_scifact: Path, asymmetric_model: Path):
     queries = [json.loads(line)["text"] for line in (small_scifact / "queries.jsonl").read_text().splitlines()]
     with serving(create_app(settings, engine)) as url:
         try:
-            first = json.loads(_connect(url, ml_url, "--index-name", name, "--json").stdout)
+            first = json.loads(_connect(url, ml_url, "--index-name", name, "--json-out", "-").stdout)
             yield SimpleNamespace(url=url, os_url=ml_url, name=name, first=first, engine=engine, settings=settings,
                                   client=client, queries=queries)
         finally:
@@ -166,7 +166,7 @@ def test_cli_search_modes(connected):
     query = connected.queries[0]
     runs = {}
     for mode in ("dense", "neural", "bm25", "hybrid"):
-        out = run_cli("search", "--json", "--index-name", connected.name, "--opensearch-url", connected.os_url,
+        out = run_cli("search", "--json-out", "-", "--index-name", connected.name, "--opensearch-url", connected.os_url,
                       "--mode", mode, "-k", "10", query).stdout
         runs[mode] = _ids(json.loads(out)[0]["hits"])
     assert runs["neural"] == runs["dense"] and len(runs["bm25"]) == 10

@@ -30,8 +30,8 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: fl
 
 
 def cli_search(*args: str) -> list[dict]:
-    """``retrosearch search --json ...`` as parsed JSON."""
-    return json.loads(run_cli("search", "--json", *args).stdout)
+    """``retrosearch search --json-out - ...`` as parsed JSON."""
+    return json.loads(run_cli("search", "--json-out", "-", *args).stdout)
 
 
 @contextmanager

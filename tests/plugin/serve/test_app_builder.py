@@ -12,10 +12,15 @@ def _deployment(argv: list[str]):
 
 
 def test_builder_takes_the_command_options():
-    fixed = _deployment(["--model", "minilm", "--ray", "--replicas", "3", "--num-cpus", "2", "--num-gpus", "0.5"])
+    fixed = _deployment(["--model", "minilm", "--ray", "--serve-replicas", "3", "--cpus-per-worker", "2",
+                         "--gpus-per-worker", "0.5"])
     assert fixed.num_replicas == 3
     assert fixed.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.5}
     assert fixed.init_args[1:] == (None, None, "minilm")
+
+    # The spellings before the rename still work for one release (the RayService of an older chart).
+    old = _deployment(["--model", "minilm", "--ray", "--replicas", "2", "--num-cpus", "3", "--num-gpus", "0.25"])
+    assert old.num_replicas == 2 and old.ray_actor_options == {"num_cpus": 3.0, "num_gpus": 0.25}
 
     scaled = _deployment(["--index-name", "docs", "--ray", "--min-replicas", "1", "--max-replicas", "4"])
     bounds = scaled._deployment_config.autoscaling_config

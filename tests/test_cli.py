@@ -116,8 +116,8 @@ def test_quantized_backend_reports_bytes_and_searches_like_flat(small_scifact: P
     memory, disk = (int(x.replace(",", "")) for x in found.groups())
     assert 384 <= memory < 450 and disk == memory + 1536
     queries = _first_queries(small_scifact, 5)
-    flat = json.loads(run_cli("search", "--index", str(built_index), "--json", "-k", "5", *queries).stdout)
-    int8 = json.loads(run_cli("search", "--index", str(out), "--json", "-k", "5", "--oversample", "10",
+    flat = json.loads(run_cli("search", "--index", str(built_index), "--json-out", "-", "-k", "5", *queries).stdout)
+    int8 = json.loads(run_cli("search", "--index", str(out), "--json-out", "-", "-k", "5", "--oversample", "10",
                               *queries).stdout)
     assert [[h["id"] for h in q["hits"]] for q in int8] == [[h["id"] for h in q["hits"]] for q in flat]
 
@@ -134,7 +134,7 @@ def test_index_at_a_dimension_refuses_queries_at_another(small_scifact: Path, bu
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert error == ["error: refusing to search: dimension 384 != 128 (the index was built with "
                      "dimensions=128)"]
-    hits = json.loads(run_cli("search", "--index", str(out), "--dimensions", "128", "--json", "-k", "3",
+    hits = json.loads(run_cli("search", "--index", str(out), "--dimensions", "128", "--json-out", "-", "-k", "3",
                               *query).stdout)
     assert len(hits[0]["hits"]) == 3
     # the full-dimension index refuses cut queries the same way

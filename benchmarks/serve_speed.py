@@ -284,7 +284,7 @@ def serve_speed(
     overload_factor: Annotated[float, typer.Option(
         help="The overload's rate as a multiple of c's queries/s at the highest concurrency.")] = 2.0,
     overload_bound: Annotated[Optional[int], typer.Option(
-        help="c's --max-queued-texts (default: the service's own), to reach the bound in a short overload; "
+        help="c's --max-queued-texts (unset: the service's own), to reach the bound in a short overload; "
         "at least the highest concurrency.")] = None,
     json_out: opt.JsonOut = None,
     settings: Settings = None,

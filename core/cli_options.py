@@ -220,7 +220,7 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("hybrid_dense_weight", ("--hybrid-weight",)), SettingOption("hybrid_normalization"),
     SettingOption("host"), SettingOption("port"), SettingOption("max_batch_size"), SettingOption("max_wait_ms"),
     SettingOption("max_batch_tokens", help="padded positions (texts x longest) per forward pass: the "
-                  "service's batches and the encoder's micro-batches (default 8192)"),
+                  "service's batches and the encoder's micro-batches; the service uses 8192 when unset"),
     SettingOption("max_queued_texts"), SettingOption("max_queued_tokens"),
     SettingOption("max_texts"), SettingOption("max_chars"), SettingOption("max_k"), SettingOption("embeddings_mode"),
     SettingOption("api_key_env"), SettingOption("search_threads"), SettingOption("ray", ("--ray",)),

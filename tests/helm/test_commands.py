@@ -38,6 +38,8 @@ def guide_commands(*words: str) -> list[list[str]]:
 
 def given_options(path: tuple[str, ...], argv: list[str]) -> dict[str, object]:
     """{long option: value} of the options ARGV gives explicitly, as the CLI parses them."""
+    from retrosearch.core.cli_options import SETTING_OPTIONS
+
     cmd = cli_command(path)
     # An old spelling (README lines written before a rename) counts as the option it stands for.
     aliases = getattr(cmd.callback, "deprecated_aliases", {})
@@ -50,6 +52,8 @@ def given_options(path: tuple[str, ...], argv: list[str]) -> dict[str, object]:
                 if param.name in aliases:
                     alias = aliases[param.name]
                     long, value = alias.option, (alias.alias.value if alias.alias.is_flag else value)
+                if param.name in SETTING_OPTIONS and SETTING_OPTIONS[param.name].repeatable:
+                    value = ",".join(value)  # as the setting holds it, and as the chart passes one value
                 out[long] = [str(v) for v in value] if isinstance(value, (list, tuple)) else (
                     str(value) if isinstance(value, Path) else value)
         return out
@@ -110,9 +114,9 @@ def test_ingest_rayjob_runs_the_guide_ingest_command(helm, tmp_path, argv):
         assert "--opensearch-url" not in got
 
 
-@pytest.mark.parametrize("method", TRAINERS)
-def test_train_rayjob_runs_the_guide_train_command(helm, tmp_path, method):
-    (argv,) = guide_commands("train", method)
+@pytest.mark.parametrize(("method", "argv"), [(m, a) for m in TRAINERS for a in guide_commands("train", m)],
+                         ids=lambda v: v if isinstance(v, str) else " ".join(v)[:40])
+def test_train_rayjob_runs_the_guide_train_command(helm, tmp_path, method, argv):
     path = ("train", method)
     given = given_options(path, argv)
     values = {

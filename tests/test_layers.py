@@ -1,4 +1,5 @@
-"""The layer contract (.importlinter): layers import downward only, function-level imports included.
+"""The layer contracts (.importlinter): layers import downward only and no package has an import loop,
+function-level imports included.
 
 ``lint-imports`` reads a package from its folder, but the checkout maps top-level folders onto the
 ``retrosearch`` namespace (setup.py), so each test first lays the sources out as installed.
@@ -61,6 +62,10 @@ def test_the_tree_keeps_its_layers(layout):
         # A trainer reaching into the benchmarks, hidden in a function (the kind of import that hides a loop).
         ("trainers/finetune/mining.py", "def _planted():\n    from retrosearch.benchmarks import plots\n",
          "retrosearch.trainers.finetune.mining"),
+        # A loop inside one layer (the command module imports the Ray Serve app lazily; back again):
+        # the acyclic contract names the package and the import that closes it.
+        ("plugin/serve/ray_app.py", "def _planted():\n    from retrosearch.plugin.serve import cli\n",
+         "No cycles are allowed in retrosearch.plugin.serve"),
     ],
 )
 def test_a_planted_upward_import_breaks_the_contract(layout, tmp_path, module, planted, names):

@@ -74,7 +74,7 @@ def test_ingest_puts_encoder_actors_on_gpus(tmp_path: Path):
     docs = _docs(300)
     corpus.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
     out = tmp_path / "index"
-    summary = run_ingest(IngestConfig(inputs=[corpus], sink="faiss", out=out, num_gpus_per_worker=1))
+    summary = run_ingest(IngestConfig(inputs=[corpus], sink="faiss", out=out, gpus_per_worker=1))
     assert summary["rows_written"] == len(docs)
     index = load_index(out)
     assert index.count() == len(docs)

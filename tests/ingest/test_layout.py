@@ -48,9 +48,9 @@ def _config(**kwargs) -> IngestConfig:
         ({"workers": 3}, {"CPU": 64, "GPU": 8}, 3),  # an explicit --workers always wins
         ({}, {"CPU": 2}, 2),  # local CPU: one actor per core
         ({}, {"CPU": 64}, 16),  # ... up to 16 (then several threads each)
-        ({"num_cpus_per_worker": 2}, {"CPU": 8}, 4),
-        ({"num_gpus_per_worker": 1}, {"CPU": 16, "GPU": 4}, 4),
-        ({"num_gpus_per_worker": 0.5}, {"CPU": 16, "GPU": 4}, 8),
+        ({"cpus_per_worker": 2}, {"CPU": 8}, 4),
+        ({"gpus_per_worker": 1}, {"CPU": 16, "GPU": 4}, 4),
+        ({"gpus_per_worker": 0.5}, {"CPU": 16, "GPU": 4}, 8),
         ({"ray_address": "auto"}, {"CPU": 10}, 9),  # a cluster keeps a CPU for reads and writes
     ],
 )

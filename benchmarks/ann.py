@@ -25,10 +25,13 @@ from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
+from rich.console import Console
 
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
+from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import FaissSettings, Settings
+from retrosearch.core.retrieval.report import write_json
 
 K = 10
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
@@ -139,7 +142,7 @@ def speed(search: Any, queries: np.ndarray, single: int = 200) -> tuple[float, f
 
 
 def _faiss(kind: str, vectors: np.ndarray, meta: Any, **params: Any):
-    from retrosearch.core.index.faiss_index import FaissIndex
+    from retrosearch.core.index.faiss_index import FaissIndex  # lazy: keeps faiss out of CLI start-up
 
     index = FaissIndex(meta.model_copy(deep=True), kind, FaissSettings(**params, use_gpu="never"))
     started = time.perf_counter()
@@ -220,8 +223,9 @@ def opensearch_points(
     """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch; with
     ``knn_encoder="sq"`` (Lucene's scalar quantizer) each efSearch without rescoring, then each
     ``oversample`` rescored at the settings' efSearch."""
-    from retrosearch.core.retrieval import fill_index
+    # lazy: keeps torch, faiss, opensearchpy out of CLI start-up
     from retrosearch.core.index.opensearch_index import OpenSearchIndex
+    from retrosearch.core.retrieval import fill_index
 
     name = f"retrosearch-ann-{meta.model_fingerprint[:12]}"
     run = settings.opensearch.model_copy(update={"index": name, "replicas": 0, "force_merge": True,
@@ -338,12 +342,9 @@ def ann_command(
     """Recall@10 vs queries/s and p50 latency of HNSW (efSearch, M, efConstruction), IVF-PQ (nprobe) and
     the quantized indices (oversample) in FAISS and of OpenSearch's HNSW, on real embeddings and a
     synthetic scale point, with bytes per vector in memory and on disk."""
-    from rich.console import Console
-
-    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors
-    from retrosearch.core.retrieval.report import write_json
-    from retrosearch.core.collections import BeirCollection
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
+    from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors
 
     console = Console()
     with opt.user_errors():

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import typer
 
+from retrosearch.benchmarks.ann import ann_command
+from retrosearch.benchmarks.compare import compare_command
+from retrosearch.benchmarks.ingest_speed import ingest_speed
+from retrosearch.benchmarks.methods import methods_command
+from retrosearch.benchmarks.quality import quality
+from retrosearch.benchmarks.report_markdown import report_command
+from retrosearch.benchmarks.serve_speed import serve_speed
+from retrosearch.benchmarks.train_speed import train_speed
+
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to the ``retrosearch`` app."""
-    from retrosearch.benchmarks.ann import ann_command
-    from retrosearch.benchmarks.compare import compare_command
-    from retrosearch.benchmarks.ingest_speed import ingest_speed
-    from retrosearch.benchmarks.methods import methods_command
-    from retrosearch.benchmarks.report_markdown import report_command
-    from retrosearch.benchmarks.quality import quality
-    from retrosearch.benchmarks.serve_speed import serve_speed
-    from retrosearch.benchmarks.train_speed import train_speed
-
     bench = typer.Typer(help="Benchmarks: quality over collections and backends, speed.", no_args_is_help=True)
     bench.command()(quality)
     bench.command("ingest")(ingest_speed)

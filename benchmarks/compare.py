@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from retrosearch.core import cli_options as opt
 
 _QUALITY = re.compile(r"^(ndcg|mrr|recall|map|p|precision)(@\d+)?$")
 _RATE = re.compile(r"(_per_s|^qps|queries_per_s)$")
@@ -105,11 +109,6 @@ def compare_command(
     show_all: Annotated[bool, typer.Option("--all", help="Also list figures that did not change.")] = False,
 ) -> None:
     """Print the change of each figure between two result files; exit 1 when one got worse."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from retrosearch.core import cli_options as opt
-
     try:
         payloads = [json.loads(path.read_text()) for path in (old, new)]
     except (OSError, ValueError) as exc:

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 STEP_NAMES = ("tests", "ingest-fp16", "ingest-bf16", "serve", "train", "faiss-gpu")
 
@@ -86,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def faiss_gpus() -> int:
     """GPUs FAISS can use (0 for the faiss-cpu build)."""
-    import faiss
+    import faiss  # lazy: keeps faiss out of importing this module
 
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
@@ -132,8 +135,7 @@ def plan(args: argparse.Namespace, faiss_has_gpu: bool) -> list[Step]:
 def faiss_search(path: Path) -> None:
     """The ``faiss-gpu`` step: flat inner-product search of 10k queries over 200k x 384 vectors, GPU
     against CPU; writes seconds of each and the share of equal top-10 ids."""
-    import faiss
-    import numpy as np
+    import faiss  # lazy: keeps faiss out of importing this module
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((200_000, 384), dtype=np.float32)
@@ -163,8 +165,6 @@ def faiss_search(path: Path) -> None:
 def _kill_tree(pid: int) -> None:
     """Kill a step's process group and every process it started: bench serve's servers run in
     sessions of their own, which a group kill alone would leave holding the GPU and their ports."""
-    import psutil
-
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
@@ -207,7 +207,7 @@ def run_step(step: Step, timeout_s: float, log: Path) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """The GPU, driver and library versions of this run."""
-    import torch
+    import torch  # lazy: keeps torch out of importing this module
 
     info: dict[str, Any] = {
         "host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.faiss_search:
         faiss_search(args.faiss_search)
         return 0
-    import torch
+    import torch  # lazy: keeps torch out of importing this module
 
     gpus = torch.cuda.device_count()
     if args.dry_run or gpus == 0:

@@ -37,6 +37,7 @@ from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import read_corpus
 from retrosearch.core.config import Settings
+from retrosearch.core.encoder import resolve_model_path
 from retrosearch.core.retrieval.report import write_json
 
 console = Console()
@@ -51,7 +52,7 @@ RUNTIME_VARIANTS = {
 
 def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
     """(a) The encoder alone over ideally sorted batches."""
-    from retrosearch.core.encoder import Encoder
+    from retrosearch.core.encoder import Encoder  # lazy: keeps torch, transformers out of CLI start-up
 
     encoder = Encoder.load(settings.encoder)
     token_ids = encoder.text_tokenizer.documents(docs)
@@ -65,9 +66,9 @@ def raw_forward(docs: list, settings: Settings) -> dict[str, Any]:
 
 def sentence_transformers_loop(docs: list, settings: Settings) -> dict[str, Any]:
     """(b) A plain sentence-transformers encode loop."""
+    # lazy: keeps torch, sentence_transformers out of CLI start-up
     from sentence_transformers import SentenceTransformer
 
-    from retrosearch.core.encoder import resolve_model_path
     from retrosearch.core.encoder.device import resolve_device, set_threads
 
     set_threads(settings.encoder.threads)
@@ -88,7 +89,7 @@ def in_fresh_process(measure: Callable[..., dict[str, Any]], *args: Any) -> dict
 def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, workers: int | None,
                gpus_per_worker: float = 0.0) -> dict[str, Any]:
     """(c)/(d) The ingest job on a fresh state (its embedding actors on GPUs with ``gpus_per_worker``)."""
-    from retrosearch.ingest.pipeline import IngestConfig, run_ingest
+    from retrosearch.ingest.pipeline import IngestConfig, run_ingest  # lazy: keeps orjson out of CLI start-up
 
     if sink == "opensearch":
         settings = settings.model_copy(deep=True)
@@ -104,6 +105,7 @@ def ray_ingest(corpus: Path, sink: str, settings: Settings, workdir: Path, worke
         seconds = time.perf_counter() - started
     finally:
         if sink == "opensearch":
+            # lazy: keeps opensearchpy out of CLI start-up
             from retrosearch.core.opensearch.client import connect
 
             connect(settings.opensearch).indices.delete(index=settings.opensearch.index, ignore_unavailable=True)

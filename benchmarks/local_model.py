@@ -23,6 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from retrosearch.core.collections.beir import BeirCollection
+from retrosearch.core.config import OpenSearchSettings, Settings
+from retrosearch.core.retrieval.metrics import evaluate_run
+from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
+
 
 def _latency(call, queries: list[str]) -> dict[str, float]:
     times = []
@@ -54,12 +59,9 @@ def measure(
     split: str = "test",
 ) -> dict[str, Any]:
     """Every figure the local-model docs table needs, as one dict."""
-    from retrosearch.core.collections.beir import BeirCollection
-    from retrosearch.core.config import OpenSearchSettings, Settings
+    # lazy: keeps opensearchpy out of importing this module
     from retrosearch.core.opensearch.client import connect
     from retrosearch.core.opensearch.pipelines import recorded_models
-    from retrosearch.core.retrieval.metrics import evaluate_run
-    from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
     settings = Settings(opensearch=OpenSearchSettings(url=url))
     client = connect(settings.opensearch)
@@ -90,7 +92,7 @@ def measure(
     if remote_model_id:
         latency["neural_remote"] = _latency(search(remote_model_id), texts)
     if service_url:
-        import httpx
+        import httpx  # lazy: keeps httpx out of importing this module
 
         with httpx.Client(base_url=service_url, timeout=60) as http:
             latency["service_search"] = _latency(

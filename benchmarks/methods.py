@@ -23,6 +23,7 @@ from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
+from rich.console import Console
 
 from retrosearch.benchmarks.ann import IVF_MIN_VECTORS
 from retrosearch.benchmarks.fusion import reciprocal_rank_fusion
@@ -32,6 +33,7 @@ from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
 from retrosearch.core.index import BACKENDS, FAISS_BACKENDS
 from retrosearch.core.retrieval.metrics import MEASURES, evaluate_run
+from retrosearch.core.retrieval.report import write_json
 
 WEIGHTS = (0.3, 0.5, 0.7)
 NORMALIZATIONS = ("min_max", "l2")
@@ -82,6 +84,7 @@ def run_methods(
     opensearch: bool = True,
 ) -> list[MethodResult]:
     """Every method of the module docstring on the collection at ``root``."""
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.index.opensearch_index import default_index_name
     from retrosearch.core.retrieval import cached_faiss_index, corpus_vectors, index_vectors, text_fields
@@ -233,10 +236,6 @@ def methods_command(
     settings: Settings = None,
 ) -> None:
     """BM25, dense (exact and ANN) and hybrid (RRF, OpenSearch min-max / l2 over a weight grid), per collection."""
-    from rich.console import Console
-
-    from retrosearch.core.retrieval.report import write_json
-
     console = Console()
     settings.opensearch.replicas = 0  # one node: a replica could never be assigned
     by_collection: dict[str, list[MethodResult]] = {}

@@ -14,6 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from retrosearch.core.config import EncoderSettings, Settings
+from retrosearch.core.index import load_index
+from retrosearch.core.startup import configure_process
+
 
 class Query(BaseModel):
     """The request body (at module level: FastAPI resolves the annotation by name)."""
@@ -24,11 +28,10 @@ class Query(BaseModel):
 
 def build_app(index_dir: str, threads: int | None = None, runtime: str = "auto"):
     """A FastAPI app with a ``/search`` route doing one encode and one search per request."""
+    # lazy: keeps torch, transformers, fastapi out of importing this module
     from fastapi import FastAPI
 
-    from retrosearch.core.config import EncoderSettings, Settings
     from retrosearch.core.encoder import Encoder
-    from retrosearch.core.index import load_index
 
     index = load_index(index_dir, Settings())
     settings = EncoderSettings(model=index.meta.model_name, show_progress=False, threads=threads, runtime=runtime)
@@ -51,9 +54,7 @@ def build_app(index_dir: str, threads: int | None = None, runtime: str = "auto")
 
 def main() -> None:
     """Run the naive server under uvicorn."""
-    import uvicorn
-
-    from retrosearch.core.startup import configure_process
+    import uvicorn  # lazy: keeps uvicorn out of importing this module
 
     configure_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -8,17 +8,17 @@ from typing import Any
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the file-only Agg backend (benchmarks run without a display)."""
-    import matplotlib
+    import matplotlib  # lazy: keeps matplotlib out of CLI start-up
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps matplotlib out of CLI start-up
 
     return plt
 
 
 def save(fig: Any, path: Path) -> None:
     """Lay out, write ``path`` (creating its folder) and free the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps matplotlib out of CLI start-up
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
+from retrosearch.core.index import SEARCH_MODES
 from retrosearch.core.retrieval.metrics import MEASURES
 from retrosearch.core.retrieval.report import figures_table, write_json
 
@@ -42,8 +43,8 @@ def run_quality(
 
     Modes other than dense (bm25, hybrid, neural) run on the opensearch backend only.
     """
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
-    from retrosearch.core.index import SEARCH_MODES
     from retrosearch.core.index.opensearch_index import default_index_name
     from retrosearch.core.retrieval import corpus_vectors, evaluate, index_vectors, text_fields
 

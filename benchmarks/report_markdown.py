@@ -21,8 +21,12 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from retrosearch.benchmarks.ann import AnnSweep, summary
 from retrosearch.benchmarks.docs_block import DocsPage, relative_folder, splice
+from retrosearch.benchmarks.methods import from_json, plot, summary_table
+from retrosearch.benchmarks.serve_speed import markdown
 from retrosearch.core import cli_options as opt
+from retrosearch.core.retrieval.metrics import MEASURES
 
 Part = Literal["methods", "ann", "ingest", "serve"]
 PARTS: tuple[str, ...] = typing.get_args(Part)
@@ -36,7 +40,7 @@ BLOCK_END = "<!-- bench-report:end -->"
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, GPU, library versions and the git commit of the code."""
-    from retrosearch.core.retrieval import versions
+    from retrosearch.core.retrieval import versions  # lazy: keeps torch, faiss out of CLI start-up
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -47,14 +51,14 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        import psutil
+        import psutil  # lazy: optional here (ImportError handled)
 
         memory_gib = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:  # pragma: no cover - psutil is a dependency
         memory_gib = None
     gpu = "none"
     try:
-        import torch
+        import torch  # lazy: optional here (ImportError handled)
 
         if torch.cuda.is_available():
             gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
@@ -93,8 +97,6 @@ def part_commands(out: Path, collections: list[Path], model: str | None, opensea
 
 
 def _section_methods(data: dict[str, Any], out: Path) -> list[str]:
-    from retrosearch.core.retrieval.metrics import MEASURES
-
     lines = ["## Retrieval methods", "",
              f"{data['model']} on the {data['split']} split of each collection; every method searches the same "
              "vectors. Bold: the best NDCG@10 of the collection.", "",
@@ -110,8 +112,6 @@ def _section_methods(data: dict[str, Any], out: Path) -> list[str]:
 
 
 def _section_ann(data: dict[str, Any], out: Path) -> list[str]:
-    from retrosearch.benchmarks.ann import AnnSweep, summary
-
     lines = ["## Approximate search: recall against speed", "",
              f"{data['collection']} embeddings ({data['model']}) and a synthetic scale point, {data['num_queries']} "
              f"queries, recall@{data['k']} of exact search's top {data['k']}, queries/s of one batch call, p50 of "
@@ -135,14 +135,10 @@ def _section_ingest(data: dict[str, Any], out: Path) -> list[str]:
 
 
 def _section_serve(data: dict[str, Any], out: Path) -> list[str]:
-    from retrosearch.benchmarks.serve_speed import markdown
-
     return ["## Query service speed", "", markdown(data).rstrip(), *_image(out, "serve.png", "latency and queries/s")]
 
 
 def _summary(data: dict[str, Any]) -> list[str]:
-    from retrosearch.benchmarks.methods import from_json, summary_table
-
     return [f"NDCG@10 of {data['model']} on the {data['split']} split; bold: the collection's best.", "",
             summary_table(from_json(data)).rstrip()]
 
@@ -229,8 +225,6 @@ def report_command(
         typer.echo(f"{name}: done in {time.monotonic() - started:.0f}s")
     if (out / "methods.json").exists():
         # Drawn again from the JSON, so a reused part gets the current plot layout too.
-        from retrosearch.benchmarks.methods import from_json, plot
-
         plot(from_json(json.loads((out / "methods.json").read_text())), out / "methods.png")
     # The machine and commit of the figures: recorded when a part runs, kept while every part is reused.
     about_path = out / "machine.json"

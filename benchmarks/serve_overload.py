@@ -20,7 +20,7 @@ async def open_loop(url: str, queries: list[str], rate: float, seconds: float, k
                     timeout_s: float = 300.0) -> list[tuple[int, float, str | None]]:
     """``rate`` requests/s of ``POST /search`` for ``seconds``: (status, seconds, Retry-After) of each
     (status 0: no answer, a connection error or the client's timeout)."""
-    import aiohttp
+    import aiohttp  # lazy: keeps aiohttp out of importing this module
 
     answers: list[tuple[int, float, str | None]] = []
 
@@ -56,7 +56,7 @@ def _ms(values: list[float], q: float) -> float | None:
 
 def healthy_after(url: str, query: str) -> dict[str, int]:
     """Statuses of /healthz, /readyz and one search once the load is over."""
-    import httpx
+    import httpx  # lazy: keeps httpx out of importing this module
 
     with httpx.Client(timeout=60) as client:
         return {"healthz": client.get(f"{url}/healthz").status_code,
@@ -66,7 +66,7 @@ def healthy_after(url: str, query: str) -> dict[str, int]:
 
 def server_rejections(url: str) -> float:
     """The service's own count of 429 answers (``retrosearch_rejected_requests_total``, all reasons)."""
-    import httpx
+    import httpx  # lazy: keeps httpx out of importing this module
 
     text = httpx.get(f"{url}/metrics", timeout=30).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()

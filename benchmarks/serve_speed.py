@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import tempfile
 import textwrap
@@ -36,9 +37,13 @@ from rich.table import Table
 
 from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
+from retrosearch.benchmarks.serve_overload import overload, summary
 from retrosearch.core import cli_options as opt
-from retrosearch.core.config import Settings
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import EncoderSettings, Settings
+from retrosearch.core.process import ManagedProcess, http_json
 from retrosearch.core.retrieval.report import write_json
+from retrosearch.core.startup import configure_process
 
 console = Console()
 
@@ -62,15 +67,13 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
 
 def raw_forward(model: str, queries: list[str], repeats: int, runtime: str = "auto") -> dict[str, Any]:
     """(a) One query at a time through the runtime: tokenize + forward, nothing else."""
-    from retrosearch.core.config import EncoderSettings
-    from retrosearch.core.encoder import Encoder
-    from retrosearch.core.startup import configure_process
+    from retrosearch.core.encoder import Encoder  # lazy: keeps torch, transformers out of CLI start-up
 
     configure_process()
     encoder = Encoder.load(EncoderSettings(model=model, show_progress=False, runtime=runtime), workload="queries")
     for query in queries[:20]:
         encoder.encode_queries([query])
-    import torch
+    import torch  # lazy: keeps torch out of CLI start-up
 
     latencies, bare = [], []
     for i in range(repeats):
@@ -97,7 +100,7 @@ async def closed_loop(url: str, queries: list[str], concurrency: int, total: int
     and httpx's async client costs several times more CPU per request, which would be measured
     as server latency.
     """
-    import aiohttp
+    import aiohttp  # lazy: keeps aiohttp out of CLI start-up
 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -135,8 +138,6 @@ class Server:
     """A server process under test (started detached, found by its pid file, stopped at the end)."""
 
     def __init__(self, name: str, argv: list[str], port: int, run_dir: Path, marker: bytes) -> None:
-        from retrosearch.core.process import ManagedProcess, http_json
-
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.argv = argv
@@ -152,7 +153,7 @@ class Server:
 
     def rss_mb(self) -> float | None:
         """Resident memory of the server process (without child processes)."""
-        import psutil
+        import psutil  # lazy: keeps psutil out of CLI start-up
 
         try:
             return psutil.Process(self.pid).memory_info().rss / 2**20
@@ -161,8 +162,6 @@ class Server:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -225,8 +224,6 @@ def markdown(payload: dict[str, Any]) -> str:
               f"Runtime overhead of one query (tokenize, pad, copy out) over the bare forward pass: "
               f"{raw['runtime_overhead_p50_ms']:.3f} ms at p50 (bare forward {raw['bare_forward_p50_ms']:.2f} ms)."]
     if payload.get("overload"):
-        from retrosearch.benchmarks.serve_overload import summary
-
         lines += ["", summary(payload["overload"])]
     s = payload.get("soak")
     if s:
@@ -290,8 +287,7 @@ def serve_speed(
     settings: Settings = None,
 ) -> None:
     """Latency p50/p99 and queries/s of the query service against a raw forward pass and a naive server."""
-    from retrosearch.core.collections import BeirCollection
-    from retrosearch.core.retrieval import cached_faiss_index
+    from retrosearch.core.retrieval import cached_faiss_index  # lazy: keeps torch, faiss out of CLI start-up
 
     beir = BeirCollection(collection)
     model = settings.encoder.model
@@ -337,8 +333,6 @@ def serve_speed(
                     console.print(f"  {soaked['errors_5xx']} 5xx, RSS {soaked['rss_before_mb']:.0f} -> "
                                   f"{soaked['rss_after_mb']:.0f} MB")
                 if name == "c_service" and overload_seconds > 0:
-                    from retrosearch.benchmarks.serve_overload import overload, summary
-
                     capacity = results[name]["levels"][str(max(levels))]["qps"]
                     console.print(f"  overload: {overload_factor:.1f} x {capacity:.1f} q/s "
                                   f"for {overload_seconds:.0f} s")

@@ -18,6 +18,7 @@ b's tokens per example (the same seed gives it the same batches).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -36,6 +38,8 @@ from retrosearch.benchmarks.ingest_speed import in_fresh_process
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.retrieval.report import write_json
+from retrosearch.trainers.finetune.config import FinetuneConfig
+from retrosearch.trainers.harness.config import TrainConfig
 
 console = Console()
 
@@ -49,12 +53,13 @@ LABELS = {
 def build_method(kind: str, data: Path, model: str, max_length: int) -> Any:
     """The method under test: RetroMAE on a corpus, or fine-tuning on a BEIR training split (no mining)."""
     if kind == "retromae":
+        # lazy: keeps torch, transformers out of CLI start-up
         from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
 
         corpus = data / "corpus.jsonl" if (data / "corpus.jsonl").exists() else data
         return RetroMAEMethod(RetroMAEConfig(model=model, corpus=str(corpus), max_length=max_length))
     if kind == "finetune":
-        from retrosearch.trainers.finetune.config import FinetuneConfig
+        # lazy: keeps torch, faiss out of CLI start-up
         from retrosearch.trainers.finetune.method import FinetuneMethod
 
         return FinetuneMethod(FinetuneConfig(model=model, collection=data, mine=False, eval_split=None,
@@ -73,7 +78,7 @@ def _uses_gpu(device: str) -> bool:
         return True
     if device != "auto":
         return False
-    import torch
+    import torch  # lazy: keeps torch out of CLI start-up
 
     return torch.cuda.is_available()
 
@@ -88,7 +93,7 @@ def _summary(step_s: list[float], tokens: list[int], examples: int) -> dict[str,
 
 def _synchronize(device: Any) -> None:
     """Wait for the device's queued kernels, so that a step's time is its whole work (CUDA runs ahead)."""
-    import torch
+    import torch  # lazy: keeps torch out of CLI start-up
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -98,9 +103,7 @@ def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int,
                  threads: int, seed: int, *, device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
     """(a) The plain loop: sample a batch, collate, forward, backward, clip, step (under bf16 autocast
     with ``precision="bf16"``)."""
-    import contextlib
-
-    import numpy as np
+    # lazy: keeps torch, ray, transformers out of CLI start-up
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -144,7 +147,7 @@ def hand_written(kind: str, data: Path, model: str, max_length: int, batch: int,
 def harness_step(kind: str, data: Path, model: str, max_length: int, batch: int, steps: int, warmup: int,
                  threads: int, seed: int, *, device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
     """(b) WorkerLoop.train_step in this process (one worker, no Ray)."""
-    from retrosearch.trainers.harness.config import TrainConfig
+    # lazy: keeps torch, ray out of CLI start-up
     from retrosearch.trainers.harness.loop import WorkerContext, WorkerLoop
 
     method = build_method(kind, data, model, max_length)
@@ -170,7 +173,7 @@ def ray_train(kind: str, data: Path, model: str, max_length: int, batch: int, st
               threads: int, seed: int, tokens_per_example: float, *, device: str = "auto",
               precision: str = "fp32") -> dict[str, Any]:
     """(c) The whole job through Ray Train with one worker; step times from its log."""
-    from retrosearch.trainers.harness.config import TrainConfig
+    # lazy: keeps torch, ray out of CLI start-up
     from retrosearch.trainers.harness.runner import LOG_FILE, fit
 
     method = build_method(kind, data, model, max_length)

@@ -14,8 +14,8 @@ from rich.table import Table
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection, FieldMap, read_corpus
 from retrosearch.core.config import Settings
-from retrosearch.core.index import SearchHits, create_index, open_index
-from retrosearch.core.retrieval.report import write_json
+from retrosearch.core.index import SearchHits, create_index, load_index, mode_needs_vectors, open_index
+from retrosearch.core.retrieval.report import print_result, write_json
 
 console = Console()
 
@@ -42,7 +42,8 @@ def index(
 
     Loading is idempotent by document id: indexing the same corpus again changes nothing.
     """
-    from retrosearch.core.encoder import Encoder  # torch: not imported for --help
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
+    from retrosearch.core.encoder import Encoder
     from retrosearch.core.retrieval import fill_index
 
     if quiet:
@@ -128,8 +129,7 @@ def search(
     no fields (each hit's fields are empty). Scores are the encoder's similarity in dense and
     neural mode, BM25 in bm25 mode, the normalised combination in hybrid mode.
     """
-    from retrosearch.core.encoder import Encoder
-    from retrosearch.core.index import mode_needs_vectors
+    from retrosearch.core.encoder import Encoder  # lazy: keeps torch, transformers out of CLI start-up
 
     settings.encoder.show_progress = False
     if (index_dir is None) == (settings.opensearch.index is None):
@@ -140,6 +140,7 @@ def search(
         vectors = None
         if mode_needs_vectors(mode):
             # Imported once the index answered: a wrong URL or password is reported without loading torch.
+            # lazy: keeps torch, transformers out of CLI start-up
             from retrosearch.core.encoder import Encoder
 
             settings.encoder.model = model or loaded.meta.model_name
@@ -187,10 +188,9 @@ def eval_command(
 
     With --backend opensearch, an existing --index-name is searched as it is; otherwise it is built.
     """
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
-    from retrosearch.core.index import load_index
     from retrosearch.core.retrieval import evaluate
-    from retrosearch.core.retrieval.report import print_result
 
     if quiet:
         settings.encoder.show_progress = False
@@ -215,7 +215,7 @@ def eval_command(
 
 
 def _opensearch_index_exists(settings) -> bool:
-    from retrosearch.core.opensearch.client import connect
+    from retrosearch.core.opensearch.client import connect  # lazy: keeps opensearchpy out of CLI start-up
 
     return bool(connect(settings.opensearch).indices.exists(index=settings.opensearch.index))
 

@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retrosearch.core.config import Settings
+
 TRAINING_SECTIONS = ("train", "method")
 
 
 def known_sections() -> tuple[str, ...]:
     """Every top-level key a config file may have."""
-    from retrosearch.core.config import Settings
-
     return (*Settings.model_fields, *TRAINING_SECTIONS)
 
 
@@ -35,7 +35,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise ValueError(f"--config {path}: {exc.strerror or exc}") from None
     if Path(path).suffix.lower() in (".yaml", ".yml"):
-        import yaml
+        import yaml  # lazy: keeps yaml out of CLI start-up
 
         try:
             data = yaml.safe_load(text)

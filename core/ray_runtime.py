@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from retrosearch.core.startup import forwarded_environment
+
 # A local Ray's default object store takes ~30% of RAM; ingestion streams, so 1 GiB is plenty.
 _LOCAL_OBJECT_STORE = 1 << 30
 
@@ -20,7 +22,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
     does Ray's own ``RAY_ADDRESS`` variable when no address is given; without either a local
     instance with ``num_cpus`` CPUs (default: all), a small object store and no dashboard is started.
     """
-    import ray
+    import ray  # lazy: keeps ray out of importing this module
 
     if ray.is_initialized():
         return
@@ -37,15 +39,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         cpus = options["num_cpus"]
         options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4})
     # Workers (actors, Train workers, Serve replicas) start with the driver's start-up settings.
-    from retrosearch.core.startup import forwarded_environment
-
     options.setdefault("runtime_env", {"env_vars": forwarded_environment()})
     ray.init(**options)
 
 
 def cluster_resources() -> dict[str, float]:
     """CPUs and GPUs Ray can schedule on (starts a local Ray if none is running)."""
-    import ray
+    import ray  # lazy: keeps ray out of importing this module
 
     ensure_ray()
     return dict(ray.cluster_resources())

@@ -56,7 +56,7 @@ def ingest(
     settings: Settings = None,
 ) -> None:
     """Embed a collection on a Ray actor pool and bulk-load it; rerunning the same command resumes."""
-    from retrosearch.ingest.pipeline import IngestConfig, run_ingest  # the job's modules: not for --help
+    from retrosearch.ingest.pipeline import IngestConfig, run_ingest  # lazy: keeps orjson out of CLI start-up
 
     with opt.user_errors():
         job = IngestConfig(

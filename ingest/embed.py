@@ -14,6 +14,7 @@ import numpy as np
 
 from retrosearch.core.collections.records import Document
 from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path
 
 VECTOR_COLUMN = "vector"
 TOKENS_COLUMN = "_input_ids"
@@ -28,7 +29,7 @@ class TokenizeBatch:
     actors spend their time in forward passes instead of waiting on the tokenizer."""
 
     def __init__(self, settings: dict) -> None:
-        from retrosearch.core.encoder.checkpoint import read_spec, resolve_model_path
+        # lazy: keeps torch, transformers out of importing this module
         from retrosearch.core.encoder.runtime import load_text_tokenizer
 
         encoder_settings = EncoderSettings.model_validate(settings)
@@ -46,6 +47,7 @@ class EmbedBatch:
     """``map_batches`` callable class: one encoder per actor, loaded in ``__init__``."""
 
     def __init__(self, settings: dict) -> None:
+        # lazy: keeps torch, ray, transformers out of importing this module
         import ray
 
         from retrosearch.core.encoder import Encoder

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from retrosearch.core.collections import FieldMap
 from retrosearch.core.config import Settings, cache_dir
 from retrosearch.core.index import FaissBackendName
+from retrosearch.core.ray_runtime import ensure_ray
 from retrosearch.ingest.choices import OnError, SinkName
+from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
 from retrosearch.ingest.plan import plan_ingest
 from retrosearch.ingest.state import atomic_write_text
 
@@ -85,7 +87,7 @@ def _drop_other_states(root: Path) -> None:
 
 
 def _make_sink(config: IngestConfig, root: Path, meta: Any):
-    from retrosearch.ingest import sinks
+    from retrosearch.ingest import sinks  # lazy: keeps ray, pyarrow out of importing this module
 
     if config.sink == "opensearch":
         if not config.settings.opensearch.index:
@@ -112,6 +114,7 @@ def run_ingest(config: IngestConfig) -> dict[str, Any]:
     Raises :class:`~retrosearch.core.collections.CollectionError` on the first bad record when
     ``on_error="fail"``, before anything is written.
     """
+    # lazy: keeps torch, transformers out of importing this module
     from retrosearch.core.encoder import describe
 
     if config.sink != "opensearch" and config.out is None:
@@ -197,11 +200,10 @@ def resolve_workers(config: IngestConfig, resources: dict[str, float]) -> int:
 
 def _run_pipeline(config: IngestConfig, chunks: list, sink: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the Ray Data job over ``chunks``; returns the write statistics and how the job was laid out."""
+    # lazy: keeps ray, pyarrow out of importing this module
     import ray
     from ray.data import ActorPoolStrategy
 
-    from retrosearch.core.ray_runtime import ensure_ray
-    from retrosearch.ingest.embed import EmbedBatch, TokenizeBatch
     from retrosearch.ingest.progress import LiveProgress
     from retrosearch.ingest.source import ChunkSource
 

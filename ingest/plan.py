@@ -115,7 +115,7 @@ def _records(path: Path, kind: SourceKind) -> Iterator[tuple[int, int, Any]]:
                 except orjson.JSONDecodeError as exc:
                     yield number, offset, ValueError(f"not valid JSON ({exc})")
     elif kind == "parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow out of importing this module
 
         row = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
@@ -123,7 +123,7 @@ def _records(path: Path, kind: SourceKind) -> Iterator[tuple[int, int, Any]]:
                 row += 1
                 yield row, row, obj
     else:
-        from datasets import load_from_disk
+        from datasets import load_from_disk  # lazy: keeps datasets out of importing this module
 
         dataset = load_from_disk(str(path))
         if not hasattr(dataset, "iter"):

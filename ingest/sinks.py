@@ -23,11 +23,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ray.data import Datasink
 
+from retrosearch.core.config import Settings
+from retrosearch.core.index import create_index
+from retrosearch.core.index.opensearch_index import OpenSearchIndex
+from retrosearch.core.vector_space import IndexMeta
 from retrosearch.ingest.embed import VECTOR_COLUMN
 from retrosearch.ingest.source import CHUNK_COLUMN
 from retrosearch.ingest.state import IngestState, PartLayout
-from retrosearch.core.config import Settings
-from retrosearch.core.vector_space import IndexMeta
 
 _STAT_COLUMNS = ("_tokens", "_padded", "_embed_s")
 
@@ -111,19 +113,13 @@ class OpenSearchSink(ChunkSink):
 
     def prepare(self) -> None:
         """Create the index (or check an existing one was built by the same encoder)."""
-        from retrosearch.core.index.opensearch_index import OpenSearchIndex
-
         OpenSearchIndex.create(self.meta, self.settings.opensearch)
 
     def loading(self) -> AbstractContextManager[None]:
-        from retrosearch.core.index.opensearch_index import OpenSearchIndex
-
         return OpenSearchIndex.open(self.settings.opensearch).loading()
 
     def _target(self):
         if self._index is None:
-            from retrosearch.core.index.opensearch_index import OpenSearchIndex
-
             self._index = OpenSearchIndex.open(self.settings.opensearch)
         return self._index
 
@@ -138,8 +134,6 @@ class OpenSearchSink(ChunkSink):
         return result.written, result.failed
 
     def finalize(self) -> dict[str, Any]:
-        from retrosearch.core.index.opensearch_index import OpenSearchIndex
-
         index = OpenSearchIndex.open(self.settings.opensearch)
         return {"index": index.name, "count": index.count()}
 
@@ -213,8 +207,6 @@ class FaissSink(_PartFileSink):
             np.savez(handle, ids=np.array(table.column("id").to_pylist(), dtype=str), vectors=_vectors(table))
 
     def finalize(self) -> dict[str, Any]:
-        from retrosearch.core.index import create_index
-
         state = self.state()
         # Parts of retried writes whose records were replaced, or of writes killed mid-way.
         state.sweep()

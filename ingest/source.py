@@ -17,12 +17,14 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets import load_from_disk
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from retrosearch.ingest.plan import Chunk
 from retrosearch.core.collections import FieldMap
 from retrosearch.core.collections.readers import parse_document
+from retrosearch.ingest.plan import Chunk
 
 CHUNK_COLUMN = "_chunk"
 
@@ -38,12 +40,8 @@ def _jsonl_records(chunk: Chunk, skip: set[int]) -> Iterator[tuple[int, Any]]:
 
 def _row_records(chunk: Chunk, skip: set[int]) -> Iterator[tuple[int, Any]]:
     if chunk.kind == "parquet":
-        import pyarrow.parquet as pq
-
         table = pq.read_table(chunk.path).slice(chunk.start, chunk.end - chunk.start)
     else:
-        from datasets import load_from_disk
-
         table = load_from_disk(chunk.path).select(range(chunk.start, chunk.end)).data.table
     for number, obj in enumerate(table.to_pylist(), start=chunk.first_line):
         if number not in skip:

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 DEFAULT_BASE_PORT = 27000
 HEAD = "head"
 RESOURCE_PREFIX = "rs_node_"
@@ -223,8 +225,6 @@ def _cmdline(proc: Any) -> str:
 
 def raylet_pid(spec: ClusterSpec, node: NodeSpec, wait_s: float = 0.0) -> int | None:
     """The pid of ``node``'s raylet (waiting up to ``wait_s`` for it to appear), or None."""
-    import psutil
-
     deadline = time.monotonic() + wait_s
     marker = f"{node.temp_dir}/"
     while True:
@@ -242,8 +242,6 @@ def raylet_pid(spec: ClusterSpec, node: NodeSpec, wait_s: float = 0.0) -> int | 
 def own_processes(spec: ClusterSpec) -> list[int]:
     """Pids of every process of this cluster: those naming one of its temp dirs or its GCS
     address, their descendants, and workers whose raylet (``RAY_RAYLET_PID``) was one of its raylets."""
-    import psutil
-
     markers = [f"{n.temp_dir}/" for n in spec.nodes] + [f"{n.temp_dir} " for n in spec.nodes]
     # The Ray client server names no temp dir, only the GCS address (host:B).
     gcs = re.compile(rf"--(gcs-)?address=\S+:{spec.base_port}(\s|$)")
@@ -290,8 +288,6 @@ def kill_node(spec: ClusterSpec, name: str) -> int:
 
 def stop(spec: ClusterSpec, grace_s: float = 5.0) -> list[int]:
     """End every process of this cluster (SIGTERM, then SIGKILL after ``grace_s``); returns their pids."""
-    import psutil
-
     pids = own_processes(spec)
     for pid in pids:
         try:
@@ -314,8 +310,6 @@ def stop(spec: ClusterSpec, grace_s: float = 5.0) -> list[int]:
 
 
 def _process(pid: int) -> Any:
-    import psutil
-
     try:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:

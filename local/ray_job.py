@@ -27,6 +27,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import retrosearch
+
 PACKAGE = "retrosearch"
 # Ray refuses a working_dir above this size (its default upload limit is 500 MiB).
 _MAX_BYTES = 500 << 20
@@ -34,8 +36,6 @@ _MAX_BYTES = 500 << 20
 
 def project_root() -> Path:
     """The source tree of the installed ``retrosearch`` (an editable install or a checkout)."""
-    import retrosearch
-
     root = Path(retrosearch.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         raise FileNotFoundError(

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer.main
+
+from retrosearch.cli import app
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "options.md"
 
 #: One meaning per option name, whichever command takes it (the commands' own help says the detail).
@@ -236,10 +240,6 @@ class OldSpelling:
 
 
 def _app_command() -> Any:
-    import typer.main
-
-    from retrosearch.cli import app
-
     return typer.main.get_command(app)
 
 

@@ -37,6 +37,7 @@ def quickstart(
     settings: Settings = None,
 ) -> None:
     """Embed a collection into FAISS, evaluate it and show example queries with their top hits."""
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.retrieval import build_index, cached_index_dir, evaluate
 

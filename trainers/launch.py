@@ -13,6 +13,7 @@ from retrosearch.trainers.harness.config import TrainConfig
 
 def run_training(method, train: TrainConfig) -> None:
     """Fit, then print where the model went; failures become one-line errors."""
+    # lazy: keeps torch, ray out of CLI start-up
     from ray.train import TrainingFailedError
 
     from retrosearch.trainers.harness.runner import fit, run_dir

@@ -69,7 +69,7 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[int, Any]]:
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     raise CollectionError(path, number, f"not valid JSON ({exc})") from None
     elif suffix in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow out of CLI start-up
 
         number = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):

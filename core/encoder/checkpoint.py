@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from retrosearch.core.config import SPEC_FILENAME, EncoderSettings, EncoderSpec
+from retrosearch.core.config import SPEC_FILENAME, EncoderSettings, EncoderSpec, cache_dir
 from retrosearch.core.errors import UserError
 
 # Short name -> (python module, function returning the model folder).
@@ -63,11 +66,7 @@ def smollm2_path() -> Path:
     saved under the cache. A file lock makes concurrent first uses (Ray workers) convert once; the
     folder appears by an atomic rename, so a half-written one is never seen.
     """
-    import importlib.util
-
-    from filelock import FileLock
-
-    from retrosearch.core.config import cache_dir
+    from filelock import FileLock  # lazy: keeps filelock out of CLI start-up
 
     target = cache_dir() / "models" / "smollm2"
     if (target / "config.json").exists():
@@ -83,9 +82,8 @@ def smollm2_path() -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").exists():
             return target
-        import shutil
-        import tempfile
 
+        # lazy: keeps transformers out of CLI start-up
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)

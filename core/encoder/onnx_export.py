@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from filelock import FileLock
+
 from retrosearch.core.config import EncoderSpec, cache_dir
 from retrosearch.core.errors import UserError
 
@@ -69,6 +71,7 @@ def exported_model(path: Path, spec: EncoderSpec, model_fingerprint: str, quanti
 
 def export_onnx(path: Path, spec: EncoderSpec, out: Path) -> None:
     """Write the fp32 encoder of the checkpoint at ``path`` to ``out`` (weights beside it as ``.data``)."""
+    # lazy: keeps torch, transformers out of importing this module
     import torch
 
     from retrosearch.core.encoder.model import EncoderModel
@@ -87,6 +90,7 @@ def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids
     ``token_type_ids`` the graph takes that third input (ml-commons feeds it to BERT models);
     ``opset`` pins the ONNX opset for runtimes older than the exporter's default.
     """
+    # lazy: keeps torch, transformers out of importing this module
     import torch
 
     from retrosearch.core.encoder.model import EncoderModel, TokenStates
@@ -102,7 +106,7 @@ def export_token_states(path: Path, spec: EncoderSpec, out: Path, token_type_ids
 def _export(module, backbone, path: Path, inputs: dict, output_names: list[str], out: Path,
             hint: str = "use --runtime torch for this model", opset: int | None = None) -> None:
     """``torch.onnx.export`` of ``module(*inputs.values())``, every input with a dynamic batch and length."""
-    import torch
+    import torch  # lazy: keeps torch out of importing this module
 
     if getattr(backbone.config, "use_cache", None):
         backbone.config.use_cache = False  # a KV cache output has no use in an encoder graph
@@ -157,6 +161,7 @@ def quantize_int8(source: Path, out: Path, spec: EncoderSpec, name: str) -> None
 
 
 def _quantize_dynamic(source: Path, out: Path) -> None:
+    # lazy: keeps onnxruntime out of importing this module
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = sum(p.stat().st_size for p in source.parent.iterdir()) > _EXTERNAL_DATA_BYTES
@@ -166,6 +171,7 @@ def _quantize_dynamic(source: Path, out: Path) -> None:
 
 
 def _quantize_weights_only(source: Path, out: Path) -> None:
+    # lazy: keeps onnxruntime, onnx out of importing this module
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
@@ -180,7 +186,7 @@ def _quantize_weights_only(source: Path, out: Path) -> None:
 
 def _sample_inputs(model, spec: EncoderSpec):
     """A traced batch inside the vocabulary, its second row padded on the spec's side."""
-    import torch
+    import torch  # lazy: keeps torch out of importing this module
 
     vocab = int(getattr(model.backbone.config, "vocab_size", 0) or 100)
     input_ids = torch.arange(_SAMPLE_ROWS * _SAMPLE_LENGTH).reshape(_SAMPLE_ROWS, _SAMPLE_LENGTH) % vocab
@@ -199,8 +205,6 @@ def publish_folder(target: Path, build: Callable[[Path], None]) -> Path:
     The lock keeps concurrent processes from building the same folder twice; the rename keeps a
     reader from ever seeing a partial one (the lock file is only advisory, the rename is atomic).
     """
-    from filelock import FileLock
-
     if (target / MODEL_FILE).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

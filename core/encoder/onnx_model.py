@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from transformers import AutoConfig
 
@@ -42,8 +43,6 @@ class OnnxEncoderModel:
         cls, path: Path, spec: EncoderSpec, settings: EncoderSettings, model_fingerprint: str
     ) -> "OnnxEncoderModel":
         """Open the cached export of the checkpoint at ``path`` (exporting it on first use)."""
-        import onnxruntime as ort
-
         if settings.dtype not in ("auto", "float32"):
             raise ValueError(
                 f"--runtime onnx runs float32 (or --quantize int8), not --dtype {settings.dtype}; "
@@ -73,8 +72,6 @@ class OnnxEncoderModel:
 
 def session_options(threads: int | None) -> Any:
     """Session options: every graph optimisation (fusions, constant folding) and the thread limit."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # An encoder is one chain of layers: operators run in sequence, inter-op threads would idle.

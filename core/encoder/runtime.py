@@ -9,6 +9,7 @@ torch or, with ``runtime="onnx"``, in ONNX Runtime on a cached export of the sam
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from retrosearch.core.encoder.device import (
 )
 from retrosearch.core.encoder.dimensions import check_dimensions, fingerprint_at, truncate
 from retrosearch.core.encoder.model import EncoderModel
+from retrosearch.core.encoder.onnx_model import OnnxEncoderModel
 from retrosearch.core.encoder.tokenization import TextTokenizer
 from retrosearch.core.vector_space import IndexMeta
 
@@ -121,8 +123,6 @@ def describe(settings: EncoderSettings) -> IndexMeta:
 
     Lets a driver prepare indices and resume state while only the workers load the weights.
     """
-    import json
-
     path = resolve_model_path(settings.model)
     spec = read_spec(path, settings)
     native = json.loads((path / "config.json").read_text())["hidden_size"]
@@ -180,8 +180,6 @@ class Encoder:
         spec = read_spec(path, settings)
         model_fingerprint = fingerprint(path, spec)
         if resolve_runtime(settings.runtime, settings.quantize, settings.device, spec.pooling, workload) == "onnx":
-            from retrosearch.core.encoder.onnx_model import OnnxEncoderModel
-
             model = OnnxEncoderModel.load(path, spec, settings, model_fingerprint)
             device = model.device
         else:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_exc
 
 from retrosearch.core.config import OpenSearchSettings, Settings
@@ -207,8 +207,6 @@ class OpenSearchIndex(VectorIndex):
 
     def ids(self) -> set[str]:
         """Every document id in the index (a scan; for checks and resumption, not hot paths)."""
-        from opensearchpy import helpers
-
         self.client.indices.refresh(index=self.name)
         hits = helpers.scan(self.client, index=self.name, query={"query": {"match_all": {}}, "_source": False})
         return {hit["_id"] for hit in hits}

@@ -10,6 +10,7 @@ import numpy as np
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import cache_dir
 from retrosearch.core.encoder import Encoder
+from retrosearch.core.index.faiss_index import FaissIndex
 
 
 def embed_corpus(collection: BeirCollection, encoder: Encoder) -> tuple[list[str], np.ndarray, dict[str, float]]:
@@ -32,8 +33,6 @@ def corpus_vectors(
     item says where they came from (None: embedded now)."""
     cached = cached_index_dir(collection, encoder.fingerprint)
     if (cached / "meta.json").exists():
-        from retrosearch.core.index.faiss_index import FaissIndex
-
         started = time.perf_counter()
         stored = FaissIndex.load(cached)
         stored.check_query_encoder(encoder.index_meta())

@@ -11,8 +11,9 @@ import numpy as np
 
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import Settings
-from retrosearch.core.encoder import Encoder
+from retrosearch.core.encoder import Encoder, describe
 from retrosearch.core.index import VectorIndex, create_index
+from retrosearch.core.index.opensearch_index import default_index_name
 from retrosearch.core.retrieval.embedding import cached_index_dir, embed_corpus
 
 
@@ -54,8 +55,6 @@ def build_index(collection: BeirCollection, encoder: Encoder, backend: str, sett
     An OpenSearch index without a configured name is called after the collection and encoder.
     """
     if backend == "opensearch" and not settings.opensearch.index:
-        from retrosearch.core.index.opensearch_index import default_index_name
-
         settings = settings.model_copy(deep=True)
         settings.opensearch.index = default_index_name(collection.name, encoder.fingerprint)
     started = time.perf_counter()
@@ -68,8 +67,6 @@ def build_index(collection: BeirCollection, encoder: Encoder, backend: str, sett
 
 def cached_faiss_index(collection: BeirCollection, settings: Settings) -> Path:
     """The cached exact FAISS index of ``collection`` for ``settings.encoder``, built on first use."""
-    from retrosearch.core.encoder import describe
-
     index_dir = cached_index_dir(collection, describe(settings.encoder).model_fingerprint)
     if not (index_dir / "meta.json").exists():
         encoder = Encoder.load(settings.encoder)

@@ -23,7 +23,7 @@ from typing import Any
 from retrosearch.core import process
 
 from . import security, server
-from .assembly import assemble
+from .assembly import assemble, find_java_home, tool_env
 from .node_config import ServerError, ServerSettings, prepare_node_dir
 
 SECURITY_PLUGIN = "opensearch-security"
@@ -181,7 +181,6 @@ def _prepare_security(cluster: ClusterSettings, home: Path) -> dict[str, str]:
         cluster.cluster_dir, [cluster.node_name(p) for p in cluster.ports], cluster.base.host
     )
     passwords = security.ensure_passwords(cluster.cluster_dir)
-    from .assembly import find_java_home, tool_env
 
     env = tool_env(home, find_java_home(cluster.base))
     return security.security_files(security.hash_passwords(home, env, passwords), cluster.with_ml)

@@ -79,7 +79,8 @@ def ensure_passwords(cluster_dir: Path) -> dict[str, str]:
 
 
 def _name(common_name: str, unit: str) -> Any:
-    from cryptography import x509  # only when certificates are made (first start)
+    # lazy: keeps cryptography out of CLI start-up
+    from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     return x509.Name(
@@ -94,7 +95,8 @@ def _name(common_name: str, unit: str) -> Any:
 def _issue(
     subject: Any, issuer: Any, public_key: Any, signing_key: Any, *, ca: bool, hosts: tuple[str, ...] = ()
 ) -> Any:
-    from cryptography import x509  # only when certificates are made (first start)
+    # lazy: keeps cryptography out of CLI start-up
+    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -141,7 +143,7 @@ def _issue(
 
 
 def _pem_key(key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization  # only when certificates are made
+    from cryptography.hazmat.primitives import serialization  # lazy: keeps cryptography out of CLI start-up
 
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -149,7 +151,7 @@ def _pem_key(key: Any) -> bytes:
 
 
 def _pem_cert(cert: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization  # only when certificates are made
+    from cryptography.hazmat.primitives import serialization  # lazy: keeps cryptography out of CLI start-up
 
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -159,7 +161,8 @@ def ensure_certificates(cluster_dir: Path, node_names: list[str], host: str) -> 
 
     Node certificates name ``localhost`` and ``host`` so clients can verify the hostname.
     """
-    from cryptography import x509  # only when certificates are made (first start)
+    # lazy: keeps cryptography out of CLI start-up
+    from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

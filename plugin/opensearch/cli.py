@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -29,8 +30,7 @@ def connect(
     hybrid scores are normalised and weighted) and a default ingest pipeline (documents indexed
     without a vector are embedded by the passage model).
     """
-    import os
-
+    # lazy: keeps torch, transformers out of CLI start-up
     from retrosearch.plugin.opensearch.connect import connect_index
 
     index_name = settings.opensearch.index
@@ -68,6 +68,7 @@ def deploy_model(
     default ingest pipeline (documents indexed without a vector are embedded with the passage template),
     replacing what `opensearch connect` set: one command switches the index between the two.
     """
+    # lazy: keeps torch, transformers out of CLI start-up
     from retrosearch.plugin.opensearch.connect import deploy_local
 
     with opt.user_errors():

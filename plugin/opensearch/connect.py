@@ -13,10 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from retrosearch.core.config import Settings
+from retrosearch.core.index import load_index
 from retrosearch.core.opensearch import pipelines
 from retrosearch.core.opensearch.client import connect as os_connect
 from retrosearch.plugin.opensearch import remote_model
 from retrosearch.plugin.opensearch.errors import ConnectError, LocalModelError
+from retrosearch.plugin.opensearch.local_model import LocalDeployment, deploy_local_model, require_ml
+from retrosearch.plugin.opensearch.local_package import build_packages
 
 if TYPE_CHECKING:
     from retrosearch.plugin.opensearch.local_model import LocalDeployment
@@ -29,8 +32,6 @@ def connect_index(settings: Settings, service_url: str, api_key: str | None = No
     client = os_connect(settings.opensearch)
     meta = None
     if index_name:  # checked before anything is created
-        from retrosearch.core.index import load_index
-
         meta = load_index(None, settings, backend="opensearch").meta
     connection = remote_model.connect_service(client, service_url, api_key=api_key, trust=trust)
     if meta is not None and meta.model_fingerprint != connection.service.fingerprint:
@@ -54,16 +55,11 @@ LOCAL_SOURCE = "local model in OpenSearch"
 
 def deploy_local(settings: Settings, model: str) -> "LocalDeployment":
     """Deploy the checkpoint ``model`` as a local model, wire ``settings.opensearch.index``; reruns reuse."""
-    from retrosearch.plugin.opensearch.local_model import LocalDeployment, deploy_local_model, require_ml
-    from retrosearch.plugin.opensearch.local_package import build_packages
-
     index_name = settings.opensearch.index
     client = os_connect(settings.opensearch)
     require_ml(client, settings.opensearch.url)
     meta = None
     if index_name:  # checked before anything is exported or created
-        from retrosearch.core.index import load_index
-
         meta = load_index(None, settings, backend="opensearch").meta
     packages = build_packages(model)
     package = packages[0]

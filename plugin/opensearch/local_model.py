@@ -17,6 +17,9 @@ import numpy as np
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
+from retrosearch.core.collections.records import Document
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder.runtime import Encoder
 from retrosearch.plugin.opensearch import ml_commons
 from retrosearch.plugin.opensearch.errors import ConnectError, LocalModelError
 from retrosearch.plugin.opensearch.local_package import BOTH, ModelPackage
@@ -272,10 +275,6 @@ def parity_texts(max_length: int) -> list[str]:
 
 def check_parity(client: OpenSearch, model_id: str, package: ModelPackage) -> dict[str, float]:
     """The lowest cosine of OpenSearch's vectors to our encoder's, per template; raises below the bar."""
-    from retrosearch.core.collections.records import Document
-    from retrosearch.core.config import EncoderSettings
-    from retrosearch.core.encoder.runtime import Encoder
-
     encoder = Encoder.load(
         EncoderSettings(model=str(package.checkpoint), runtime="torch", show_progress=False)
     )

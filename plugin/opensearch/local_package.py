@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.core.config import EncoderSpec, cache_dir
+from retrosearch.core.encoder.checkpoint import PACKAGED_MODELS, fingerprint, read_spec, resolve_model_path
 from retrosearch.core.encoder.onnx_export import MODEL_FILE, export_token_states, publish_folder
 from retrosearch.plugin.opensearch.errors import LocalModelError
 
@@ -182,8 +183,6 @@ def _before_text(template: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def build_packages(model: str) -> list[ModelPackage]:
     """Export ``model`` (a checkpoint folder or packaged name) for ml-commons, once per fingerprint: one
     package when queries and passages share a template, else one per template."""
-    from retrosearch.core.encoder.checkpoint import fingerprint, read_spec, resolve_model_path
-
     path = resolve_model_path(model)
     try:
         spec = read_spec(path)
@@ -191,6 +190,7 @@ def build_packages(model: str) -> list[ModelPackage]:
         raise LocalModelError(f"model {path}: its encoder spec is unreadable: {exc}") from None
     check_supported(spec, str(path))
     # torch and transformers load only for a checkpoint that can be deployed (a refusal stays quick).
+    # lazy: keeps torch, transformers out of importing this module
     from retrosearch.core.encoder.runtime import position_limit, prepare_tokenizer
 
     fp = fingerprint(path, spec)
@@ -211,7 +211,7 @@ def build_packages(model: str) -> list[ModelPackage]:
     roles = {BOTH: query} if query == passage else {QUERY: query, PASSAGE: passage}
 
     def build(staging: Path) -> None:
-        import onnx
+        import onnx  # lazy: keeps onnx out of importing this module
 
         graph = staging / "graph"
         graph.mkdir()
@@ -277,6 +277,4 @@ class _Config:
 
 
 def _model_name(model: str, path: Path) -> str:
-    from retrosearch.core.encoder.checkpoint import PACKAGED_MODELS
-
     return model if model in PACKAGED_MODELS else path.name

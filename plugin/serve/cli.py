@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
+import typer.main
 
 from retrosearch.core import cli_options as opt
-from retrosearch.core.config import Settings
+from retrosearch.core.config import Settings, cache_dir
+from retrosearch.core.process import ManagedProcess, ProcessError, http_json
+from retrosearch.core.startup import configure_process
+from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
+from retrosearch.plugin.serve.ray_app import run_ray
 
 serve_app = typer.Typer(
     help="The query service: /search, /embed, OpenAI-compatible /v1/embeddings, /healthz, /readyz, /metrics.",
@@ -29,9 +35,6 @@ _MARKER = b"retrosearch"
 
 
 def _managed(port: int):
-    from retrosearch.core.config import cache_dir
-    from retrosearch.core.process import ManagedProcess, http_json
-
     return ManagedProcess(
         name="serve",
         run_dir=cache_dir() / "serve" / str(port),
@@ -54,7 +57,6 @@ def serve(
     """Serve dense queries over a FAISS folder (--index), an OpenSearch index (--index-name) or embeddings only (--model)."""
     if ctx.invoked_subcommand is not None:
         return
-    from retrosearch.core.startup import configure_process
 
     configure_process(serving=True)
     target = resolve(settings, index_dir, model)
@@ -62,8 +64,6 @@ def serve(
         _start_background(settings.serve.port, wait)
         return
     if settings.serve.ray:
-        from retrosearch.plugin.serve.ray_app import run_ray
-
         run_ray(settings, target, model)
         return
     _run_uvicorn(settings, target, model, access_log)
@@ -75,8 +75,6 @@ def resolve(settings: Settings, index_dir: Path | None, model: str | None):
     Shared by the command and by :func:`parse_argv` (:func:`retrosearch.plugin.serve.ray_entry.app_builder`
     receives the same options as a list of arguments: KubeRay's RayService, the Helm chart).
     """
-    from retrosearch.plugin.serve.engine import IndexTarget
-
     index_name = settings.opensearch.index
     if index_dir is not None and index_name is not None:
         raise opt.fail("give --index (a FAISS folder) or --index-name (an OpenSearch index), not both")
@@ -91,9 +89,6 @@ def resolve(settings: Settings, index_dir: Path | None, model: str | None):
 
 def parse_argv(argv: list[str]):
     """Settings, index target and model from the arguments of ``retrosearch serve`` given as a list."""
-    import typer.core
-    import typer.main
-
     # The group's own options as a plain command: left-over arguments are a usage error.
     command = typer.core.TyperCommand("serve", params=typer.main.get_command(serve_app).params)
     with command.make_context("serve", list(argv)) as ctx:
@@ -106,10 +101,10 @@ def parse_argv(argv: list[str]):
 
 
 def _run_uvicorn(settings, target, model: str | None, access_log: bool) -> None:
+    # lazy: keeps fastapi, uvicorn, starlette out of CLI start-up
     import uvicorn
 
     from retrosearch.plugin.serve.app import create_app
-    from retrosearch.plugin.serve.engine import QueryEngine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server_box: dict[str, uvicorn.Server] = {}
@@ -138,8 +133,6 @@ def _run_uvicorn(settings, target, model: str | None, access_log: bool) -> None:
 
 
 def _start_background(port: int, wait: float) -> None:
-    from retrosearch.core.process import ProcessError
-
     managed = _managed(port)
     if managed.pid() is not None:
         raise opt.fail(f"a service of ours already runs on port {port} (pid {managed.pid()}); `retrosearch serve stop --port {port}`")
@@ -161,8 +154,6 @@ def stop(port: Port = 8000) -> None:
 @serve_app.command()
 def status(port: Port = 8000) -> None:
     """Whether a background service runs on PORT, and what it serves (JSON)."""
-    from retrosearch.core.process import http_json
-
     managed = _managed(port)
     code, ready = http_json(f"http://127.0.0.1:{port}/readyz", timeout=3)
     info = {"port": port, "pid": managed.pid(), "answering": code != 0, "ready": code == 200, "readyz": ready,

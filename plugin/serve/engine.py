@@ -18,7 +18,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from retrosearch.core.collections.records import Document
 from retrosearch.core.config import Settings
+from retrosearch.core.index import load_index
+from retrosearch.core.index.base import SearchModeUnavailable, UnsupportedSearchOption
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,8 @@ class QueryEngine:
         Raises FileNotFoundError, ModelNotFoundError, IndexMismatchError or OpenSearchUnavailable
         with a one-line message when something does not fit.
         """
+        # lazy: keeps torch, transformers out of importing this module
         from retrosearch.core.encoder import Encoder
-        from retrosearch.core.index import load_index
 
         settings = settings.model_copy(deep=True)
         index = None
@@ -170,7 +173,6 @@ class QueryEngine:
         tokenizer = self.encoder.text_tokenizer
         if mode == "query":
             return tokenizer.queries(texts)
-        from retrosearch.core.collections.records import Document
 
         return tokenizer.documents([Document(id="", text=text) for text in texts])
 
@@ -199,7 +201,7 @@ class QueryEngine:
     ) -> Any:
         """Top-``k`` hits of each query (``vectors`` for dense and hybrid, ``texts`` for the modes
         OpenSearch computes); errors become :class:`EngineError` subclasses."""
-        from retrosearch.core.index.base import SearchModeUnavailable, UnsupportedSearchOption
+        # lazy: keeps opensearchpy out of importing this module
         from retrosearch.core.opensearch.model_errors import RemoteModelError
 
         if self.index is None:
@@ -247,7 +249,7 @@ def _one_faiss_thread_per_search() -> None:
     on the cores the encoder's forward pass needs; one thread per search is faster here, and the
     search thread pool gives the parallelism.
     """
-    import faiss
+    import faiss  # lazy: keeps faiss out of importing this module
 
     faiss.omp_set_num_threads(1)
 
@@ -255,7 +257,7 @@ def _one_faiss_thread_per_search() -> None:
 def _translate_backend_error(exc: Exception, target: IndexTarget) -> EngineError:
     """OpenSearch's exceptions as the service reports them: down -> 503, bad filter -> 400."""
     try:
-        from opensearchpy import exceptions as os_exc
+        from opensearchpy import exceptions as os_exc  # lazy: optional here (ImportError handled)
     except ImportError:  # pragma: no cover - opensearch-py is a dependency
         os_exc = None
     if isinstance(exc, EngineError):

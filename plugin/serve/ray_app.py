@@ -14,32 +14,34 @@ reports ``queued_texts``, ``queued_tokens`` and ``queue_fill`` (``record_autosca
 
 from __future__ import annotations
 
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 from retrosearch.core.config import ServeSettings, Settings
+from retrosearch.core.ray_runtime import ensure_ray
+from retrosearch.core.startup import configure_process
 from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
 
 APP_NAME = "retrosearch"
 
 
 def _replica_class() -> Any:
-    from ray import serve
+    from ray import serve  # lazy: keeps ray out of importing this module
 
     @serve.ingress()
     class RetroSearchReplica:
         """One replica: opens the engine at start, then serves the shared app."""
 
         def __init__(self, settings_json: str, index_dir: str | None, index_name: str | None, model: str | None) -> None:
-            from pathlib import Path
-
-            from retrosearch.core.startup import configure_process
-
             configure_process(serving=True)
             self.settings = replica_settings(Settings.model_validate_json(settings_json))
             target = IndexTarget(index_dir=Path(index_dir) if index_dir else None, index_name=index_name)
             self.engine = QueryEngine.open(self.settings, target, model=model)
 
         def __serve_build_asgi_app__(self):
+            # lazy: keeps fastapi, starlette out of importing this module
             from retrosearch.plugin.serve.app import create_app
 
             self.asgi_app = create_app(self.settings, self.engine, load_in_background=False)
@@ -108,7 +110,7 @@ def ongoing_requests_limit(serve_settings: ServeSettings) -> int:
 
 def build_application(settings: Settings, target: IndexTarget, model: str | None) -> Any:
     """The bound Ray Serve application: one deployment of replicas, sized by ``settings.serve``."""
-    from ray import serve
+    from ray import serve  # lazy: keeps ray out of importing this module
 
     replica = serve.deployment(_replica_class()).options(**deployment_options(settings.serve))
     return replica.bind(
@@ -121,12 +123,7 @@ def build_application(settings: Settings, target: IndexTarget, model: str | None
 
 def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
     """Deploy on Ray Serve (a local Ray, or ``serve.ray_address``) and block until interrupted."""
-    import signal
-    import threading
-
-    from ray import serve
-
-    from retrosearch.core.ray_runtime import ensure_ray
+    from ray import serve  # lazy: keeps ray out of importing this module
 
     s = settings.serve
     ensure_ray(s.ray_address)

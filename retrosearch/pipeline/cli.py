@@ -23,7 +23,7 @@ PipelineFile = Annotated[Path, typer.Argument(help="Pipeline YAML (see examples/
 
 
 def _load(path: Path):
-    from retrosearch.pipeline.config import load_config
+    from retrosearch.pipeline.config import load_config  # lazy: keeps orjson, yaml out of CLI start-up
 
     with opt.user_errors():
         return load_config(path)
@@ -37,7 +37,7 @@ def _echo(line: str) -> None:
 @pipeline_app.command()
 def plan(pipeline: PipelineFile) -> None:
     """Show, per stage, whether it would run, resume or be skipped, and why; runs nothing."""
-    from retrosearch.pipeline.runner import plan as make_plan
+    from retrosearch.pipeline.runner import plan as make_plan  # lazy: keeps orjson, yaml out of CLI start-up
 
     config = _load(pipeline)
     with opt.user_errors():
@@ -53,6 +53,7 @@ def plan(pipeline: PipelineFile) -> None:
 @pipeline_app.command()
 def run(pipeline: PipelineFile) -> None:
     """Run every stage that is not done; an interrupted training resumes from its checkpoint."""
+    # lazy: keeps orjson, yaml out of CLI start-up
     from retrosearch.pipeline.runner import format_figures
     from retrosearch.pipeline.runner import run as run_pipeline
 
@@ -89,6 +90,7 @@ def experiment(
     )] = False,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
+    # lazy: keeps orjson, yaml out of CLI start-up
     from retrosearch.pipeline.experiment import (
         collect,
         expand,

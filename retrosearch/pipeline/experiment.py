@@ -29,6 +29,8 @@ from retrosearch.pipeline.config import (
     parse_config,
     read_yaml,
 )
+from retrosearch.pipeline.runner import finished
+from retrosearch.pipeline.runner import run as run_pipeline
 from retrosearch.pipeline.stages import Record
 
 Echo = Callable[[str], None]
@@ -265,8 +267,6 @@ def write_results(experiment: ExperimentConfig, payload: dict[str, Any]) -> Path
 def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print) -> dict[str, Any]:
     """Run (or skip) every run; the results file is rewritten after each, so an interrupted
     experiment keeps what it finished."""
-    from retrosearch.pipeline.runner import run as run_pipeline
-
     results: list[dict[str, Any]] = []
     payload: dict[str, Any] = {}
     for number, run in enumerate(runs, start=1):
@@ -279,8 +279,6 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
 
 def collect(experiment: ExperimentConfig, runs: list[Run]) -> dict[str, Any]:
     """The results of the runs that are finished now (read from their manifests; nothing runs)."""
-    from retrosearch.pipeline.runner import finished
-
     results = []
     for run in runs:
         records = finished(run.pipeline, _peers(run, runs))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.benchmarks.docs_block import relative_folder, splice
+from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.pipeline.experiment import METRICS
 
 #: The copy in docs/benchmarks/pretraining.md sits between these lines; ``--docs-page`` rewrites it.
@@ -81,8 +82,6 @@ def _per_seed(payload: dict[str, Any]) -> list[str]:
 
 def plot(payload: dict[str, Any], path: Path) -> Path:
     """NDCG@10 per variant, a panel per collection: bars at the mean, sd as error bars, each seed a dot."""
-    from retrosearch.benchmarks.plots import pyplot, save
-
     plt = pyplot()
     collections = list(dict.fromkeys(row["collection"] for row in payload["summary"]))
     most = max(sum(r["collection"] == c for r in payload["summary"]) for c in collections)

@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import EncoderSettings, Settings
+from retrosearch.core.retrieval.report import write_json
+from retrosearch.ingest.pipeline import IngestConfig, run_ingest
 from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
+from retrosearch.trainers.finetune.config import FinetuneConfig
+from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.harness.events import EVENTS_FILE, Event, read_events, summarise
+from retrosearch.trainers.llara.config import LLaRAConfig
 
 if TYPE_CHECKING:
     from retrosearch.core.config import EncoderSettings
@@ -53,7 +60,7 @@ def _json(value: Any) -> Any:
 
 def model_hash(model: str) -> str:
     """The encoder runtime's fingerprint of a checkpoint folder or packaged name."""
-    from retrosearch.core.config import EncoderSettings
+    # lazy: keeps torch, transformers out of importing this module
     from retrosearch.core.encoder import describe
 
     return describe(EncoderSettings(model=model)).model_fingerprint
@@ -145,8 +152,6 @@ class TrainingStage(Stage):
 
     def train_config(self, method: Method, upstream: dict[str, Record]) -> TrainConfig:
         """The harness's TrainConfig: the stage's train settings, output and storage in the stage folder."""
-        from retrosearch.trainers.harness.config import TrainConfig
-
         fields = self.section.train_settings()
         return TrainConfig(
             out=self.folder / "model", storage_path=self.folder / "train", name=method.name,
@@ -172,6 +177,7 @@ class TrainingStage(Stage):
         return None if step is None else f"checkpoint at step {step}"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
+        # lazy: keeps torch, ray out of importing this module
         from retrosearch.trainers.harness.runner import fit
 
         method = self.method(upstream)
@@ -235,6 +241,7 @@ class PretrainStage(TrainingStage):
     def method(self, upstream: dict[str, Record]) -> Method:
         cfg = self.section
         if isinstance(cfg, RetroMAEPretrain):
+            # lazy: keeps torch, transformers out of importing this module
             from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
 
             own = {n: getattr(cfg, n) for n in RetroMAEConfig.model_fields if n not in ("model", "corpus", "dupmae")}
@@ -242,7 +249,7 @@ class PretrainStage(TrainingStage):
                 model=self.start_model(), corpus=str(self.corpus()), dupmae=cfg.method == "dupmae", **own
             )
             return RetroMAEMethod(config)
-        from retrosearch.trainers.llara.config import LLaRAConfig
+        # lazy: keeps torch, transformers out of importing this module
         from retrosearch.trainers.llara.method import LLaRAMethod
 
         own = {n: getattr(cfg, n) for n in LLaRAConfig.model_fields if n not in ("model", "corpus")}
@@ -284,11 +291,9 @@ class MineStage(Stage):
         return "off in the pipeline file: fine-tuning uses the split's qrels and in-batch negatives"
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.core.collections import BeirCollection
-        from retrosearch.core.config import Settings
+        # lazy: keeps torch, faiss, transformers out of importing this module
         from retrosearch.core.encoder import Encoder
         from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
@@ -330,7 +335,7 @@ class FinetuneStage(TrainingStage):
         return Record(self.name, "off", dict(pretrain.outputs), pretrain.output_hash, reason=self.off_reason())
 
     def method(self, upstream: dict[str, Record]) -> Method:
-        from retrosearch.trainers.finetune.config import FinetuneConfig
+        # lazy: keeps torch, transformers out of importing this module
         from retrosearch.trainers.finetune.method import FinetuneMethod
 
         cfg = self.section
@@ -366,11 +371,9 @@ class EvaluateStage(Stage):
         return self.collection_files(self.section.split)
 
     def _evaluate(self, model: str, out: Path) -> dict[str, float]:
-        from retrosearch.core.collections import BeirCollection
-        from retrosearch.core.config import Settings
+        # lazy: keeps torch, faiss, transformers out of importing this module
         from retrosearch.core.encoder import Encoder
         from retrosearch.core.retrieval import evaluate
-        from retrosearch.core.retrieval.report import write_json
 
         cfg = self.section
         settings = Settings(encoder=self.encoder_settings(model))
@@ -419,6 +422,7 @@ class IngestStage(Stage):
     def outputs_exist(self, outputs: dict[str, str]) -> bool:
         if "index_dir" in outputs:
             return (Path(outputs["index_dir"]) / "meta.json").is_file()
+        # lazy: keeps opensearchpy out of importing this module
         from retrosearch.core.opensearch.client import connect
 
         try:
@@ -427,9 +431,6 @@ class IngestStage(Stage):
             return False
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
-        from retrosearch.core.config import Settings
-        from retrosearch.ingest.pipeline import IngestConfig, run_ingest
-
         cfg = self.section
         model = _model_of(upstream, "finetune")
         encoder = self.encoder_settings(model)
@@ -437,6 +438,7 @@ class IngestStage(Stage):
         state = self.folder / "state"
         if cfg.sink == "opensearch" and not state.exists():
             # A fresh run (new model or corpus) replaces what an earlier run left in the index.
+            # lazy: keeps torch, transformers, opensearchpy out of importing this module
             from retrosearch.core.encoder import describe
             from retrosearch.core.index.opensearch_index import OpenSearchIndex
 
@@ -493,7 +495,7 @@ class ServeStage(Stage):
         if self.section.service_url:
             if "index_name" not in ingest.outputs:
                 raise ValueError("stages.serve.service_url connects OpenSearch: it needs stages.ingest.sink opensearch")
-            from retrosearch.core.config import Settings
+            # lazy: keeps opensearchpy, httpx out of importing this module
             from retrosearch.plugin.opensearch.connect import connect_index
 
             # What `opensearch connect` does: check the service serves the index's model, then

@@ -9,8 +9,9 @@ import typer
 
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
-from retrosearch.core.config import Settings
+from retrosearch.core.config import EncoderSettings, Settings
 from retrosearch.core.index import load_index
+from retrosearch.core.retrieval.report import print_result, write_json
 from retrosearch.trainers import launch
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
@@ -37,6 +38,7 @@ def mine_negatives(
 
     Known positives (and documents with the same text) are never negatives.
     """
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
     from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
@@ -62,10 +64,9 @@ def mine_negatives(
 
 def _evaluate(cfg: FinetuneConfig, out: Path, batch_size: int | None, threads: int | None, device: str) -> None:
     """The held-out evaluation ``retrosearch eval`` would run, written to ``OUT/eval-<split>.json``."""
-    from retrosearch.core.config import EncoderSettings
+    # lazy: keeps torch, faiss, transformers out of CLI start-up
     from retrosearch.core.encoder import Encoder
     from retrosearch.core.retrieval import evaluate
-    from retrosearch.core.retrieval.report import print_result, write_json
 
     assert cfg.collection is not None and cfg.eval_split is not None
     collection = BeirCollection(cfg.collection)
@@ -121,6 +122,7 @@ def finetune(
     model and saved) or from a JSONL file (--train-file). The held-out --eval-split is evaluated at
     the end. Re-running the same command resumes from the last checkpoint.
     """
+    # lazy: keeps torch, faiss out of CLI start-up
     from retrosearch.trainers.finetune.method import FinetuneMethod
 
     if method.mined_file is None:

@@ -26,7 +26,7 @@ def merged_backbone(backbone: nn.Module) -> nn.Module:
     Merging modifies the module in place, so this is for the end of training.
     """
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: optional here (ImportError handled)
     except ImportError:  # pragma: no cover - peft is a dependency, but the export must not need it
         return backbone
     if isinstance(backbone, PeftModel):

@@ -9,10 +9,14 @@ from typing import Any
 
 from torch import nn
 
+from retrosearch.core.collections import BeirCollection
+from retrosearch.core.config import EncoderSettings
+from retrosearch.core.encoder import Encoder
 from retrosearch.trainers.finetune.config import FinetuneConfig
 from retrosearch.trainers.finetune.data import TrainingGroup, groups_from_qrels, read_groups, sample_group
 from retrosearch.trainers.finetune.export import export_checkpoint
 from retrosearch.trainers.finetune.loss import InfoNCELoss, MatryoshkaLoss
+from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 from retrosearch.trainers.finetune.model import ContrastiveCollator, ContrastiveModel, load_trainable_encoder
 from retrosearch.trainers.harness.method import Batch, LossTerm, LossTerms, Method, RunInfo
 
@@ -75,11 +79,6 @@ class FinetuneMethod(Method):
         return groups
 
     def _groups_from_collection(self) -> list[TrainingGroup]:
-        from retrosearch.core.collections import BeirCollection
-        from retrosearch.core.config import EncoderSettings
-        from retrosearch.core.encoder import Encoder
-        from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
-
         cfg = self.config
         assert cfg.collection is not None
         collection = BeirCollection(cfg.collection)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import TaskType, get_peft_model
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -113,9 +115,6 @@ def uses_lora(config: FinetuneConfig, spec: EncoderSpec) -> bool:
 
 def add_lora(backbone: nn.Module, settings: LoraConfig) -> nn.Module:
     """Wrap ``backbone`` with LoRA adapters; only the adapter weights stay trainable."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import TaskType, get_peft_model
-
     peft_config = PeftLoraConfig(
         task_type=TaskType.FEATURE_EXTRACTION,
         r=settings.r,

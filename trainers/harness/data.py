@@ -28,6 +28,7 @@ def _join(title: object, text: object, separator: str) -> str:
 
 
 def _hf_dataset_texts(path: Path, text_field: str, title_field: str | None, separator: str) -> Iterator[str]:
+    # lazy: keeps datasets out of the light exports of trainers.harness
     from datasets import DatasetDict, load_from_disk
 
     data = load_from_disk(str(path))

@@ -22,6 +22,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
+from transformers import get_scheduler
 
 from retrosearch.core.encoder.device import resolve_device
 from retrosearch.trainers.harness import ray_report
@@ -111,8 +112,6 @@ class WorkerLoop:
         ctx: WorkerContext,
         run_dir: Path | None = None,
     ) -> None:
-        from transformers import get_scheduler
-
         torch.set_num_threads(config.threads or config.cpus_per_worker)
         self.method, self.config, self.examples, self.ctx = method, config, examples, ctx
         self.log = RunLog(run_dir, ctx.rank, config.steps, config.batch_size)

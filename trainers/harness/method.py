@@ -8,6 +8,7 @@ same whether it sat on worker 0 or 1, in the first or the last micro-batch.
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel
 from torch import nn
+from transformers import AutoTokenizer
+
+from retrosearch.core.encoder import resolve_model_path
 
 
 @dataclass
@@ -115,8 +119,6 @@ class CheckpointMethod(Method):
     @property
     def model_path(self) -> Path:
         """The local folder of the starting checkpoint."""
-        from retrosearch.core.encoder import resolve_model_path
-
         return resolve_model_path(self.config.model)
 
     @property
@@ -128,8 +130,6 @@ class CheckpointMethod(Method):
 
     def load_tokenizer(self) -> Any:
         """The starting checkpoint's tokenizer; methods that add tokens extend it."""
-        from transformers import AutoTokenizer
-
         return AutoTokenizer.from_pretrained(str(self.model_path))
 
     @abstractmethod
@@ -139,8 +139,6 @@ class CheckpointMethod(Method):
     def provenance(self, info: RunInfo, **fields: Any) -> dict[str, Any]:
         """What an exported folder records about its run: base model, corpus, run shape, the
         method's own ``fields``, the last losses and when it was trained."""
-        import datetime as dt
-
         cfg = self.config
         return {
             "base_model": cfg.model,

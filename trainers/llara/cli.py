@@ -40,6 +40,7 @@ def llara(train: TrainConfig, method: LLaRAConfig) -> None:
     Passages are embedded under the EBAE prompt, queries under the EBAR prompt. Re-running the same
     command resumes from the last checkpoint.
     """
+    # lazy: keeps torch, transformers out of CLI start-up
     from retrosearch.trainers.llara.method import LLaRAMethod
 
     launch.run_training(LLaRAMethod(method), train)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoConfig
+
 from retrosearch.core.encoder import position_limit
 from retrosearch.trainers.harness.data import read_texts
 from retrosearch.trainers.harness.method import CheckpointMethod, RunInfo
@@ -47,8 +49,6 @@ class LLaRAMethod(CheckpointMethod):
 
     def load_examples(self) -> TokenPairs:
         """Consecutive (text, next) pairs of the corpus's documents."""
-        from transformers import AutoConfig
-
         cfg = self.config
         positions = position_limit(AutoConfig.from_pretrained(str(self.model_path)))
         longest = cfg.max_length + self.prompt_ids().overhead

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from torch import nn
+from transformers import AutoModelForCausalLM
+
 from retrosearch.trainers.harness.method import LossTerm
 from retrosearch.trainers.llara.config import LLaRAConfig
 from retrosearch.trainers.llara.data import EBAE, EBAR, IGNORE, LM
 from retrosearch.trainers.llara.prompt import additive_mask
-from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,6 @@ def load_causal_lm(path: str | Path, config: LLaRAConfig, new_token_ids: list[in
     ``new_token_ids`` are tokens added to the tokenizer (the reference prompts' summary tokens):
     the embeddings grow to hold them, and under LoRA their rows stay trainable.
     """
-    from transformers import AutoModelForCausalLM
-
     lm = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation=config.attn_implementation)
     needed = max(new_token_ids or [-1]) + 1
     if needed > lm.get_input_embeddings().num_embeddings:
@@ -39,8 +40,6 @@ def load_causal_lm(path: str | Path, config: LLaRAConfig, new_token_ids: list[in
         # Non-reentrant checkpointing needs no input that requires grad, so it works under LoRA too.
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
-        from peft import LoraConfig, get_peft_model
-
         targets = config.lora_targets or "all-linear"
         lm = get_peft_model(
             lm,

@@ -9,7 +9,6 @@ from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.options import FieldOption, empty_is_none, with_train_config
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 
-
 RETROMAE_OPTIONS = (
     FieldOption("model", ("--model", "-m"), "Starting checkpoint folder or packaged name; an earlier export "
                 "continues with its decoder"),
@@ -33,6 +32,7 @@ def retromae(train: TrainConfig, method: RetroMAEConfig) -> None:
     Re-running the same command resumes from the last checkpoint; --model pointing at an earlier
     export continues pretraining with its decoder.
     """
+    # lazy: keeps torch, transformers out of CLI start-up
     from retrosearch.trainers.retromae import RetroMAEMethod
 
     launch.run_training(RetroMAEMethod(method), train)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoConfig
 
 from retrosearch.core.encoder import position_limit, read_spec
 from retrosearch.trainers.harness.data import PackedTokens, pack_documents, read_texts
@@ -22,8 +23,6 @@ class RetroMAEMethod(CheckpointMethod):
 
     def load_examples(self) -> PackedTokens:
         """The corpus as token blocks that fit ``max_length`` with the special tokens."""
-        from transformers import AutoConfig
-
         cfg = self.config
         limit = position_limit(AutoConfig.from_pretrained(str(self.model_path)))
         if cfg.max_length > limit:

@@ -23,7 +23,6 @@ from retrosearch.core.config import OpenSearchSettings, Settings
 from retrosearch.core.errors import PartialFailure
 from retrosearch.core.index.base import (
     SEARCH_MODES,
-    IndexMeta,
     SearchHits,
     SearchMode,
     SearchModeUnavailable,
@@ -42,6 +41,7 @@ from retrosearch.core.opensearch.mapping import (
 from retrosearch.core.opensearch.model_errors import RemoteModelError, explain_model_failure
 from retrosearch.core.opensearch.pipelines import ensure_hybrid_pipeline, recorded_models
 from retrosearch.core.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
+from retrosearch.core.vector_space import IndexMeta
 
 
 class BulkLoadError(PartialFailure, RuntimeError):

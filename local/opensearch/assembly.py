@@ -49,31 +49,40 @@ _PAINLESS_POLICY = """grant {
 
 
 
+def _build_once(target: Path, marker: str, name: str, build) -> Path:
+    """``target`` built by ``build(work_dir) -> built_dir`` once, atomically, under a file lock.
+
+    The tree is built in a temporary sibling and renamed into place, so concurrent or interrupted
+    runs never leave a half-built ``target``; ``marker`` (a file inside it) says it is complete.
+    Each kind of build (``name``) has its own lock and temporary prefix, so one never removes
+    another's work in progress.
+    """
+    if (target / marker).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".tmp-{name}-"
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / marker).is_file():
+            return target
+        for stale in target.parent.glob(f"{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():  # only possible if someone deleted the marker by hand
+            shutil.rmtree(target)
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            os.rename(build(work), target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def assemble(settings: ServerSettings) -> Path:
     """Build the distribution for `settings.version` + `settings.plugins` once; return its home.
 
-    Idempotent and atomic: the tree is built in a temporary sibling directory and renamed into
-    place, under a file lock, so concurrent or interrupted runs never leave a half-built home.
+    Idempotent and atomic (:func:`_build_once`).
     """
-    home = settings.home
-    if (home / MARKER).is_file():
-        return home
-    settings.version_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.version_dir / ".assemble.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (home / MARKER).is_file():
-            return home
-        for stale in settings.version_dir.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if home.exists():  # only possible if someone deleted the marker by hand
-            shutil.rmtree(home)
-        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=settings.version_dir))
-        try:
-            built = _build(settings, work)
-            os.rename(built, home)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return home
+    return _build_once(settings.home, MARKER, "assemble", lambda work: _build(settings, work))
 
 
 def _build(settings: ServerSettings, work: Path) -> Path:
@@ -310,24 +319,9 @@ def assemble_libtorch(settings: ServerSettings) -> Path:
     """The folder of libtorch and ``libdjl_torch.so`` for ml-commons local models, fetched once.
 
     The node finds it through ``PYTORCH_LIBRARY_PATH`` (set by the server at start), so a model
-    deploy never reaches for the internet. Built like the distribution: in a temporary sibling
-    renamed into place under a file lock.
+    deploy never reaches for the internet. Built like the distribution (:func:`_build_once`).
     """
-    target = libtorch_dir(settings)
-    if (target / LIBTORCH_MARKER).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".libtorch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / LIBTORCH_MARKER).is_file():
-            return target
-        shutil.rmtree(target, ignore_errors=True)
-        work = Path(tempfile.mkdtemp(prefix=".tmp-libtorch-", dir=target.parent))
-        try:
-            os.rename(_build_libtorch(work), target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+    return _build_once(libtorch_dir(settings), LIBTORCH_MARKER, "libtorch", _build_libtorch)
 
 
 def _build_libtorch(work: Path) -> Path:

@@ -230,6 +230,7 @@ SETTING_OPTIONS: dict[str, SettingOption] = {o.field: o for o in (
     SettingOption("num_gpus", ("--gpus-per-worker",), "GPUs per Ray Serve replica", deprecated("--num-gpus")),
     SettingOption("num_cpus", ("--cpus-per-worker",), "CPUs per Ray Serve replica", deprecated("--num-cpus")),
     SettingOption("max_replicas_per_node"), SettingOption("proxy_location"),
+    SettingOption("ray_ingress"),
 )}
 
 
@@ -257,7 +258,7 @@ SERVICE = OptionGroup("Service", ("host", "port", "max_batch_size", "max_batch_t
                                   "max_queued_texts", "max_queued_tokens", "max_texts", "max_chars", "max_k",
                                   "embeddings_mode", "api_key_env", "search_threads"))
 SCALE_OUT = OptionGroup("Ray Serve", ("ray", "ray_address", "num_replicas", "min_replicas", "max_replicas", "num_gpus",
-                                      "num_cpus", "max_replicas_per_node", "proxy_location"))
+                                      "num_cpus", "max_replicas_per_node", "proxy_location", "ray_ingress"))
 
 
 def _field(name: str) -> Any:

@@ -226,6 +226,12 @@ class ServeSettings(_Strict):
         description="which nodes run Ray Serve's HTTP proxy; HeadOnly where several nodes share one host "
         "(their proxies would all bind the same port)",
     )
+    ray_ingress: Literal["haproxy", "proxy"] = Field(
+        "haproxy",
+        description="what carries HTTP requests to the replicas of a local Ray: Ray's HAProxy ingress (straight "
+        "to each replica's own HTTP server) or Ray's Python proxy actor; on a cluster its RAY_SERVE_* "
+        "environment decides",
+    )
 
 
 class Settings(_Strict):

@@ -37,7 +37,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         # Ray kills idle workers beyond one per CPU within a second; when actors hold every CPU,
         # each short read or write task would then start (and import into) a new process.
         cpus = options["num_cpus"]
-        options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4})
+        # Ray runs its workers at nice 15 so that its own daemons stay responsive on a busy node; on
+        # a machine it shares (with clients, OpenSearch, the driver) the actors that do the work then
+        # lose every contended CPU slice (measured: a Serve replica got one core of two under load).
+        options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4, "worker_niceness": 0})
     # Workers (actors, Train workers, Serve replicas) start with the driver's start-up settings.
     options.setdefault("runtime_env", {"env_vars": forwarded_environment()})
     ray.init(**options)

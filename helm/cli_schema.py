@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "serveOptions": (
         ("serve",),
         frozenset({"--host", "--port", "--ray", "--ray-address", "--opensearch-url", "--api-key-env",
-                   "--background", "--access-log", "--wait", "--config"}),
+                   "--background", "--access-log", "--wait", "--config", "--ray-ingress"}),
     ),
     "ingestOptions": (("ingest",), frozenset({"--ray-address", "--opensearch-url", "--config"})),
     "retromaeOptions": (("train", "retromae"), frozenset({"--ray-address", "--config"})),

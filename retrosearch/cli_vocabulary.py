@@ -131,6 +131,7 @@ MEANINGS: dict[str, str] = {
     "--max-replicas": "Autoscale Ray Serve replicas up to this many.",
     "--max-replicas-per-node": "At most this many Ray Serve replicas on one node.",
     "--proxy-location": "Which nodes run Ray Serve's HTTP proxy.",
+    "--ray-ingress": "What carries HTTP requests to the Ray Serve replicas of a local Ray.",
     # Ingest.
     "--sink": "Where ingest writes the vectors: OpenSearch, FAISS or Parquet.",
     "--on-error": "What a bad input record does: fail stops, skip writes the good ones.",

@@ -65,3 +65,17 @@ def test_a_replica_s_encoder_threads_follow_its_cpus():
     assert replica_settings(Settings(serve=ServeSettings(num_cpus=0.5))).encoder.threads == 1
     chosen = Settings(encoder=EncoderSettings(threads=3), serve=ServeSettings(num_cpus=1))
     assert replica_settings(chosen).encoder.threads == 3
+
+
+def test_a_local_ray_starts_with_the_chosen_ingress():
+    """HAProxy ingress is Ray's own high-throughput mode, switched on by the environment its processes
+    start with: set for a local Ray, never over what the user set, never for a cluster's Ray."""
+    from retrosearch.core.config import ServeSettings
+    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, ingress_environment
+
+    assert ingress_environment(ServeSettings(), environ={}) == HAPROXY_INGRESS
+    assert ingress_environment(ServeSettings(ray_ingress="proxy"), environ={}) == {}
+    assert ingress_environment(ServeSettings(), environ={"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    assert ingress_environment(ServeSettings(ray_address="ray://head:10001"), environ={}) == {}
+    assert ingress_environment(ServeSettings(), environ={"RAY_ADDRESS": "auto"}) == {}

@@ -183,6 +183,12 @@ def ingest_speed(
     ratios = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"], "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
     if "d_ingest_opensearch" in rate:
         ratios["d/a"] = rate["d_ingest_opensearch"] / rate["a_raw"]
+    # The job's embedding alone (each actor's time inside the encoder) against a: what c loses to a
+    # beyond this is start-up (Ray, the actors' imports and model loads) and the last blocks' tail.
+    seconds = results["c_ingest_faiss"]["summary"]["seconds"]
+    embed_s = seconds["embed_actors"] / results["c_ingest_faiss"]["summary"]["workers"]
+    ratios["c embed/a"] = (results["c_ingest_faiss"]["docs"] / embed_s) / rate["a_raw"]
+    results["c_ingest_faiss"]["outside_embedding_s"] = results["c_ingest_faiss"]["seconds"] - embed_s
     for name in RUNTIME_VARIANTS:
         if name in rate:
             short = name.split("_")[0]

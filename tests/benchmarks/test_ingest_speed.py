@@ -40,9 +40,13 @@ def test_bench_ingest_counts_every_document_and_derives_its_ratios(
     summary = results["c_ingest_faiss"]["summary"]
     assert summary["rows_written"] == DOCS and summary["rows_already_done"] == 0
     rate = {name: run["docs_per_s"] for name, run in results.items()}
+    embed_s = summary["seconds"]["embed_actors"] / summary["workers"]
     expected = {"c/a": rate["c_ingest_faiss"] / rate["a_raw"],
-                "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"]}
+                "c/b": rate["c_ingest_faiss"] / rate["b_sentence_transformers"],
+                "c embed/a": DOCS / embed_s / rate["a_raw"]}
     assert payload["ratios"] == pytest.approx(expected)
+    assert 0 < results["c_ingest_faiss"]["outside_embedding_s"] == pytest.approx(
+        results["c_ingest_faiss"]["seconds"] - embed_s)
     assert out.with_suffix(".png").stat().st_size > 0
 
 

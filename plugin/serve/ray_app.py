@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -132,14 +133,35 @@ def build_application(settings: Settings, target: IndexTarget, model: str | None
     )
 
 
-def ingress_environment(serve_settings: ServeSettings, environ: dict[str, str] | None = None) -> dict[str, str]:
+def ingress_environment(serve_settings: ServeSettings,
+                        environ: dict[str, str] | None = None) -> dict[str, str]:
     """The ``RAY_SERVE_*`` variables a local Ray is started with for ``--ray-ingress`` (variables
     already set win). Empty on a cluster: its processes started long ago, with their own environment
     (the chart sets it)."""
     environ = os.environ if environ is None else environ
     if serve_settings.ray_address or environ.get("RAY_ADDRESS") or serve_settings.ray_ingress != "haproxy":
         return {}
-    return {name: value for name, value in HAPROXY_INGRESS.items() if name not in environ}
+    wanted = dict(HAPROXY_INGRESS)
+    # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second local
+    # service, or one left behind, would make it fail to start. Each local Ray gets free ones.
+    wanted.update(zip(HAPROXY_PORTS, map(str, _free_ports(len(HAPROXY_PORTS)))))
+    return {name: value for name, value in wanted.items() if name not in environ}
+
+
+#: The fixed ports of Ray's HAProxy besides the serve port.
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now (all held open while they are chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _haproxies() -> list[Any]:

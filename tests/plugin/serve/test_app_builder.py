@@ -71,11 +71,17 @@ def test_a_local_ray_starts_with_the_chosen_ingress():
     """HAProxy ingress is Ray's own high-throughput mode, switched on by the environment its processes
     start with: set for a local Ray, never over what the user set, never for a cluster's Ray."""
     from retrosearch.core.config import ServeSettings
-    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, ingress_environment
+    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, HAPROXY_PORTS, ingress_environment
 
-    assert ingress_environment(ServeSettings(), environ={}) == HAPROXY_INGRESS
+    chosen = ingress_environment(ServeSettings(), environ={})
+    assert {k: chosen[k] for k in HAPROXY_INGRESS} == HAPROXY_INGRESS
+    # HAProxy's side listeners get free ports, so two local services do not collide.
+    ports = [int(chosen[name]) for name in HAPROXY_PORTS]
+    assert all(port > 0 for port in ports) and len(set(ports)) == 2
     assert ingress_environment(ServeSettings(ray_ingress="proxy"), environ={}) == {}
-    assert ingress_environment(ServeSettings(), environ={"RAY_SERVE_ENABLE_HA_PROXY": "0"}) == {
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    kept = ingress_environment(ServeSettings(), environ={"RAY_SERVE_ENABLE_HA_PROXY": "0",
+                                                         "RAY_SERVE_HAPROXY_STATS_PORT": "8404"})
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in kept and "RAY_SERVE_HAPROXY_STATS_PORT" not in kept
+    assert kept["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert ingress_environment(ServeSettings(ray_address="ray://head:10001"), environ={}) == {}
     assert ingress_environment(ServeSettings(), environ={"RAY_ADDRESS": "auto"}) == {}

@@ -86,7 +86,8 @@ MEANINGS: dict[str, str] = {
     "--oversample": "Quantized indices: candidates per hit (k x oversample) rescored against the stored vectors.",
     "--rescore": "Quantized indices: rescore the candidates (off: the codes' own ranking).",
     "--quantized": "Also sweep the quantized FAISS indices.",
-    "--knn-encoder": "The OpenSearch k-NN vector encoding: none, or sq (Lucene scalar quantization, rescored).",
+    "--knn-encoder": "The OpenSearch k-NN vector encoding: none, sq (Lucene scalar quantization), int8 (byte "
+                     "vectors) or binary (sign bits); the quantized ones rescored.",
     # OpenSearch.
     "--opensearch-url": "The OpenSearch URL (credentials come from the environment).",
     "--engine": "The OpenSearch k-NN engine.",

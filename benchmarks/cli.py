@@ -12,6 +12,7 @@ from retrosearch.benchmarks.quality import quality
 from retrosearch.benchmarks.report_markdown import report_command
 from retrosearch.benchmarks.serve_speed import serve_speed
 from retrosearch.benchmarks.train_speed import train_speed
+from retrosearch.benchmarks.vectors import vectors_command
 
 
 def register(app: typer.Typer) -> None:
@@ -25,4 +26,5 @@ def register(app: typer.Typer) -> None:
     bench.command("compare")(compare_command)
     bench.command("ann")(ann_command)
     bench.command("report")(report_command)
+    bench.command("vectors")(vectors_command)
     app.add_typer(bench, name="bench")

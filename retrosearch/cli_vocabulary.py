@@ -184,6 +184,8 @@ MEANINGS: dict[str, str] = {
     "--query-max-length": "Tokens per query in training.",
     "--passage-max-length": "Tokens per passage in training.",
     "--matryoshka-dims": "Matryoshka: the dimensions the fine-tuning loss is summed over (comma-separated).",
+    "--finetune-steps": "Steps of each fine-tune a benchmark trains (0: none).",
+    "--train-collection": "The BEIR folder whose train split a benchmark's fine-tunes learn from.",
     # Pipelines and experiments.
     "--list": "Print the runs and run nothing.",
     "--report-only": "Run nothing: report the runs finished so far.",

@@ -141,3 +141,24 @@ def test_a_real_run_resumes_and_full_width_rescoring_is_exact_search(tiny_collec
     run_collection(tiny_collection, settings, rows, CellStore(store.path), progress=again.append)
     assert again[-1] == f"{name}: every cell done" and len(again) == 2  # after the ivfpq line
     assert json.loads(store.path.read_text())["cells"][f"{name} | float32"]["setting"]["encoder"] == BASE
+
+
+def test_the_benchmark_report_has_a_vectors_section_when_asked(tmp_path):
+    from retrosearch.benchmarks.report_markdown import DEFAULT_PARTS, build_report, part_commands
+    from retrosearch.benchmarks.vectors import write_outputs
+
+    store = CellStore(tmp_path / "vectors.json", about={"model": "minilm", "split": "test"})
+    store.add(_cell(Setting("float32"), 0.65, 1536, collection="scifact"))
+    store.add(_cell(Setting("binary", oversample=10.0), 0.645, 48, 384, collection="scifact"))
+    write_outputs(store, tmp_path)
+    about = {"cpu": "c", "cores": 2, "memory_gib": 24, "gpu": "none", "platform": "p", "commit": "x",
+             "versions": {}}
+    report = build_report(tmp_path, ("vectors",), about)
+    assert "## Quality against memory per vector" in report and "| binary oversample=10 | 48 | 384 |" in report
+    assert "- scifact: binary oversample=10 keeps NDCG@10 0.6450" in report
+    assert "![NDCG@10 against bytes per vector](vectors.png)" in report
+    assert "vectors" not in DEFAULT_PARTS  # fine-tunes and sweeps: a report includes them when asked
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "corpus.jsonl").write_text("{}\n")
+    command = part_commands(tmp_path, [tmp_path / "c"], None, None, 0)["vectors"]
+    assert command == ["vectors", "--collection", str(tmp_path / "c"), "--out", str(tmp_path)]

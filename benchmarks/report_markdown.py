@@ -150,8 +150,8 @@ def _section_vectors(data: dict[str, Any], out: Path) -> list[str]:
     for cell in data["cells"].values():
         by_collection.setdefault(cell["collection"], []).append(Cell.from_dict(cell))
     lines = ["## Quality against memory per vector", "",
-             f"{about.get('model', '?')} on the {about.get('split', 'test')} split; targets: int8 with rescoring "
-             "within 0.002 NDCG@10 of float32, binary with rescoring within 0.01.", "",
+             f"{about.get('model', '?')} on the {about.get('split', 'test')} split; targets: int8 with "
+             "rescoring within 0.002 NDCG@10 of float32, binary with rescoring within 0.01.", "",
              *[f"- {line}" for line in data.get("summary", [])], "", vectors_markdown(by_collection).rstrip()]
     return lines + _image(out, "vectors.png", "NDCG@10 against bytes per vector")
 
@@ -161,15 +161,17 @@ def _summary(data: dict[str, Any]) -> list[str]:
             summary_table(from_json(data)).rstrip()]
 
 
-SECTIONS = {"methods": _section_methods, "ann": _section_ann, "ingest": _section_ingest, "serve": _section_serve,
-            "vectors": _section_vectors}
+SECTIONS = {"methods": _section_methods, "ann": _section_ann, "ingest": _section_ingest,
+            "serve": _section_serve, "vectors": _section_vectors}
 
 
 def _image(out: Path, name: str, alt: str) -> list[str]:
     return ["", f"![{alt}]({name})"] if (out / name).exists() else []
 
 
-def build_report(out: Path, parts: tuple[str, ...] = DEFAULT_PARTS, about: dict[str, Any] | None = None) -> str:
+def build_report(
+    out: Path, parts: tuple[str, ...] = DEFAULT_PARTS, about: dict[str, Any] | None = None
+) -> str:
     """The Markdown report of the parts whose JSON is in ``out``."""
     about = about or machine()
     v = about["versions"]

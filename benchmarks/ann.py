@@ -332,6 +332,9 @@ def plot(sweep: AnnSweep, path: Path) -> None:
 def ann_command(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose real embeddings are swept.")],
     scale: Annotated[int, typer.Option(help="Vectors of the synthetic scale point; 0 for none.")] = 1_000_000,
+    scale_vectors: Annotated[Optional[Path], typer.Option(
+        help="A scale point from `bench scale-point` (vectors.npy), swept instead of the synthetic one."),
+    ] = None,
     num_queries: Annotated[int, typer.Option(help="Queries per measurement (real ones, then noisy copies).")] = 1000,
     skip_opensearch: Annotated[bool, typer.Option(help="FAISS only.")] = False,
     quantized: Annotated[bool, typer.Option(help="Also sweep the quantized FAISS indices.")] = True,
@@ -369,13 +372,19 @@ def ann_command(
             for encoding in ("sq", "int8", "binary") if quantized else ():
                 sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings,
                                                   knn_encoder=encoding, oversample=tuple(oversample))
-        if scale:
-            big = synthetic(vectors, scale)
-            points, big_truth = faiss_points("synthetic", big, queries, meta, [(32, 100)],
-                                             progress=console.print)
+        if scale or scale_vectors:
+            name, big = "synthetic", None
+            if scale_vectors is not None:
+                name, big = "scale-point", np.ascontiguousarray(np.load(scale_vectors, mmap_mode="r"))
+                if big.shape[1] != meta.dim:
+                    raise ValueError(f"{scale_vectors}: {big.shape[1]}-dimensional vectors, the "
+                                     f"encoder's are {meta.dim}-dimensional")
+            else:
+                big = synthetic(vectors, scale)
+            points, big_truth = faiss_points(name, big, queries, meta, [(32, 100)], progress=console.print)
             sweep.points += points
             if quantized:
-                sweep.points += quantized_points("synthetic", big, queries, big_truth, meta,
+                sweep.points += quantized_points(name, big, queries, big_truth, meta,
                                                  oversample=tuple(oversample), progress=console.print)
     console.print(markdown(sweep))
     lines = summary(sweep)

@@ -197,7 +197,12 @@ MEANINGS: dict[str, str] = {
     "--skip-opensearch": "Leave out a benchmark's OpenSearch runs.",
     "--runtime-variants": "Also measure the ONNX Runtime (and other runtime) variants.",
     "--num-queries": "Queries per ANN measurement.",
-    "--scale": "Vectors of the ANN sweep's synthetic scale point (0: none).",
+    "--scale": "Vectors of the ANN scale point (bench ann's synthetic one: 0 for none).",
+    "--scale-vectors": "A scale point written by `bench scale-point` (vectors.npy), swept instead of the "
+                       "synthetic one.",
+    "--kind": "What the scale point embeds: passages, sentences, queries (repeatable).",
+    "--mixture-clusters": "Groups (k-means) of the scale point's generative model.",
+    "--mixture-rank": "Principal directions per group of the scale point's generative model.",
     "--weight": "Dense weights of the hybrid grid (repeatable).",
     "--concurrency": "Client counts of the serving benchmark (comma-separated).",
     "--requests": "Requests per concurrency level of the serving benchmark.",

@@ -47,6 +47,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from retrosearch.benchmarks.ann import synthetic
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
@@ -288,8 +289,6 @@ def write_scale_point(real: np.ndarray, model: MixtureModel, n: int, path: Path,
 
 def pairwise_mix(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``bench ann``'s synthetic vectors (mixes of two real ones plus noise), for the comparison."""
-    from retrosearch.benchmarks.ann import synthetic
-
     return synthetic(vectors, n, seed=seed)
 
 

@@ -40,7 +40,7 @@ from retrosearch.benchmarks.ann import IVF_MIN_VECTORS, OVERSAMPLE
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
-from retrosearch.core.config import Settings
+from retrosearch.core.config import FaissSettings, Settings
 
 #: NDCG@10 a rescored row may lose against float32 and still meet its target.
 TARGETS = {"int8": 0.002, "binary": 0.01}
@@ -335,7 +335,6 @@ def _search_cell(collection: str, setting: Setting, index: Any, ids: list[str], 
 
 
 def _index(setting: Setting, meta: Any, ids: list[str], vectors: np.ndarray) -> Any:
-    from retrosearch.core.config import FaissSettings
     from retrosearch.core.index.faiss_index import FaissIndex  # lazy: keeps faiss out of CLI start-up
 
     index = FaissIndex(meta, setting.backend.removeprefix("faiss-"), FaissSettings(use_gpu="never"))

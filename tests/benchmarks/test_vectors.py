@@ -154,7 +154,8 @@ def test_the_benchmark_report_has_a_vectors_section_when_asked(tmp_path):
     about = {"cpu": "c", "cores": 2, "memory_gib": 24, "gpu": "none", "platform": "p", "commit": "x",
              "versions": {}}
     report = build_report(tmp_path, ("vectors",), about)
-    assert "## Quality against memory per vector" in report and "| binary oversample=10 | 48 | 384 |" in report
+    assert "## Quality against memory per vector" in report
+    assert "| binary oversample=10 | 48 | 384 |" in report
     assert "- scifact: binary oversample=10 keeps NDCG@10 0.6450" in report
     assert "![NDCG@10 against bytes per vector](vectors.png)" in report
     assert "vectors" not in DEFAULT_PARTS  # fine-tunes and sweeps: a report includes them when asked
@@ -162,3 +163,22 @@ def test_the_benchmark_report_has_a_vectors_section_when_asked(tmp_path):
     (tmp_path / "c" / "corpus.jsonl").write_text("{}\n")
     command = part_commands(tmp_path, [tmp_path / "c"], None, None, 0)["vectors"]
     assert command == ["vectors", "--collection", str(tmp_path / "c"), "--out", str(tmp_path)]
+
+
+def test_dimension_rows_cut_each_models_vectors(tiny_collection, tmp_path, monkeypatch):
+    """The dimension rows on real vectors (the packaged model standing in for both fine-tunes): the
+    full dimension is exact search's figure, a cut one costs 4 bytes per dimension kept."""
+    monkeypatch.setenv("RETROSEARCH_CACHE", str(tmp_path / "cache"))
+    settings = Settings()
+    settings.encoder.max_length, settings.encoder.show_progress = 128, False
+    rows = [Setting("float32"), *dimension_settings((1,), (384, 64))]
+    store = CellStore(tmp_path / "vectors.json")
+    models = {"matryoshka-seed1": Path("minilm"), "plain-seed1": Path("minilm")}
+    run_collection(tiny_collection, settings, rows, store, models=models, progress=lambda _: None)
+    cells = {c.setting.label(): c for c in store.cells.values()}
+    full = cells["matryoshka dim=384 seed=1"]
+    assert full.ndcg_at_10 == pytest.approx(cells["float32"].ndcg_at_10, abs=1e-9)
+    cut = cells["truncation dim=64 seed=1"]
+    assert 256 <= cut.memory_bytes_per_vector < 260 and cut.ndcg_at_10 != cells["float32"].ndcg_at_10
+    assert cut.ndcg_at_10 == pytest.approx(cells["matryoshka dim=64 seed=1"].ndcg_at_10)  # the same model
+    assert "| 64 | 256 |" in markdown(store.by_collection())

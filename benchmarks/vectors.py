@@ -457,6 +457,9 @@ def vectors_command(
     IVF-PQ and (with --finetune-steps) Matryoshka against truncation at each dimension, with bytes per
     vector and queries/s; targets checked. Finished cells are kept: rerun to resume."""
     console = Console()
+    if settings.encoder.dimensions:
+        raise opt.fail("bench vectors cuts the vectors itself (the dimension rows, --matryoshka-dims); "
+                       "leave out --dimensions")
     with opt.user_errors():
         dims = [int(d) for d in matryoshka_dims.split(",") if d.strip()]
         rows = quantization_settings(oversample)

@@ -5,7 +5,8 @@ product of the codes) and ``"data_type": "binary"`` vectors (packed bits as sign
 by Hamming distance) on the Lucene engine. It quantizes neither: the codes are made here.
 
 * ``int8``: FAISS's 8-bit scalar quantizer (``QT_8bit``, per-dimension ranges trained on the first
-  vectors written), shifted to signed bytes. A stored code ``c`` decodes to
+  vectors written; one range for all dimensions when those are fewer than :data:`MIN_TRAIN`),
+  shifted to signed bytes. A stored code ``c`` decodes to
   ``x = vmin + (c + 128.5) * vdiff / 255``, so ``x . q = offset(q) + sum_i c_i * w_i`` with
   ``w = q * vdiff / 255``: the query is sent as ``w`` scaled to signed bytes, which makes the
   codes' inner product rank like the decoded vectors' (an asymmetric distance: the query is not
@@ -30,6 +31,11 @@ from retrosearch.core.index.rescoring import int8_quantizer, sign_bits
 
 # Where the FAISS quantizer's 8-bit codes (0..255) meet OpenSearch's signed bytes (-128..127).
 _SHIFT = 128
+# Fewer first vectors than this train one symmetric range for every dimension instead of one per
+# dimension: a handful of vectors gives per-dimension ranges far too narrow (one vector, zero).
+MIN_TRAIN = 1000
+# Room beyond the largest value of such a small first batch, for the vectors written after it.
+_HEADROOM = 1.5
 
 
 class Int8Codes:
@@ -45,8 +51,13 @@ class Int8Codes:
 
     @classmethod
     def train(cls, vectors: np.ndarray) -> "Int8Codes":
-        """Ranges trained on ``vectors`` (FAISS's min-max ranges per dimension)."""
+        """Ranges trained on ``vectors``: FAISS's min-max range per dimension, or with fewer than
+        :data:`MIN_TRAIN` vectors one range ``[-b, b]`` for all, ``b`` 1.5 times their largest value."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(vectors) < MIN_TRAIN:
+            bound = _HEADROOM * float(np.abs(vectors).max(initial=0.0)) or 1.0
+            dim = vectors.shape[1]
+            return cls(np.concatenate([np.full(dim, -bound), np.full(dim, 2 * bound)]))
         quantizer = int8_quantizer(vectors.shape[1])
         quantizer.train(vectors)
         return cls(faiss.vector_to_array(quantizer.trained))

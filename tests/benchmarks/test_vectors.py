@@ -182,3 +182,17 @@ def test_dimension_rows_cut_each_models_vectors(tiny_collection, tmp_path, monke
     assert 256 <= cut.memory_bytes_per_vector < 260 and cut.ndcg_at_10 != cells["float32"].ndcg_at_10
     assert cut.ndcg_at_10 == pytest.approx(cells["matryoshka dim=64 seed=1"].ndcg_at_10)  # the same model
     assert "| 64 | 256 |" in markdown(store.by_collection())
+
+
+def test_the_finetune_arguments_parse_as_the_train_finetune_command():
+    """What `bench vectors` runs in a subprocess is a valid `retrosearch train finetune` line."""
+    import typer.main
+
+    from retrosearch.cli import app
+
+    command = finetune_command(Path("/data/scifact"), Path("/out/m"), True, 3, 200, "minilm", (384, 128))
+    assert command[:2] == ["train", "finetune"]
+    finetune = typer.main.get_command(app).commands["train"].commands["finetune"]
+    context = finetune.make_context("finetune", command[2:])
+    assert context.params["steps"] == 200 and context.params["seed"] == 3
+    assert context.params["matryoshka_dimensions"] == "384,128" and context.params["eval_split"] == ""

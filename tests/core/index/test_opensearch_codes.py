@@ -21,7 +21,7 @@ def _unit(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def test_int8_codes_are_signed_bytes_that_decode_close_to_the_vectors():
-    docs = _unit(500)
+    docs = _unit(1000)
     codec = Int8Codes.train(docs)
     codes = codec.documents(docs)
     assert codes.dtype == np.int8 and codes.min() == -128 and codes.max() == 127
@@ -31,7 +31,7 @@ def test_int8_codes_are_signed_bytes_that_decode_close_to_the_vectors():
 
 
 def test_int8_query_codes_score_like_the_decoded_vectors():
-    docs, queries = _unit(500), _unit(20, seed=1)
+    docs, queries = _unit(1000), _unit(20, seed=1)
     codec = Int8Codes.train(docs)
     codes = codec.documents(docs)
     q_codes, scale, offset = codec.queries(queries)
@@ -44,6 +44,20 @@ def test_int8_query_codes_score_like_the_decoded_vectors():
     top = np.argsort(-exact, axis=1)[:, :10]
     found = np.argsort(-approx, axis=1)[:, :40]
     assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(top, found)]) >= 0.9
+
+
+def test_a_small_first_batch_trains_one_symmetric_range_for_every_dimension():
+    docs = _unit(300)
+    one = Int8Codes.train(docs[:1])
+    bound = 1.5 * np.abs(docs[0]).max()
+    np.testing.assert_allclose(one.vmin, -bound, rtol=1e-6)
+    np.testing.assert_allclose(one.vdiff, 2 * bound, rtol=1e-6)
+    codes = one.documents(docs)
+    assert len({row.tobytes() for row in codes}) == 300  # not all clipped to the same code
+    inside = np.abs(docs) <= bound  # values beyond the range are clipped to its ends
+    assert np.abs(one.decode(codes) - docs)[inside].max() <= 2 * bound / 255 * 0.51 + 1e-6
+    many = Int8Codes.train(_unit(1000))
+    assert len(set(np.round(many.vdiff, 6))) > 1  # per-dimension ranges
 
 
 def test_int8_ranges_need_a_minimum_and_a_width_per_dimension():

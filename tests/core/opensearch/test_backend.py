@@ -152,6 +152,18 @@ def test_unreachable_server_and_bad_url_give_one_clear_line():
         connect(OpenSearchSettings(url="localhost:9200"))
 
 
+def _assert_rescored_is_exact_search(index: OpenSearchIndex, embedded) -> tuple[np.ndarray, np.ndarray]:
+    """The index's rescored top 10 is exact search's, in order and with its scores, and the fields
+    asked for come back without the vectors; returns the exact scores and top-10 positions."""
+    exact = embedded.query_vectors @ embedded.vectors.T
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    hits = index.search(embedded.query_vectors, 10, fields=["title"])
+    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
+    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
+    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}
+    return exact, order
+
+
 def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
     """Lucene's sq encoder in the mapping; its candidates rescored with the float vectors of _source
     give exact search's top 10 in order, on real MiniLM vectors."""
@@ -164,12 +176,7 @@ def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
         index.add(embedded.ids, embedded.vectors, [{"title": t} for t in embedded.titles])
     reopened = OpenSearchIndex.open(settings)
     assert reopened.quantized and reopened.meta.params["knn_encoder"] == "sq"
-    exact = embedded.query_vectors @ embedded.vectors.T
-    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
-    hits = reopened.search(embedded.query_vectors, 10, fields=["title"])
-    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
-    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
-    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}  # no vector in the fields returned
+    exact, order = _assert_rescored_is_exact_search(reopened, embedded)
     unrescored = settings.model_copy(update={"rescore": False})
     plain = OpenSearchIndex(reopened.client, reopened.name, reopened.meta, unrescored)
     codes = plain.search(embedded.query_vectors, 10)
@@ -198,12 +205,7 @@ def test_byte_and_binary_vectors_with_rescoring(settings, scifact_embedded, enco
     assert ("int8_ranges" in reopened.meta.params) == (encoding == "int8")
     source = reopened.client.get(index=settings.index, id=embedded.ids[0])["_source"]
     assert len(source["embedding"]) == (384 if encoding == "int8" else 48)
-    exact = embedded.query_vectors @ embedded.vectors.T
-    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
-    hits = reopened.search(embedded.query_vectors, 10, fields=["title"])
-    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
-    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
-    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}  # no vectors in the fields returned
+    exact, order = _assert_rescored_is_exact_search(reopened, embedded)
     plain = OpenSearchIndex(reopened.client, reopened.name, reopened.meta,
                             settings.model_copy(update={"rescore": False}))
     codes = plain.search(embedded.query_vectors, 10)

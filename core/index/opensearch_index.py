@@ -52,6 +52,9 @@ from retrosearch.core.opensearch.pipelines import ensure_hybrid_pipeline, record
 from retrosearch.core.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
 from retrosearch.core.vector_space import IndexMeta
 
+# The mapping's _meta key of the int8 codes' ranges (beside "retrosearch", the encoder's record).
+CODES_META_KEY = "retrosearch_int8"
+
 
 class BulkLoadError(PartialFailure, RuntimeError):
     """Some documents could not be written; ``result.failed`` lists them by id with reasons."""
@@ -108,8 +111,7 @@ class OpenSearchIndex(VectorIndex):
         # (see `search`).
         self.encoding = meta.params.get("knn_encoder", "none")
         self.quantized = self.encoding != "none"
-        ranges = meta.params.get("int8_ranges")
-        self._int8 = Int8Codes(np.asarray(ranges)) if ranges is not None else None
+        self._int8: Int8Codes | None = None  # read from the mapping when first needed
         self.last_result = BulkResult()
         self._loading = False
 
@@ -192,27 +194,28 @@ class OpenSearchIndex(VectorIndex):
         """The int8 codec of this index: its ranges are trained on the first vectors written and
         recorded in the mapping, where every later writer and searcher reads them."""
         if self._int8 is None:
-            recorded = self._recorded_meta().params.get("int8_ranges")
+            recorded = self._recorded_ranges()
             if recorded is None:
                 # Two first writers at once: the ranges recorded last win; codes written with the
                 # other's differ only as far as the ranges do, and rescoring restores the order.
-                codes = Int8Codes.train(vectors)
-                self._record_params({"int8_ranges": codes.ranges.tolist()})
-                recorded = codes.ranges
-            self._int8 = Int8Codes(np.asarray(recorded))
+                recorded = Int8Codes.train(vectors).ranges
+                self._record_ranges(recorded)
+            self._int8 = Int8Codes(recorded)
         return self._int8
 
-    def _recorded_meta(self) -> IndexMeta:
-        mapping = self.client.indices.get_mapping(index=self.name)[self.name]["mappings"]
-        return meta_from_mapping(mapping, self.name)
+    def _mapping_meta(self) -> dict[str, Any]:
+        return self.client.indices.get_mapping(index=self.name)[self.name]["mappings"].get("_meta", {})
 
-    def _record_params(self, update: dict[str, Any]) -> None:
-        """Add ``update`` to the params recorded in the mapping's ``_meta`` (and to ``self.meta``)."""
-        meta = self.client.indices.get_mapping(index=self.name)[self.name]["mappings"].get("_meta", {})
-        meta["retrosearch"]["params"].update(update)
+    def _recorded_ranges(self) -> np.ndarray | None:
+        """The int8 ranges recorded in the mapping (beside the encoder's record), if any yet."""
+        ranges = (self._mapping_meta().get(CODES_META_KEY) or {}).get("int8_ranges")
+        return None if ranges is None else np.asarray(ranges, dtype=np.float32)
+
+    def _record_ranges(self, ranges: np.ndarray) -> None:
+        meta = self._mapping_meta()
+        meta[CODES_META_KEY] = {"int8_ranges": np.asarray(ranges).tolist()}
         # _meta is replaced as a whole on update, so every other record is written back with it.
         self.client.indices.put_mapping(index=self.name, body={"_meta": meta})
-        self.meta = IndexMeta.model_validate(meta["retrosearch"])
 
     def write(
         self,
@@ -288,11 +291,11 @@ class OpenSearchIndex(VectorIndex):
 
     def _searcher_int8(self) -> Int8Codes:
         if self._int8 is None:
-            ranges = self._recorded_meta().params.get("int8_ranges")
+            ranges = self._recorded_ranges()
             if ranges is None:
                 raise UnsupportedSearchOption(f"OpenSearch index {self.name!r} holds no int8 vectors yet "
                                               "(its ranges are set by the first vectors written)")
-            self._int8 = Int8Codes(np.asarray(ranges))
+            self._int8 = Int8Codes(ranges)
         return self._int8
 
     def _method_parameters(self, k: int) -> dict[str, Any] | None:

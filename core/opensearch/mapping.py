@@ -109,7 +109,7 @@ def index_body(meta: IndexMeta, settings: OpenSearchSettings, text_fields: tuple
                 raise ValueError(f"knn_encoder binary packs 8 dimensions per byte; dimension {meta.dim} "
                                  "is not a multiple of 8")
             # Bits compare by Hamming distance only; the encoder's similarity comes back by rescoring.
-            space = method["space_type"] = params["space_type"] = "hamming"
+            method["space_type"] = params["space_type"] = "hamming"
         field["data_type"] = DATA_TYPES[encoder]
         params["rescore_field"] = rescore_field(settings.vector_field)
         # The float32 vectors for rescoring: base64 in _source, neither indexed nor in doc values.

@@ -202,7 +202,9 @@ def test_byte_and_binary_vectors_with_rescoring(settings, scifact_embedded, enco
         later.add(embedded.ids[100:], embedded.vectors[100:], [{"title": t} for t in embedded.titles[100:]])
     reopened = OpenSearchIndex.open(settings)
     assert reopened.quantized and reopened.meta.params["knn_encoder"] == encoding
-    assert ("int8_ranges" in reopened.meta.params) == (encoding == "int8")
+    recorded = reopened.client.indices.get_mapping(index=settings.index)[settings.index]["mappings"]["_meta"]
+    assert ("retrosearch_int8" in recorded) == (encoding == "int8")  # the ranges, beside the encoder's record
+    assert "int8_ranges" not in reopened.meta.params
     source = reopened.client.get(index=settings.index, id=embedded.ids[0])["_source"]
     assert len(source["embedding"]) == (384 if encoding == "int8" else 48)
     exact, order = _assert_rescored_is_exact_search(reopened, embedded)

@@ -273,38 +273,46 @@ def markdown(by_collection: dict[str, list[Cell]]) -> str:
 
 
 def plot(by_collection: dict[str, list[Cell]], path: Path) -> None:
-    """NDCG@10 against bytes per vector in memory (log), one panel per collection, a line per family
-    (quantized kinds: rescored by oversample; dimensions: the mean over seeds)."""
+    """NDCG@10 against bytes per vector in memory (log), one panel per collection: a marker per
+    setting (rescored ones labelled with their oversample), a line per dimension family (the mean
+    over seeds at each dimension), and the targets as dashed lines under float32."""
     plt = pyplot()
     collections = list(by_collection)
     fig, axes = plt.subplots(1, len(collections), figsize=(5.5 * len(collections), 4.2), squeeze=False)
     for ax, collection in zip(axes[0], collections):
         cells = by_collection[collection]
-        series: dict[str, list[tuple[float, float]]] = {}
+        series: dict[str, list[tuple[float, float, str]]] = {}
         for cell in cells:
             s = cell.setting
             name = s.family
             if s.family in TARGETS:
                 name += " rescored" if s.rescored else " codes only"
-            series.setdefault(name, []).append((cell.memory_bytes_per_vector, cell.ndcg_at_10))
+            note = f"x{s.oversample:g}" if s.rescored else ""
+            series.setdefault(name, []).append((cell.memory_bytes_per_vector, cell.ndcg_at_10, note))
         for name, points in series.items():
             if name in ("matryoshka", "truncation"):  # the mean over seeds at each dimension
                 by_bytes: dict[float, list[float]] = {}
-                for x, y in points:
+                for x, y, _ in points:
                     by_bytes.setdefault(x, []).append(y)
-                points = [(x, float(np.mean(ys))) for x, ys in by_bytes.items()]
+                points = [(x, float(np.mean(ys)), "") for x, ys in by_bytes.items()]
             points = sorted(points)
-            ax.plot([x for x, _ in points], [y for _, y in points], "o-" if len(points) > 1 else "*",
-                    label=name, markersize=5)
+            line = "o-" if name in ("matryoshka", "truncation") else "o"
+            ax.plot([x for x, _, _ in points], [y for _, y, _ in points], line, label=name, markersize=5)
+            for x, y, note in points:
+                if note:
+                    ax.annotate(note, (x, y), textcoords="offset points", xytext=(5, 0), fontsize=6,
+                                va="center")
         float32 = reference(cells)
         if float32 is not None:
             for family, tolerance in TARGETS.items():
-                ax.axhline(float32.ndcg_at_10 - tolerance, color="#cccccc", linestyle="--", linewidth=1)
+                ax.axhline(float32.ndcg_at_10 - tolerance, color="#bbbbbb", linestyle="--", linewidth=1)
+                ax.text(0.01, float32.ndcg_at_10 - tolerance, f"{family} target", fontsize=6, color="#888888",
+                        va="bottom", transform=ax.get_yaxis_transform())  # x: axes fraction, y: NDCG
         ax.set_xscale("log")
         ax.set_xlabel("bytes per vector in memory")
         ax.set_ylabel("NDCG@10")
         ax.set_title(collection)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
     save(fig, path)
 
 
@@ -476,7 +484,7 @@ def vectors_command(
         for root in collection:
             run_collection(root, settings, rows, store, split, models=models, progress=console.print)
     lines = write_outputs(store, out)
-    console.print(markdown(store.by_collection()))
+    console.print(markdown(store.by_collection()), soft_wrap=True)  # table rows stay on one line each
     for line in lines:
-        console.print(line)
+        console.print(line, soft_wrap=True)
     console.print(f"wrote {out}/vectors.json, vectors.md, vectors.png")

@@ -133,3 +133,20 @@ def test_the_scale_point_holds_the_real_vectors_then_generated_ones(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(point[500:], axis=1), 1.0, atol=1e-5)
     assert not (tmp_path / "vectors.npy.partial").exists()
     assert write_scale_point(real, model, 300, tmp_path / "small.npy") == 0  # fewer asked than real ones
+
+
+def test_the_rate_is_measured_on_a_slice_and_extrapolated_to_every_text():
+    from retrosearch.benchmarks.scale_point import measure_rate
+
+    seen: list[int] = []
+
+    def encode(items):  # a stand-in for the encoder: records what it was given
+        seen.append(len(items))
+        return np.zeros((len(items), 4), dtype=np.float32)
+
+    texts = {"passages": list(range(1000)), "queries": list(range(30))}
+    rate = measure_rate({"passages": encode, "queries": encode}, texts, limit=50)
+    assert seen == [8, 50, 8, 30]  # a warm-up batch, then the timed slice of each kind
+    assert rate["slice"] == 50 and rate["texts"] == {"passages": 1000, "queries": 30}
+    hours = 1000 / rate["texts_per_s"]["passages"] / 3600 + 30 / rate["texts_per_s"]["queries"] / 3600
+    assert rate["estimated_hours_for_all"] == pytest.approx(hours, abs=0.01)

@@ -18,8 +18,8 @@ neighbourhoods are unlike real ones. This module builds the point instead from
    * a sample is drawn from a group picked by weight, then normalised like the encoder's vectors.
 
    Why it should resemble real data (the check below measures whether it does): the group means
-   keep where real vectors lie (their topics, and
-   the common direction all MiniLM vectors share: they fill a cone, not the sphere); the
+   keep where real vectors lie (their topics, and the common direction all MiniLM vectors share:
+   they fill a cone, not the sphere); the
    principal directions keep each topic's own anisotropic spread, so neighbourhoods are as dense
    and as elongated as real ones; the residual keeps the rest of the variance, so generated
    vectors are no closer to their group's centre than real ones. No generated vector copies a

@@ -10,9 +10,10 @@ queries in one batch call (the backend's own threads), p50 latency of one query 
 time, index size and bytes per vector in memory and on disk (OpenSearch: its store on disk).
 FAISS HNSW sweeps M x efConstruction x efSearch and IVF-PQ sweeps nprobe; the quantized indices
 (int8 and binary, flat and HNSW) sweep oversample, with their codes' own ranking (no rescoring)
-as one more point each. OpenSearch's Lucene HNSW (float vectors, and with Lucene's scalar
-quantizer by oversample) sweeps efSearch on the real point (bulk-loading a million vectors into
-one local node is out of this machine's reach in a benchmark's time).
+as one more point each. OpenSearch's Lucene HNSW (float vectors, and quantized: Lucene's
+scalar quantizer, byte and binary fields, by oversample) sweeps efSearch on the real point
+(bulk-loading a million vectors into one local node is out of this machine's reach in a
+benchmark's time).
 """
 
 from __future__ import annotations
@@ -220,9 +221,10 @@ def opensearch_points(
     ef_search: tuple[int, ...] = EF_SEARCH, knn_encoder: str = "none",
     oversample: tuple[float, ...] = (),
 ) -> list[AnnPoint]:
-    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch; with
-    ``knn_encoder="sq"`` (Lucene's scalar quantizer) each efSearch without rescoring, then each
-    ``oversample`` rescored at the settings' efSearch."""
+    """Lucene HNSW in OpenSearch (M and efConstruction of the settings) for each efSearch; with a
+    quantized ``knn_encoder`` (``sq``: Lucene's scalar quantizer; ``int8``, ``binary``: byte and
+    binary fields) each efSearch without rescoring, then each ``oversample`` rescored at the
+    settings' efSearch."""
     # lazy: keeps torch, faiss, opensearchpy out of CLI start-up
     from retrosearch.core.index.opensearch_index import OpenSearchIndex
     from retrosearch.core.retrieval import fill_index
@@ -230,10 +232,10 @@ def opensearch_points(
     name = f"retrosearch-ann-{meta.model_fingerprint[:12]}"
     run = settings.opensearch.model_copy(update={"index": name, "replicas": 0, "force_merge": True,
                                                  "knn_encoder": knn_encoder})
-    backend = "opensearch-lucene" + ("-sq" if knn_encoder == "sq" else "")
+    backend = "opensearch-lucene" + ("" if knn_encoder == "none" else f"-{knn_encoder}")
     graph = {"M": run.hnsw_m, "efC": run.hnsw_ef_construction}
     grid = [({**graph, "ef": ef}, {"hnsw_ef_search": ef, "rescore": False}) for ef in ef_search]
-    if knn_encoder == "sq":
+    if knn_encoder != "none":
         grid += [({**graph, "ef": run.hnsw_ef_search, "oversample": o}, {"rescore": True, "oversample": o})
                  for o in oversample]
     started = time.perf_counter()
@@ -330,6 +332,9 @@ def plot(sweep: AnnSweep, path: Path) -> None:
 def ann_command(
     collection: Annotated[Path, typer.Option(help="BEIR folder whose real embeddings are swept.")],
     scale: Annotated[int, typer.Option(help="Vectors of the synthetic scale point; 0 for none.")] = 1_000_000,
+    scale_vectors: Annotated[Optional[Path], typer.Option(
+        help="A scale point from `bench scale-point` (vectors.npy), swept instead of the synthetic one."),
+    ] = None,
     num_queries: Annotated[int, typer.Option(help="Queries per measurement (real ones, then noisy copies).")] = 1000,
     skip_opensearch: Annotated[bool, typer.Option(help="FAISS only.")] = False,
     quantized: Annotated[bool, typer.Option(help="Also sweep the quantized FAISS indices.")] = True,
@@ -364,16 +369,22 @@ def ann_command(
                                              oversample=tuple(oversample), progress=console.print)
         if not skip_opensearch:
             sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings)
-            if quantized:
+            for encoding in ("sq", "int8", "binary") if quantized else ():
                 sweep.points += opensearch_points("real", vectors, queries, truth, meta, settings,
-                                                  knn_encoder="sq", oversample=tuple(oversample))
-        if scale:
-            big = synthetic(vectors, scale)
-            points, big_truth = faiss_points("synthetic", big, queries, meta, [(32, 100)],
-                                             progress=console.print)
+                                                  knn_encoder=encoding, oversample=tuple(oversample))
+        if scale or scale_vectors:
+            name, big = "synthetic", None
+            if scale_vectors is not None:
+                name, big = "scale-point", np.ascontiguousarray(np.load(scale_vectors, mmap_mode="r"))
+                if big.shape[1] != meta.dim:
+                    raise ValueError(f"{scale_vectors}: {big.shape[1]}-dimensional vectors, the "
+                                     f"encoder's are {meta.dim}-dimensional")
+            else:
+                big = synthetic(vectors, scale)
+            points, big_truth = faiss_points(name, big, queries, meta, [(32, 100)], progress=console.print)
             sweep.points += points
             if quantized:
-                sweep.points += quantized_points("synthetic", big, queries, big_truth, meta,
+                sweep.points += quantized_points(name, big, queries, big_truth, meta,
                                                  oversample=tuple(oversample), progress=console.print)
     console.print(markdown(sweep))
     lines = summary(sweep)

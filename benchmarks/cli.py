@@ -10,8 +10,10 @@ from retrosearch.benchmarks.ingest_speed import ingest_speed
 from retrosearch.benchmarks.methods import methods_command
 from retrosearch.benchmarks.quality import quality
 from retrosearch.benchmarks.report_markdown import report_command
+from retrosearch.benchmarks.scale_point import scale_point_command
 from retrosearch.benchmarks.serve_speed import serve_speed
 from retrosearch.benchmarks.train_speed import train_speed
+from retrosearch.benchmarks.vectors import vectors_command
 
 
 def register(app: typer.Typer) -> None:
@@ -25,4 +27,6 @@ def register(app: typer.Typer) -> None:
     bench.command("compare")(compare_command)
     bench.command("ann")(ann_command)
     bench.command("report")(report_command)
+    bench.command("vectors")(vectors_command)
+    bench.command("scale-point")(scale_point_command)
     app.add_typer(bench, name="bench")

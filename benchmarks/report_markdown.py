@@ -25,11 +25,15 @@ from retrosearch.benchmarks.ann import AnnSweep, summary
 from retrosearch.benchmarks.docs_block import DocsPage, relative_folder, splice
 from retrosearch.benchmarks.methods import from_json, plot, summary_table
 from retrosearch.benchmarks.serve_speed import markdown
+from retrosearch.benchmarks.vectors import Cell
+from retrosearch.benchmarks.vectors import markdown as vectors_markdown
 from retrosearch.core import cli_options as opt
 from retrosearch.core.retrieval.metrics import MEASURES
 
-Part = Literal["methods", "ann", "ingest", "serve"]
+Part = Literal["methods", "ann", "ingest", "serve", "vectors"]
 PARTS: tuple[str, ...] = typing.get_args(Part)
+#: The parts a report has unless --part says otherwise (vectors, quality against memory, is asked for).
+DEFAULT_PARTS: tuple[str, ...] = ("methods", "ann", "ingest", "serve")
 PartChoice = opt.choice_enum("PartChoice", PARTS)
 
 #: The documentation's copy of the main table (docs/benchmarks/methods.md) sits between these lines;
@@ -93,6 +97,8 @@ def part_commands(out: Path, collections: list[Path], model: str | None, opensea
                    "--json-out", str(out / "ingest.json")],
         "serve": ["serve", "--collection", str(collections[0]), *common, "--runtime-variants", "--soak", "0",
                   "--skip-ray", "--json-out", str(out / "serve.json")],
+        "vectors": ["vectors", *[a for c in collections for a in ("--collection", str(c))], *common,
+                    "--out", str(out)],
     }
 
 
@@ -138,19 +144,34 @@ def _section_serve(data: dict[str, Any], out: Path) -> list[str]:
     return ["## Query service speed", "", markdown(data).rstrip(), *_image(out, "serve.png", "latency and queries/s")]
 
 
+def _section_vectors(data: dict[str, Any], out: Path) -> list[str]:
+    about = data.get("about", {})
+    by_collection: dict[str, list[Cell]] = {}
+    for cell in data["cells"].values():
+        by_collection.setdefault(cell["collection"], []).append(Cell.from_dict(cell))
+    lines = ["## Quality against memory per vector", "",
+             f"{about.get('model', '?')} on the {about.get('split', 'test')} split; targets: int8 with "
+             "rescoring within 0.002 NDCG@10 of float32, binary with rescoring within 0.01.", "",
+             *[f"- {line}" for line in data.get("summary", [])], "", vectors_markdown(by_collection).rstrip()]
+    return lines + _image(out, "vectors.png", "NDCG@10 against bytes per vector")
+
+
 def _summary(data: dict[str, Any]) -> list[str]:
     return [f"NDCG@10 of {data['model']} on the {data['split']} split; bold: the collection's best.", "",
             summary_table(from_json(data)).rstrip()]
 
 
-SECTIONS = {"methods": _section_methods, "ann": _section_ann, "ingest": _section_ingest, "serve": _section_serve}
+SECTIONS = {"methods": _section_methods, "ann": _section_ann, "ingest": _section_ingest,
+            "serve": _section_serve, "vectors": _section_vectors}
 
 
 def _image(out: Path, name: str, alt: str) -> list[str]:
     return ["", f"![{alt}]({name})"] if (out / name).exists() else []
 
 
-def build_report(out: Path, parts: tuple[str, ...] = PARTS, about: dict[str, Any] | None = None) -> str:
+def build_report(
+    out: Path, parts: tuple[str, ...] = DEFAULT_PARTS, about: dict[str, Any] | None = None
+) -> str:
     """The Markdown report of the parts whose JSON is in ``out``."""
     about = about or machine()
     v = about["versions"]
@@ -199,14 +220,14 @@ def report_command(
     model: opt.Model = None,
     opensearch_url: opt.OpenSearchUrl = None,
     part: Annotated[Optional[list[PartChoice]], typer.Option("--part", help="Parts to include; repeatable.",
-                                                                      show_default=" ".join(PARTS))] = None,
+                                                                      show_default=" ".join(DEFAULT_PARTS))] = None,
     rerun: Annotated[Optional[list[PartChoice]], typer.Option(help="Parts to run again even if their JSON exists.")] = None,
     scale: Annotated[int, typer.Option(help="Synthetic scale point of the ANN sweep (vectors).")] = 1_000_000,
     docs_page: DocsPage = None,
 ) -> None:
     """Run the missing benchmarks and write report.md with every table, plot and the machine's description."""
     page = docs_page
-    parts = tuple(opt.chosen_names(part or PARTS))
+    parts = tuple(opt.chosen_names(part) if part else DEFAULT_PARTS)
     rerun = opt.chosen_names(rerun or [])
     out.mkdir(parents=True, exist_ok=True)
     url = ",".join(opensearch_url) if opensearch_url else None  # the option may be repeated

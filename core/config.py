@@ -148,11 +148,12 @@ class OpenSearchSettings(_Strict):
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_construction: int = Field(200, gt=0)
     hnsw_ef_search: int | None = Field(256, gt=0)
-    # Lucene's scalar quantizer (7-bit codes in the HNSW graph; k-NN 2.16+). It scores candidates
-    # with the codes only, so searches rescore them with the float vectors of _source.
-    knn_encoder: Literal["none", "sq"] = Field(
-        "none", description="sq: Lucene scalar quantization of the k-NN vectors (engine lucene), candidates "
-        "rescored with the stored float vectors"
+    # sq: Lucene's scalar quantizer (7-bit codes in the HNSW graph; k-NN 2.16+); int8 / binary: byte or
+    # binary k-NN fields holding our own codes (the FAISS kinds' names). Each scores candidates with
+    # the codes only, so searches rescore them with the float vectors kept beside the codes.
+    knn_encoder: Literal["none", "sq", "int8", "binary"] = Field(
+        "none", description="quantized k-NN vectors, candidates rescored with the stored float vectors: sq "
+        "(Lucene scalar quantization, engine lucene), int8 (byte vectors) or binary (sign bits, Hamming)"
     )
     # The same names as FaissSettings': one command-line option sets both.
     oversample: float = Field(4.0, ge=1)

@@ -86,7 +86,8 @@ MEANINGS: dict[str, str] = {
     "--oversample": "Quantized indices: candidates per hit (k x oversample) rescored against the stored vectors.",
     "--rescore": "Quantized indices: rescore the candidates (off: the codes' own ranking).",
     "--quantized": "Also sweep the quantized FAISS indices.",
-    "--knn-encoder": "The OpenSearch k-NN vector encoding: none, or sq (Lucene scalar quantization, rescored).",
+    "--knn-encoder": "The OpenSearch k-NN vector encoding: none, sq (Lucene scalar quantization), int8 (byte "
+                     "vectors) or binary (sign bits); the quantized ones rescored.",
     # OpenSearch.
     "--opensearch-url": "The OpenSearch URL (credentials come from the environment).",
     "--engine": "The OpenSearch k-NN engine.",
@@ -184,6 +185,8 @@ MEANINGS: dict[str, str] = {
     "--query-max-length": "Tokens per query in training.",
     "--passage-max-length": "Tokens per passage in training.",
     "--matryoshka-dims": "Matryoshka: the dimensions the fine-tuning loss is summed over (comma-separated).",
+    "--finetune-steps": "Steps of each fine-tune a benchmark trains (0: none).",
+    "--train-collection": "The BEIR folder whose train split a benchmark's fine-tunes learn from.",
     # Pipelines and experiments.
     "--list": "Print the runs and run nothing.",
     "--report-only": "Run nothing: report the runs finished so far.",
@@ -195,7 +198,12 @@ MEANINGS: dict[str, str] = {
     "--skip-opensearch": "Leave out a benchmark's OpenSearch runs.",
     "--runtime-variants": "Also measure the ONNX Runtime (and other runtime) variants.",
     "--num-queries": "Queries per ANN measurement.",
-    "--scale": "Vectors of the ANN sweep's synthetic scale point (0: none).",
+    "--scale": "Vectors of the ANN scale point (bench ann's synthetic one: 0 for none).",
+    "--scale-vectors": "A scale point written by `bench scale-point` (vectors.npy), swept instead of the "
+                       "synthetic one.",
+    "--kind": "What the scale point embeds: passages, sentences, queries (repeatable).",
+    "--mixture-clusters": "Groups (k-means) of the scale point's generative model.",
+    "--mixture-rank": "Principal directions per group of the scale point's generative model.",
     "--weight": "Dense weights of the hybrid grid (repeatable).",
     "--concurrency": "Client counts of the serving benchmark (comma-separated).",
     "--requests": "Requests per concurrency level of the serving benchmark.",

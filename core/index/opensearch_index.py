@@ -30,9 +30,18 @@ from retrosearch.core.index.base import (
     VectorIndex,
     mode_needs_vectors,
 )
+from retrosearch.core.index.opensearch_codes import (
+    Int8Codes,
+    binary_codes,
+    hamming_from_score,
+    hamming_similarity,
+    pack_floats,
+    unpack_floats,
+)
 from retrosearch.core.opensearch.bulk import BulkResult, bulk_index, loading_mode
 from retrosearch.core.opensearch.client import connect
 from retrosearch.core.opensearch.mapping import (
+    DATA_TYPES,
     TEXT_FIELDS,
     index_body,
     meta_from_mapping,
@@ -42,6 +51,9 @@ from retrosearch.core.opensearch.model_errors import RemoteModelError, explain_m
 from retrosearch.core.opensearch.pipelines import ensure_hybrid_pipeline, recorded_models
 from retrosearch.core.opensearch.queries import bm25_clause, hybrid_clause, neural_clause, search_body
 from retrosearch.core.vector_space import IndexMeta
+
+# The mapping's _meta key of the int8 codes' ranges (beside "retrosearch", the encoder's record).
+CODES_META_KEY = "retrosearch_int8"
 
 
 class BulkLoadError(PartialFailure, RuntimeError):
@@ -95,8 +107,11 @@ class OpenSearchIndex(VectorIndex):
         self.meta = meta
         self.settings = settings
         self.space = meta.params.get("space_type", "innerproduct")
-        # Built with Lucene's scalar quantizer: dense searches rescore (see `search`).
-        self.quantized = meta.params.get("knn_encoder") == "sq"
+        # Quantized k-NN vectors (Lucene's sq, or our int8 / binary codes): dense searches rescore
+        # (see `search`).
+        self.encoding = meta.params.get("knn_encoder", "none")
+        self.quantized = self.encoding != "none"
+        self._int8: Int8Codes | None = None  # read from the mapping when first needed
         self.last_result = BulkResult()
         self._loading = False
 
@@ -160,9 +175,47 @@ class OpenSearchIndex(VectorIndex):
             raise ValueError(f"expected vectors of shape (n, {self.meta.dim}), got {vectors.shape}")
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if self.encoding not in DATA_TYPES:
+            for row, doc_id in enumerate(ids):
+                extra = fields[row] if fields is not None else {}
+                yield {"_id": doc_id, **extra, self.settings.vector_field: vectors[row]}
+            return
+        if self.encoding == "int8":
+            codes = self._int8_codes(vectors).documents(vectors)
+        else:
+            codes = binary_codes(vectors)
+        rescore_field = self.meta.params["rescore_field"]
         for row, doc_id in enumerate(ids):
             extra = fields[row] if fields is not None else {}
-            yield {"_id": doc_id, **extra, self.settings.vector_field: vectors[row]}
+            yield {"_id": doc_id, **extra, self.settings.vector_field: codes[row],
+                   rescore_field: pack_floats(vectors[row])}
+
+    def _int8_codes(self, vectors: np.ndarray) -> Int8Codes:
+        """The int8 codec of this index: its ranges are trained on the first vectors written and
+        recorded in the mapping, where every later writer and searcher reads them."""
+        if self._int8 is None:
+            recorded = self._recorded_ranges()
+            if recorded is None:
+                # Two first writers at once: the ranges recorded last win; codes written with the
+                # other's differ only as far as the ranges do, and rescoring restores the order.
+                recorded = Int8Codes.train(vectors).ranges
+                self._record_ranges(recorded)
+            self._int8 = Int8Codes(recorded)
+        return self._int8
+
+    def _mapping_meta(self) -> dict[str, Any]:
+        return self.client.indices.get_mapping(index=self.name)[self.name]["mappings"].get("_meta", {})
+
+    def _recorded_ranges(self) -> np.ndarray | None:
+        """The int8 ranges recorded in the mapping (beside the encoder's record), if any yet."""
+        ranges = (self._mapping_meta().get(CODES_META_KEY) or {}).get("int8_ranges")
+        return None if ranges is None else np.asarray(ranges, dtype=np.float32)
+
+    def _record_ranges(self, ranges: np.ndarray) -> None:
+        meta = self._mapping_meta()
+        meta[CODES_META_KEY] = {"int8_ranges": np.asarray(ranges).tolist()}
+        # _meta is replaced as a whole on update, so every other record is written back with it.
+        self.client.indices.put_mapping(index=self.name, body={"_meta": meta})
 
     def write(
         self,
@@ -220,12 +273,30 @@ class OpenSearchIndex(VectorIndex):
     ) -> dict[str, Any]:
         """The search body of one k-NN query: ``filter`` inside the knn clause (so it restricts the
         candidates before the top ``k`` are taken), ``fields`` as the ``_source`` includes."""
-        clause: dict[str, Any] = {"vector": np.asarray(vector, dtype=np.float32), "k": k}
+        searched = self._query_codes(np.asarray(vector, dtype=np.float32)[None])[0]
+        clause: dict[str, Any] = {"vector": searched, "k": k}
         if filter:
             clause["filter"] = filter
         if self._method_parameters(k):
             clause["method_parameters"] = self._method_parameters(k)
         return search_body({"knn": {self.settings.vector_field: clause}}, k, fields)
+
+    def _query_codes(self, queries: np.ndarray) -> np.ndarray:
+        """What the k-NN field is searched with: the vectors, or their codes (int8, binary)."""
+        if self.encoding == "binary":
+            return binary_codes(queries)
+        if self.encoding == "int8":
+            return self._searcher_int8().queries(queries)[0]
+        return queries
+
+    def _searcher_int8(self) -> Int8Codes:
+        if self._int8 is None:
+            ranges = self._recorded_ranges()
+            if ranges is None:
+                raise UnsupportedSearchOption(f"OpenSearch index {self.name!r} holds no int8 vectors yet "
+                                              "(its ranges are set by the first vectors written)")
+            self._int8 = Int8Codes(ranges)
+        return self._int8
 
     def _method_parameters(self, k: int) -> dict[str, Any] | None:
         # Lucene's HNSW explores only k candidates unless told otherwise; the other engines take
@@ -253,20 +324,31 @@ class OpenSearchIndex(VectorIndex):
         if self.quantized and self.settings.rescore:
             return self._search_rescored(queries, k, filter, fields)
         bodies = [self.knn_query(vector, k, filter, fields) for vector in queries]
-        return self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space))
+        if self.encoding == "binary":
+            return self._msearch(bodies, fields, lambda score: hamming_similarity(hamming_from_score(score),
+                                                                                  self.meta.dim))
+        hits = self._msearch(bodies, fields, lambda score: score_to_similarity(score, self.space))
+        if self.encoding == "int8":  # the codes' inner product, as the inner product it approximates
+            _, scale, offset = self._searcher_int8().queries(queries)
+            hits.scores = [[float(o + c * s) for s in row] for row, c, o in zip(hits.scores, scale, offset)]
+        return hits
 
     def _search_rescored(
         self, queries: np.ndarray, k: int, filter: dict[str, Any] | None, fields: Sequence[str] | None
     ) -> SearchHits:
-        """Top ``k x oversample`` by Lucene's quantized scores, rescored by inner product with the float
-        vectors of their ``_source`` (the encoder's similarity, as in exact search), best ``k`` kept."""
+        """Top ``k x oversample`` by the codes' scores, rescored by inner product with the float vectors
+        of their ``_source`` (the encoder's similarity, as in exact search), best ``k`` kept. The float
+        vectors are the k-NN field's own (sq) or the rescoring field's beside the codes (int8, binary)."""
         width = math.ceil(k * self.settings.oversample)
-        field = self.settings.vector_field
+        field = self.meta.params.get("rescore_field", self.settings.vector_field)
         bodies = [self.knn_query(vector, width, filter, [*(fields or []), field]) for vector in queries]
         candidates = self._msearch(bodies, [field], float)
         ids, scores, kept = [], [], []
         for query, row_ids, row_fields in zip(queries, candidates.ids, candidates.fields or []):
-            vectors = np.asarray([source[field] for source in row_fields], dtype=np.float32)
+            if field == self.settings.vector_field:
+                vectors = np.asarray([source[field] for source in row_fields], dtype=np.float32)
+            else:
+                vectors = np.asarray([unpack_floats(source[field], len(query)) for source in row_fields])
             vectors = vectors.reshape(-1, len(query))
             similarity = vectors @ query
             order = np.argsort(-similarity, kind="stable")[:k]
@@ -311,6 +393,11 @@ class OpenSearchIndex(VectorIndex):
             bodies = [search_body(bm25_clause(text, self.text_fields, filter), k, fields) for text in texts]
             return self._msearch(bodies, fields, float)
         if mode == "neural":
+            if self.encoding in DATA_TYPES:
+                raise SearchModeUnavailable(
+                    f"index {self.name!r} holds {self.encoding} codes (knn_encoder {self.encoding}); neural "
+                    "queries send OpenSearch's float vectors, so search it in dense or hybrid mode"
+                )
             model_id = self.connected_models().get("query_model_id")
             if not model_id:
                 raise SearchModeUnavailable(

@@ -13,6 +13,11 @@ l2             ``1 / (1 + d2)`` (d2 squared)   ``1 - d2 / 2`` with ``d2 = 1/s - 
                                                (cosine; only meaningful for unit vectors)
 =============  ==============================  =========================================
 
+A ``binary`` field (``knn_encoder`` binary) is searched in the ``hamming`` space, scored
+``1 / (1 + h)`` for a Hamming distance ``h``; a ``byte`` field (``knn_encoder`` int8) scores the
+inner product of its codes by the innerproduct formula. What those mean for the encoder's vectors
+depends on the codes (``retrosearch.core.index.opensearch_codes``).
+
 The index records the encoder it was built with in the mapping's ``_meta`` so a search with a
 different encoder can be refused.
 """
@@ -27,6 +32,13 @@ from retrosearch.core.vector_space import IndexMeta
 SpaceType = str
 # Stored and indexed for lexical search beside the vector.
 TEXT_FIELDS = ("title", "text")
+# The k-NN field's data_type of each of our own encodings (``knn_encoder``), named like the FAISS kinds.
+DATA_TYPES = {"int8": "byte", "binary": "binary"}
+
+
+def rescore_field(vector_field: str) -> str:
+    """The field beside a byte or binary k-NN field that keeps the float32 vectors for rescoring."""
+    return f"{vector_field}_float32"
 
 
 def space_for(meta: IndexMeta, settings: OpenSearchSettings) -> SpaceType:
@@ -79,17 +91,32 @@ def index_body(meta: IndexMeta, settings: OpenSearchSettings, text_fields: tuple
     if settings.engine != "lucene" and settings.hnsw_ef_search:
         index_settings["knn.algo_param.ef_search"] = settings.hnsw_ef_search
     params = {**meta.params, "space_type": space}
-    if settings.knn_encoder == "sq":
+    field: dict[str, Any] = {"type": "knn_vector", "dimension": meta.dim, "method": method}
+    properties: dict[str, Any] = {settings.vector_field: field,
+                                  **{name: {"type": "text"} for name in text_fields}}
+    encoder = settings.knn_encoder
+    if encoder == "sq":
         if settings.engine != "lucene":
             raise ValueError(f"knn_encoder sq (Lucene's scalar quantizer) needs engine lucene, "
                              f"not {settings.engine}")
         method["parameters"]["encoder"] = {"name": "sq"}
-        params["knn_encoder"] = "sq"
+    elif encoder in DATA_TYPES:
+        if encoder == "int8" and space != "innerproduct":
+            raise ValueError(f"knn_encoder int8 ranks by the inner product of its codes; space {space!r} "
+                             "is not supported with it (use innerproduct)")
+        if encoder == "binary":
+            if meta.dim % 8:
+                raise ValueError(f"knn_encoder binary packs 8 dimensions per byte; dimension {meta.dim} "
+                                 "is not a multiple of 8")
+            # Bits compare by Hamming distance only; the encoder's similarity comes back by rescoring.
+            method["space_type"] = params["space_type"] = "hamming"
+        field["data_type"] = DATA_TYPES[encoder]
+        params["rescore_field"] = rescore_field(settings.vector_field)
+        # The float32 vectors for rescoring: base64 in _source, neither indexed nor in doc values.
+        properties[params["rescore_field"]] = {"type": "binary"}
+    if encoder != "none":
+        params["knn_encoder"] = encoder
     recorded = meta.model_copy(update={"backend": "opensearch", "params": params})
-    properties: dict[str, Any] = {
-        settings.vector_field: {"type": "knn_vector", "dimension": meta.dim, "method": method},
-        **{name: {"type": "text"} for name in text_fields},
-    }
     return {
         "settings": {"index": index_settings},
         "mappings": {"_meta": {"retrosearch": recorded.model_dump()}, "properties": properties},

@@ -39,7 +39,8 @@ def test_quantized_points_report_recall_and_bytes_per_vector():
 
 
 @pytest.mark.integration
-def test_opensearch_sq_points_rescore(opensearch_url):
+@pytest.mark.parametrize("encoding, oversample", [("sq", 10), ("int8", 10), ("binary", 30)])
+def test_opensearch_quantized_points_rescore(opensearch_url, encoding, oversample):
     from retrosearch.benchmarks.ann import opensearch_points
     from retrosearch.core.config import OpenSearchSettings, Settings
 
@@ -51,9 +52,9 @@ def test_opensearch_sq_points_rescore(opensearch_url):
     meta = IndexMeta(model_name="m", model_fingerprint="ann-sq-test" + "0" * 53, dim=16, similarity="cosine")
     settings = Settings(opensearch=OpenSearchSettings(url=opensearch_url))
     points = opensearch_points("real", vectors, queries, truth, meta, settings, ef_search=(64,),
-                               knn_encoder="sq", oversample=(10,))
+                               knn_encoder=encoding, oversample=(oversample,))
     by_label = {p.label(): p for p in points}
-    assert set(by_label) == {"opensearch-lucene-sq M=32 efC=200 ef=64",
-                             "opensearch-lucene-sq M=32 efC=200 ef=256 oversample=10"}
-    assert by_label["opensearch-lucene-sq M=32 efC=200 ef=256 oversample=10"].recall_at_10 == 1.0
+    rescored = f"opensearch-lucene-{encoding} M=32 efC=200 ef=256 oversample={oversample}"
+    assert set(by_label) == {f"opensearch-lucene-{encoding} M=32 efC=200 ef=64", rescored}
+    assert by_label[rescored].recall_at_10 == 1.0
     assert all(p.disk_bytes_per_vector > 16 for p in points)

@@ -7,9 +7,10 @@ import pytest
 
 from retrosearch.core.config import OpenSearchSettings
 from retrosearch.core.index import IndexMeta, IndexMismatchError
+from retrosearch.core.index.base import SearchModeUnavailable
 from retrosearch.core.index.opensearch_index import OpenSearchIndex
-from retrosearch.local.opensearch import server
 from retrosearch.core.opensearch.client import OpenSearchUnavailable, connect
+from retrosearch.local.opensearch import server
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +152,18 @@ def test_unreachable_server_and_bad_url_give_one_clear_line():
         connect(OpenSearchSettings(url="localhost:9200"))
 
 
+def _assert_rescored_is_exact_search(index: OpenSearchIndex, embedded) -> tuple[np.ndarray, np.ndarray]:
+    """The index's rescored top 10 is exact search's, in order and with its scores, and the fields
+    asked for come back without the vectors; returns the exact scores and top-10 positions."""
+    exact = embedded.query_vectors @ embedded.vectors.T
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    hits = index.search(embedded.query_vectors, 10, fields=["title"])
+    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
+    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
+    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}
+    return exact, order
+
+
 def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
     """Lucene's sq encoder in the mapping; its candidates rescored with the float vectors of _source
     give exact search's top 10 in order, on real MiniLM vectors."""
@@ -163,12 +176,7 @@ def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
         index.add(embedded.ids, embedded.vectors, [{"title": t} for t in embedded.titles])
     reopened = OpenSearchIndex.open(settings)
     assert reopened.quantized and reopened.meta.params["knn_encoder"] == "sq"
-    exact = embedded.query_vectors @ embedded.vectors.T
-    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
-    hits = reopened.search(embedded.query_vectors, 10, fields=["title"])
-    assert hits.ids == [[embedded.ids[j] for j in row] for row in order]
-    np.testing.assert_allclose(hits.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
-    assert hits.fields[0][0] == {"title": embedded.titles[order[0, 0]]}  # no vector in the fields returned
+    exact, order = _assert_rescored_is_exact_search(reopened, embedded)
     unrescored = settings.model_copy(update={"rescore": False})
     plain = OpenSearchIndex(reopened.client, reopened.name, reopened.meta, unrescored)
     codes = plain.search(embedded.query_vectors, 10)
@@ -177,3 +185,36 @@ def test_lucene_scalar_quantization_with_rescoring(settings, scifact_embedded):
     with pytest.raises(ValueError, match="needs engine lucene"):  # refused before anything is created
         OpenSearchIndex.create(embedded.meta, settings.model_copy(update={"engine": "faiss"}), recreate=True)
     assert OpenSearchIndex.open(settings).count() == len(embedded.ids)
+
+
+@pytest.mark.parametrize("encoding, oversample", [("int8", 4), ("binary", 20)])
+def test_byte_and_binary_vectors_with_rescoring(settings, scifact_embedded, encoding, oversample):
+    """Our int8 / binary codes in byte / binary k-NN fields (Lucene engine), the float32 vectors in a
+    binary field beside them: rescored candidates give exact search's top 10 in order, on real
+    MiniLM vectors; without rescoring the codes' scores approximate the inner product."""
+    embedded = scifact_embedded
+    settings = settings.model_copy(update={"knn_encoder": encoding, "oversample": oversample})
+    index = OpenSearchIndex.create(embedded.meta, settings)
+    with index.loading():
+        index.add(embedded.ids[:100], embedded.vectors[:100], [{"title": t} for t in embedded.titles[:100]])
+        # a second writer opens the index after the first batch and codes with the recorded ranges
+        later = OpenSearchIndex.open(settings)
+        later.add(embedded.ids[100:], embedded.vectors[100:], [{"title": t} for t in embedded.titles[100:]])
+    reopened = OpenSearchIndex.open(settings)
+    assert reopened.quantized and reopened.meta.params["knn_encoder"] == encoding
+    recorded = reopened.client.indices.get_mapping(index=settings.index)[settings.index]["mappings"]["_meta"]
+    assert ("retrosearch_int8" in recorded) == (encoding == "int8")  # the ranges, beside the encoder's record
+    assert "int8_ranges" not in reopened.meta.params
+    source = reopened.client.get(index=settings.index, id=embedded.ids[0])["_source"]
+    assert len(source["embedding"]) == (384 if encoding == "int8" else 48)
+    exact, order = _assert_rescored_is_exact_search(reopened, embedded)
+    plain = OpenSearchIndex(reopened.client, reopened.name, reopened.meta,
+                            settings.model_copy(update={"rescore": False}))
+    codes = plain.search(embedded.query_vectors, 10)
+    top = [embedded.ids.index(doc_id) for doc_id in codes.ids[0]]
+    gap = np.abs(np.asarray(codes.scores[0]) - exact[0, top])
+    assert gap.max() < (0.02 if encoding == "int8" else 0.5)  # the codes' own score, read as a similarity
+    assert not np.allclose(codes.scores, np.take_along_axis(exact, order, axis=1), rtol=1e-4)
+    with pytest.raises(SearchModeUnavailable, match="neural queries send"):
+        reopened.search_texts(embedded.queries[:1], None, 10, mode="neural")
+    assert reopened.count() == len(embedded.ids)

@@ -51,3 +51,22 @@ def test_faiss_engine_sets_ef_search_as_index_setting_and_dot_refuses_cosine_spa
     assert body["settings"]["index"]["knn.algo_param.ef_search"] == 300
     with pytest.raises(ValueError, match="does not rank like a dot-product encoder"):
         space_for(meta, OpenSearchSettings(space_type="cosinesimil"))
+
+
+def test_int8_and_binary_encodings_map_to_byte_and_binary_fields_with_a_rescoring_field():
+    meta = IndexMeta(model_name="m", model_fingerprint="f", dim=16, similarity="cosine")
+    int8 = index_body(meta, OpenSearchSettings(knn_encoder="int8"))["mappings"]
+    assert int8["properties"]["embedding"]["data_type"] == "byte"
+    assert int8["properties"]["embedding"]["method"]["space_type"] == "innerproduct"
+    assert int8["properties"]["embedding_float32"] == {"type": "binary"}
+    params = meta_from_mapping(int8, "x").params
+    assert params["knn_encoder"] == "int8" and params["rescore_field"] == "embedding_float32"
+    binary = index_body(meta, OpenSearchSettings(knn_encoder="binary", vector_field="v"))["mappings"]
+    assert binary["properties"]["v"]["data_type"] == "binary"
+    assert binary["properties"]["v"]["method"]["space_type"] == "hamming"
+    assert binary["properties"]["v"]["dimension"] == 16  # bits, packed 8 per byte by the writer
+    assert meta_from_mapping(binary, "x").params["space_type"] == "hamming"
+    with pytest.raises(ValueError, match="not a multiple of 8"):
+        index_body(meta.model_copy(update={"dim": 12}), OpenSearchSettings(knn_encoder="binary"))
+    with pytest.raises(ValueError, match="space 'l2' is not supported"):
+        index_body(meta, OpenSearchSettings(knn_encoder="int8", space_type="l2"))

@@ -23,6 +23,7 @@ from retrosearch.ingest.pipeline import IngestConfig
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara.config import LLaRAConfig
+from retrosearch.trainers.mlm.config import MLMConfig
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 
 
@@ -85,12 +86,34 @@ _RetroMAEBase = create_model(
 )
 
 
+def _corpus_field() -> Any:
+    """The pretraining corpus of a masked-LM stage: one, several (read in turn), or the collection's."""
+    return Field(None, description="Corpus or corpora to pretrain on, read in turn (default: the "
+                 "collection's).")
+
+
 class RetroMAEPretrain(_RetroMAEBase):
-    """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) continued pretraining."""
+    """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) pretraining."""
 
     method: Literal["retromae", "dupmae"]
     model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
-    corpus: Path | None = Field(None, description="Corpus to pretrain on (default: the collection's).")
+    corpus: Path | list[Path] | None = _corpus_field()
+
+
+_MLMBase = create_model(
+    "_MLMBase",
+    __base__=_TrainingSection,
+    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
+    **_fields(MLMConfig, {"model", "corpus"}),
+)
+
+
+class MLMPretrain(_MLMBase):
+    """BERT's masked-language-model pretraining (``method: mlm``), the baseline of RetroMAE."""
+
+    method: Literal["mlm"]
+    model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
+    corpus: Path | list[Path] | None = _corpus_field()
 
 
 _LLaRABase = create_model(
@@ -115,8 +138,10 @@ class NoPretrain(StrictModel):
     method: Literal["none"]
 
 
-PretrainSection = Annotated[RetroMAEPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")]
-PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
+PretrainSection = Annotated[
+    RetroMAEPretrain | MLMPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")
+]
+PRETRAIN_METHODS = ("retromae", "dupmae", "mlm", "llara", "none")
 
 
 _MINE_OWNED = {"enabled", "split", "model"}
@@ -129,11 +154,17 @@ class MineSection(_MineBase):
 
     enabled: bool = True
     split: str = Field("train", description="qrels split whose queries get negatives.")
-    model: Literal["pretrained", "start"] = Field(
+    model: str = Field(
         "pretrained",
-        description="Rank with the pretrained model, or with the pipeline's starting model (the same "
-        "negatives for every pretraining method: a comparison of methods then differs in nothing else).",
+        description="Rank with the pretrained model; with the pipeline's starting model (start: the same "
+        "negatives for every pretraining method, so a comparison of methods differs in nothing else); or "
+        "with another checkpoint named here (a trained retriever's negatives for models that start "
+        "untrained).",
     )
+
+    def ranker(self, pipeline_model: str) -> str | None:
+        """The checkpoint that ranks the corpus, or None for the pretrained model (known once it exists)."""
+        return None if self.model == "pretrained" else pipeline_model if self.model == "start" else self.model
 
     def mining(self) -> MiningConfig:
         """The trainers' mining settings."""

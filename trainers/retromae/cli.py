@@ -11,8 +11,9 @@ from retrosearch.trainers.retromae.config import RetroMAEConfig
 
 #: What every masked-LM pretraining reads (RetroMAE's and MLM's commands alike).
 CORPUS_OPTIONS = (
-    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset (repeatable: "
-                "several are read in turn)", type=list[str], required=True),
+    # One on the command line; several (read in turn) from the --config file's method.corpus list.
+    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset", type=str,
+                required=True),
     FieldOption("max_length", help="Tokens per block, specials included"),
     FieldOption("masking"),
     FieldOption("text_field", help="Field holding the text"),

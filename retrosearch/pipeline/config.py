@@ -78,58 +78,39 @@ class _TrainingSection(StrictModel):
         return self
 
 
-_RetroMAEBase = create_model(
-    "_RetroMAEBase",
-    __base__=_TrainingSection,
-    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
-    **_fields(RetroMAEConfig, {"model", "corpus", "dupmae"}),
-)
+def _pretrain_base(name: str, method: type[BaseModel], exclude: set[str], corpus: Any) -> Any:
+    """A pretraining section's fields: the harness's run settings, ``method``'s own (less ``exclude``), the
+    starting checkpoint and the ``corpus`` field (annotation, field)."""
+    start = (str | None, Field(None, description="Starting checkpoint (default: the pipeline's model)."))
+    return create_model(
+        name, __base__=_TrainingSection, **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
+        **_fields(method, {"model", "corpus", *exclude}), model=start, corpus=corpus,
+    )
 
 
-def _corpus_field() -> Any:
-    """The pretraining corpus of a masked-LM stage: one, several (read in turn), or the collection's."""
-    return Field(None, description="Corpus or corpora to pretrain on, read in turn (default: the "
-                 "collection's).")
+def _corpora() -> Any:
+    """The corpus of a masked-LM stage: one, several (read in turn), or the collection's."""
+    return (Path | list[Path] | None,
+            Field(None, description="Corpus or corpora to pretrain on, read in turn (default: the "
+                  "collection's)."))
 
 
-class RetroMAEPretrain(_RetroMAEBase):
+class RetroMAEPretrain(_pretrain_base("_RetroMAEBase", RetroMAEConfig, {"dupmae"}, _corpora())):
     """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) pretraining."""
 
     method: Literal["retromae", "dupmae"]
-    model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
-    corpus: Path | list[Path] | None = _corpus_field()
 
 
-_MLMBase = create_model(
-    "_MLMBase",
-    __base__=_TrainingSection,
-    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
-    **_fields(MLMConfig, {"model", "corpus"}),
-)
-
-
-class MLMPretrain(_MLMBase):
+class MLMPretrain(_pretrain_base("_MLMBase", MLMConfig, set(), _corpora())):
     """BERT's masked-language-model pretraining (``method: mlm``), the baseline of RetroMAE."""
 
     method: Literal["mlm"]
-    model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
-    corpus: Path | list[Path] | None = _corpus_field()
 
 
-_LLaRABase = create_model(
-    "_LLaRABase",
-    __base__=_TrainingSection,
-    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
-    **_fields(LLaRAConfig, {"model", "corpus"}),
-)
-
-
-class LLaRAPretrain(_LLaRABase):
+class LLaRAPretrain(_pretrain_base("_LLaRABase", LLaRAConfig, set(), (Path | None, None))):
     """LLaRA post-training of a decoder LLM."""
 
     method: Literal["llara"]
-    model: str | None = Field(None, description="Causal-LM checkpoint (default: the pipeline's model).")
-    corpus: Path | None = None
 
 
 class NoPretrain(StrictModel):

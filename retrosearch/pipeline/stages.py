@@ -214,12 +214,8 @@ class PretrainStage(TrainingStage):
         return [p.resolve() for p in paths]
 
     def corpus(self) -> Path:
-        """The one corpus of a method that reads one (LLaRA)."""
-        corpora = self.corpora()
-        if len(corpora) > 1:
-            method = self.section.method
-            raise ValueError(f"stages.pretrain.corpus: {method} reads one corpus, not {len(corpora)}")
-        return corpora[0]
+        """The corpus of a method that reads one (LLaRA's section takes no list)."""
+        return self.corpora()[0]
 
     def start_model(self) -> str:
         """The checkpoint pretraining starts from: the stage's own, else the pipeline's model."""
@@ -238,9 +234,11 @@ class PretrainStage(TrainingStage):
         return files
 
     def extra_settings(self) -> dict[str, Any]:
-        # A corpus file enters the key by its content (input_files), so a moved copy reruns nothing.
-        by_name = [c for c, f in zip(self.corpora(), self._corpus_files().values()) if f is None]
-        corpus = None if not by_name else by_name[0] if len(self.corpora()) == 1 else by_name
+        # A corpus file enters the key by its content (input_files), so a moved copy reruns nothing;
+        # a folder of Parquet files enters it by its path.
+        corpora = self.corpora()
+        by_path = [c for c, f in zip(corpora, self._corpus_files().values()) if f is None]
+        corpus = by_path if len(corpora) > 1 else (by_path[0] if by_path else None)
         return {"model": self.start_model(), "corpus": corpus}
 
     def input_files(self) -> dict[str, Path]:

@@ -101,14 +101,14 @@ def smollm2_path() -> Path:
 def random_model_path(name: str) -> Path:
     """The folder of a random backbone ``random:<architecture>[@<seed>]``, built on first use."""
     arch, seed = random_init.parse(name)
-    seed = seed or 0
-    target = cache_dir() / "models" / "random" / f"{arch}-seed-{seed}"
+    seed = 0 if seed is None else seed
+    target = cache_dir() / "models" / "random" / random_init.folder_name(arch, seed)
     if (target / "config.json").exists():
         return target
     source = resolve_model_path(random_init.TOKENIZER_MODEL)
 
     def draw(staging: Path) -> None:
-        spec = random_init.build(arch, seed, staging, source, read_spec(source).max_length)
+        spec = random_init.build(arch, seed, staging, source)
         write_spec(staging, spec)
 
     return _build_once(target, draw)

@@ -10,6 +10,8 @@ same numbers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "bert-tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
 }
 TOKENIZER_MODEL = "minilm"  # the tokenizer and vocabulary every architecture here uses
+# Tokens per text the spec records: what short pretraining and fine-tuning runs teach positions for
+# (the positions beyond stay untrained); pretraining on longer blocks raises it in the export.
+SPEC_MAX_LENGTH = 128
 _NAME = re.compile(r"^random:(?P<arch>[a-z0-9-]+)(?:@(?P<seed>\d+))?$")
 
 
@@ -53,9 +58,16 @@ def with_seed(name: str, seed: int) -> str:
     return f"{PREFIX}{arch}@{seed if given is None else given}"
 
 
-def build(arch: str, seed: int, folder: Path, tokenizer_dir: Path, max_length: int) -> EncoderSpec:
+def folder_name(arch: str, seed: int) -> str:
+    """The cache folder of ``arch`` drawn from ``seed``, with a digest of the recipe (shape, tokenizer,
+    spec), so a changed recipe is built anew instead of read from an older cache."""
+    recipe = json.dumps([ARCHITECTURES[arch], TOKENIZER_MODEL, SPEC_MAX_LENGTH], sort_keys=True)
+    return f"{arch}-seed-{seed}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+
+
+def build(arch: str, seed: int, folder: Path, tokenizer_dir: Path) -> EncoderSpec:
     """Write the masked LM ``arch`` drawn from ``seed`` and the tokenizer of ``tokenizer_dir`` to
-    ``folder``; returns its spec (CLS pooling, at most ``max_length`` tokens) for the caller to write.
+    ``folder``; returns its spec (CLS pooling, :data:`SPEC_MAX_LENGTH` tokens) for the caller to write.
 
     The masked-LM head comes with the encoder (tied to the word embeddings, as BERT's is), so
     MLM and RetroMAE pretraining and plain fine-tuning all start from the same encoder weights.
@@ -74,6 +86,6 @@ def build(arch: str, seed: int, folder: Path, tokenizer_dir: Path, max_length: i
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return EncoderSpec(
-        pooling="cls", max_length=min(max_length, config.max_position_embeddings), method="random-init",
+        pooling="cls", max_length=min(SPEC_MAX_LENGTH, config.max_position_embeddings), method="random-init",
         provenance={"architecture": arch, "seed": seed, "tokenizer": TOKENIZER_MODEL, **fields},
     )

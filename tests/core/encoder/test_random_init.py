@@ -49,8 +49,8 @@ def test_the_backbone_is_a_bert_with_minilms_vocabulary_and_cls_pooling(cache):
     assert AutoTokenizer.from_pretrained(str(folder)).get_vocab() == minilm.get_vocab()
     assert config["vocab_size"] == len(minilm)
     spec = json.loads((folder / "retrosearch.json").read_text())
-    assert spec["pooling"] == "cls" and spec["provenance"]["seed"] == 0
-    assert folder.name == "bert-small-seed-0"  # no seed given: seed 0
+    assert spec["pooling"] == "cls" and spec["provenance"]["seed"] == 0 and spec["max_length"] == 128
+    assert folder.name.startswith("bert-small-seed-0-")  # no seed given: seed 0
 
 
 def test_the_weights_load_as_an_encoder_and_differ_from_minilm(cache):

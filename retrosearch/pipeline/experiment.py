@@ -3,9 +3,12 @@
 Each collection names a pipeline file. Every run is that file with the experiment's ``overrides``,
 then the variant's, then its seed in the training stages; it runs in
 ``WORK_DIR/<collection>/<variant>/seed-<n>/`` (``.../<variant>/`` for a variant that trains
-nothing, which runs once). Runs of one collection are each other's peers, so a stage with the same
-key (mining with the starting model, say) runs once and is shared. A rerun skips what is done, as
-``pipeline run`` does, and an interrupted training resumes.
+nothing, which runs once). A randomly initialised starting model (``model: random:bert-small``)
+takes the run's seed: each seed starts from its own weights, and every arm of a seed from the
+same. Runs are each other's peers, so a stage with the same key runs once and is shared: mining
+with the starting model within a collection, a pretraining on corpora that several collections
+name across them. A rerun skips what is done, as ``pipeline run`` does, and an interrupted
+training resumes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from retrosearch.core.encoder import random_init
 from retrosearch.pipeline.config import (
+    PRETRAIN_SECTIONS,
     PipelineConfig,
     PipelineConfigError,
     StrictModel,
@@ -32,6 +37,7 @@ from retrosearch.pipeline.config import (
 from retrosearch.pipeline.runner import finished
 from retrosearch.pipeline.runner import run as run_pipeline
 from retrosearch.pipeline.stages import Record
+from retrosearch.trainers.harness.events import EVENTS_FILE, EventType, read_events
 
 Echo = Callable[[str], None]
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -110,16 +116,18 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lay_over(pipeline: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``pipeline``; a pretraining that turns to or from ``none`` replaces the section
-    (RetroMAE's settings mean nothing to ``none``), while retromae <-> dupmae keeps the shared settings."""
-    stages = over.get("stages") or {}
-    pretrain = stages.get("pretrain")
-    merged = _merge(pipeline, over)
-    if isinstance(pretrain, dict) and "method" in pretrain:
-        before = ((pipeline.get("stages") or {}).get("pretrain") or {}).get("method", "none")
-        if "none" in (before, pretrain["method"]) and before != pretrain["method"]:
-            merged["stages"]["pretrain"] = copy.deepcopy(pretrain)
-    return merged
+    """``over`` merged into ``pipeline``; a pretraining that changes method keeps, of the pipeline's
+    pretraining settings, those the new method has (steps and rates from RetroMAE to MLM, nothing to
+    ``none``): RetroMAE's masks mean nothing to MLM, while what ``over`` sets itself is checked as given."""
+    pretrain = (over.get("stages") or {}).get("pretrain")
+    if isinstance(pretrain, dict) and pretrain.get("method") in PRETRAIN_SECTIONS:
+        before = ((pipeline.get("stages") or {}).get("pretrain") or {})
+        if isinstance(before, dict) and before.get("method", "none") != pretrain["method"]:
+            known = PRETRAIN_SECTIONS[pretrain["method"]].model_fields
+            # a copy, with the pretraining section cut to what the method knows
+            pipeline = _merge(pipeline, {})
+            pipeline["stages"]["pretrain"] = {k: v for k, v in before.items() if k in known}
+    return _merge(pipeline, over)
 
 
 def _trains(pipeline: PipelineConfig) -> bool:
@@ -164,10 +172,20 @@ def expand(experiment: ExperimentConfig, source: str = "<experiment>") -> list[R
                         section = run.setdefault("stages", {}).setdefault(stage, {})
                         if section.get("method", "set") != "none":
                             section["seed"] = seed
+                    _seed_random_models(run, seed)
                 run.update(name=f"{experiment.name}-{collection}-{name}".replace("+", "-"), work_dir=str(folder))
                 runs.append(Run(collection, name, seed, parse_config(run, where)))
     round_of = {seed: n for n, seed in enumerate(experiment.seeds)}
     return sorted(runs, key=lambda r: 0 if r.seed is None else round_of[r.seed])  # stable: collection, variant
+
+
+def _seed_random_models(run: dict[str, Any], seed: int) -> None:
+    """Give the run's randomly initialised starting models (``random:<architecture>``) its seed."""
+    pretrain = (run.get("stages") or {}).get("pretrain") or {}
+    for section in (run, pretrain):
+        model = section.get("model")
+        if isinstance(model, str) and random_init.is_random(model):
+            section["model"] = random_init.with_seed(model, seed)
 
 
 def run_figures(records: list[Record]) -> dict[str, Any]:
@@ -209,7 +227,8 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                 row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else None
             if experiment.baseline is not None and name != experiment.baseline:
                 base = [r for r in results if r["collection"] == collection and r["variant"] == experiment.baseline]
-                row["baseline"] = paired_difference(runs, base, "ndcg@10")
+                row["paired"] = {metric: paired_difference(runs, base, metric) for metric in METRICS}
+                row["baseline"] = row["paired"]["ndcg@10"]
             for stage in ("pretrain", "finetune"):
                 costs = [r["figures"][stage] for r in runs if stage in r["figures"]]
                 if costs:
@@ -238,16 +257,36 @@ def paired_difference(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]
             "sd": statistics.stdev(differences) if len(differences) > 1 else None}
 
 
+def loss_curve(record: Record) -> list[dict[str, float]] | None:
+    """The losses a training stage logged, step by step (the last attempt's where a run resumed), read
+    from its run's events; None when there are none to read."""
+    checkpoint = record.outputs.get("checkpoint")
+    run_dir = Path(checkpoint).parent if checkpoint else None
+    if run_dir is None or not (run_dir / EVENTS_FILE).is_file():
+        return None
+    points: dict[int, dict[str, float]] = {}
+    for event in read_events(run_dir):
+        if event.type == EventType.PROGRESS:
+            losses = {k: v for k, v in event.details.items() if k == "loss" or k.startswith("loss/")}
+            points[event.step] = {"step": event.step, **losses}
+    return [points[step] for step in sorted(points)] or None
+
+
 def _result(run: Run, records: list[Record]) -> dict[str, Any]:
+    pretrain = next((r for r in records if r.name == "pretrain" and r.status != "off"), None)
+    curve = loss_curve(pretrain) if pretrain is not None else None
     return {
         "collection": run.collection, "variant": run.variant, "seed": run.seed,
         "work_dir": str(run.pipeline.work_dir), "figures": run_figures(records),
         "stages": {r.name: {"status": r.status, "seconds": r.seconds} for r in records},
+        **({"curves": {"pretrain": curve}} if curve else {}),
     }
 
 
 def _peers(run: Run, runs: list[Run]) -> list[Path]:
-    return [r.pipeline.work_dir for r in runs if r.collection == run.collection and r is not run]
+    # Every other run: a stage's key holds all it reads (the collection's files among them), so only
+    # the same work is shared.
+    return [r.pipeline.work_dir for r in runs if r is not run]
 
 
 def payload_of(experiment: ExperimentConfig, runs: list[Run], results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The experiment's report from its ``results.json``: a Markdown table, a plot and the docs page's copy."""
+"""The experiment's report from its ``results.json``: a Markdown table, plots and the docs page's copy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from retrosearch.benchmarks.docs_block import relative_folder, splice
 from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.pipeline.experiment import METRICS
 
-#: The copy in docs/benchmarks/pretraining.md sits between these lines; ``--docs-page`` rewrites it.
-BLOCK_START = "<!-- experiment:start (written by retrosearch pipeline experiment --docs-page) -->"
-BLOCK_END = "<!-- experiment:end -->"
 PLOT = "ndcg.png"
+LOSS_PLOT = "pretraining-loss.png"
+
+
+def block_markers(name: str) -> tuple[str, str]:
+    """The lines around experiment ``name``'s copy in a docs page (``--docs-page`` rewrites what is between
+    them), so one page can hold several experiments (docs/benchmarks/pretraining.md does)."""
+    return (f"<!-- experiment {name}:start (written by retrosearch pipeline experiment --docs-page) -->",
+            f"<!-- experiment {name}:end -->")
 
 
 def _mean_sd(mean: float | None, sd: float | None, sign: str = "") -> str:
@@ -32,9 +37,18 @@ def _cost(row: dict[str, Any], stage: str) -> str:
     return f"{cost['steps']} steps x {cost['step_s']:.2f} s, {cost['tokens_per_s']:.0f} tok/s"
 
 
-def _difference(row: dict[str, Any]) -> str:
-    diff = row.get("baseline") or {}
+def _difference(row: dict[str, Any], metric: str) -> str:
+    # Results written before every metric was paired hold NDCG@10's difference only.
+    paired = row.get("paired") or {"ndcg@10": row.get("baseline")}
+    diff = paired.get(metric) or {}
     return _mean_sd(diff.get("mean"), diff.get("sd"), sign="+")
+
+
+def _paired_metrics(payload: dict[str, Any]) -> list[str]:
+    """The metrics paired with the baseline's: all of them, or NDCG@10 alone in older results."""
+    if any("paired" in row for row in payload["summary"]):
+        return list(METRICS)
+    return ["ndcg@10"]
 
 
 def _baseline_label(payload: dict[str, Any]) -> str | None:
@@ -48,13 +62,14 @@ def table(payload: dict[str, Any]) -> list[str]:
     """The summary table: one row per collection and variant, mean ± sample sd over seeds, and the
     difference to the baseline paired by seed when the experiment names one."""
     baseline = _baseline_label(payload)
-    extra = [f"ndcg@10 vs {baseline}"] if baseline else []
+    paired = _paired_metrics(payload) if baseline else []
+    extra = [f"{metric} vs {baseline}" for metric in paired]
     lines = [
         "| collection | variant | seeds | " + " | ".join([*METRICS, *extra]) + " | pretraining | fine-tuning |",
         "|---|---|---|" + "---|" * (len(METRICS) + len(extra)) + "---|---|",
     ]
     for row in payload["summary"]:
-        cells = [_cell(row, m) for m in METRICS] + ([_difference(row)] if baseline else [])
+        cells = [_cell(row, m) for m in METRICS] + [_difference(row, m) for m in paired]
         lines.append(
             f"| {row['collection']} | {row['label']} | {row['n']} | " + " | ".join(cells)
             + f" | {_cost(row, 'pretrain')} | {_cost(row, 'finetune')} |"
@@ -118,6 +133,46 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def loss_curves(payload: dict[str, Any]) -> dict[tuple[str, int | None], list[dict[str, float]]]:
+    """Each pretraining's loss curve by (variant label, seed), once (a pretraining shared by several
+    collections is drawn once)."""
+    labels = {name: v.get("label") or name for name, v in payload["experiment"]["variants"].items()}
+    curves: dict[tuple[str, int | None], list[dict[str, float]]] = {}
+    for run in payload["runs"]:
+        curve = (run.get("curves") or {}).get("pretrain")
+        if curve:
+            curves.setdefault((labels.get(run["variant"], run["variant"]), run["seed"]), curve)
+    return curves
+
+
+def loss_plot(payload: dict[str, Any], path: Path) -> Path | None:
+    """Every pretraining's loss against the step, a colour per variant and a line per seed: the total
+    each method minimises, and the encoder's MLM term they all share. None when no run has a curve."""
+    curves = loss_curves(payload)
+    if not curves:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    colours: dict[str, str] = {}
+    for (label, _seed), curve in curves.items():
+        first = label not in colours  # one legend entry per variant, however many seeds
+        colour = colours.setdefault(label, f"C{len(colours)}")
+        steps = [p["step"] for p in curve]
+        for ax, key in zip(axes[0], ("loss", "loss/encoder_mlm")):
+            values = [p.get(key) for p in curve]
+            if all(v is not None for v in values):
+                ax.plot(steps, values, color=colour, linewidth=1, alpha=0.85, label=label if first else None)
+    titles = ("training loss (each method's total)", "encoder MLM loss (the shared term)")
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Pretraining loss per step, one line per seed", fontsize=10)
+    save(fig, path)
+    return path
+
+
 def progress(payload: dict[str, Any]) -> list[str]:
     """A line saying how much of the experiment the figures cover, when it is not all of it."""
     done, planned = len(payload["runs"]), len(payload.get("planned") or payload["runs"])
@@ -127,13 +182,17 @@ def progress(payload: dict[str, Any]) -> list[str]:
              "(finished stages are skipped, an interrupted training resumes)."), ""]
 
 
+def _loss_image(payload: dict[str, Any], folder: str) -> list[str]:
+    return [f"![Pretraining loss]({folder}{LOSS_PLOT})", ""] if loss_curves(payload) else []
+
+
 def markdown(payload: dict[str, Any], command: str) -> str:
-    """The report page: the table, the plot, the settings tried and every run's figures."""
+    """The report page: the table, the plots, the settings tried and every run's figures."""
     lines = [f"# Experiment {payload['experiment']['name']}", "", *progress(payload), *table(payload), "",
-             f"![NDCG@10]({PLOT})", "",
+             f"![NDCG@10]({PLOT})", "", *_loss_image(payload, ""),
              "Mean ± sample standard deviation over the seeds. "
-             + (f"The column against {_baseline_label(payload)} is each seed's NDCG@10 minus that arm's with the "
-                "same seed, as mean ± sd (a variant trained once is compared with every seed). "
+             + (f"The columns against {_baseline_label(payload)} are each seed's figure minus that arm's "
+                "with the same seed, as mean ± sd (a variant trained once is compared with every seed). "
                 if _baseline_label(payload) else "")
              + "Cost: the training steps, the mean wall time of one step and the tokens read per second "
              "(queries and passages, no padding), on the machine that ran it.", "",
@@ -143,20 +202,22 @@ def markdown(payload: dict[str, Any], command: str) -> str:
 
 
 def docs_block(payload: dict[str, Any], out: Path, page: Path, command: str) -> str:
-    """The documentation page's copy: the table, the plot and the command."""
+    """The documentation page's copy: the table, the plots and the command."""
     folder = relative_folder(out, page)
-    return "\n".join([BLOCK_START, "", *progress(payload), *table(payload), "",
-                      f"![NDCG@10 per variant]({folder}/{PLOT})", "",
+    start, end = block_markers(payload["experiment"]["name"])
+    return "\n".join([start, "", *progress(payload), *table(payload), "",
+                      f"![NDCG@10 per variant]({folder}/{PLOT})", "", *_loss_image(payload, folder + "/"),
                       f"Every run and the settings: [summary.md]({folder}/summary.md). Written by",
                       "",
-                      "```bash", command, "```", "", BLOCK_END])
+                      "```bash", command, "```", "", end])
 
 
 def write_report(payload: dict[str, Any], out: Path, command: str, page: Path | None = None) -> Path:
     """``summary.md`` and the plot in ``out``; with ``page``, its experiment block rewritten."""
     plot(payload, out / PLOT)
+    loss_plot(payload, out / LOSS_PLOT)
     summary = out / "summary.md"
     summary.write_text(markdown(payload, command))
     if page is not None:
-        splice(page, docs_block(payload, out, page, command), BLOCK_START, BLOCK_END)
+        splice(page, docs_block(payload, out, page, command), *block_markers(payload["experiment"]["name"]))
     return summary

@@ -18,7 +18,7 @@ from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import EncoderSettings, Settings
 from retrosearch.core.retrieval.report import write_json
 from retrosearch.ingest.pipeline import IngestConfig, run_ingest
-from retrosearch.pipeline.config import PipelineConfig, RetroMAEPretrain
+from retrosearch.pipeline.config import MLMPretrain, PipelineConfig, RetroMAEPretrain
 from retrosearch.pipeline.manifest import hash_file, hash_json
 from retrosearch.trainers.finetune.config import FinetuneConfig
 from retrosearch.trainers.harness.config import TrainConfig
@@ -199,7 +199,7 @@ class TrainingStage(Stage):
 
 
 class PretrainStage(TrainingStage):
-    """RetroMAE / DupMAE / LLaRA on the corpus, from the pipeline's model; ``none`` passes it on."""
+    """RetroMAE / DupMAE / MLM / LLaRA on the corpus, from the pipeline's model; ``none`` passes it on."""
 
     name = "pretrain"
 
@@ -207,25 +207,42 @@ class PretrainStage(TrainingStage):
     def enabled(self) -> bool:
         return self.section.method != "none"
 
+    def corpora(self) -> list[Path]:
+        """The corpora to pretrain on: the stage's own (one or several), else the collection's."""
+        own = self.section.corpus
+        paths = own if isinstance(own, list) else [own or self.pipeline.collection_dir() / "corpus.jsonl"]
+        return [p.resolve() for p in paths]
+
     def corpus(self) -> Path:
-        """The corpus to pretrain on: the stage's own, else the collection's."""
-        return (self.section.corpus or self.pipeline.collection_dir() / "corpus.jsonl").resolve()
+        """The corpus of a method that reads one (LLaRA's section takes no list)."""
+        return self.corpora()[0]
 
     def start_model(self) -> str:
         """The checkpoint pretraining starts from: the stage's own, else the pipeline's model."""
         return self.section.model or self.pipeline.model
 
+    def _corpus_files(self) -> dict[str, Path | None]:
+        """Each corpus by its key name (``corpus``, or ``corpus/<n>`` for several): its file, or None for
+        a folder of Parquet files (known by name only)."""
+        corpora = self.corpora()
+        files: dict[str, Path | None] = {}
+        for n, corpus in enumerate(corpora):
+            # A BEIR folder or a saved dataset: its corpus file.
+            if corpus.is_dir():
+                corpus = corpus / "corpus.jsonl" if (corpus / "corpus.jsonl").is_file() else corpus
+            files["corpus" if len(corpora) == 1 else f"corpus/{n}"] = corpus if corpus.is_file() else None
+        return files
+
     def extra_settings(self) -> dict[str, Any]:
-        # A corpus file enters the key by its content (input_files), so a moved copy reruns nothing.
-        corpus = self.corpus()
-        return {"model": self.start_model(), "corpus": None if "corpus" in self.input_files() else corpus}
+        # A corpus file enters the key by its content (input_files), so a moved copy reruns nothing;
+        # a folder of Parquet files enters it by its path.
+        corpora = self.corpora()
+        by_path = [c for c, f in zip(corpora, self._corpus_files().values()) if f is None]
+        corpus = by_path if len(corpora) > 1 else (by_path[0] if by_path else None)
+        return {"model": self.start_model(), "corpus": corpus}
 
     def input_files(self) -> dict[str, Path]:
-        corpus = self.corpus()
-        # A BEIR folder or a saved dataset: its corpus file (a folder of Parquet files is hashed by name only).
-        if corpus.is_dir():
-            corpus = corpus / "corpus.jsonl" if (corpus / "corpus.jsonl").is_file() else corpus
-        files = {"corpus": corpus} if corpus.is_file() else {}
+        files = {name: path for name, path in self._corpus_files().items() if path is not None}
         start = Path(self.start_model())
         if start.is_dir():
             files.update({f"model/{p.name}": p for p in sorted(start.glob("*.safetensors"))})
@@ -240,15 +257,22 @@ class PretrainStage(TrainingStage):
 
     def method(self, upstream: dict[str, Record]) -> Method:
         cfg = self.section
+        corpora = [str(c) for c in self.corpora()]
         if isinstance(cfg, RetroMAEPretrain):
             # lazy: keeps torch, transformers out of importing this module
             from retrosearch.trainers.retromae import RetroMAEConfig, RetroMAEMethod
 
             own = {n: getattr(cfg, n) for n in RetroMAEConfig.model_fields if n not in ("model", "corpus", "dupmae")}
             config = RetroMAEConfig(
-                model=self.start_model(), corpus=str(self.corpus()), dupmae=cfg.method == "dupmae", **own
+                model=self.start_model(), corpus=corpora, dupmae=cfg.method == "dupmae", **own
             )
             return RetroMAEMethod(config)
+        if isinstance(cfg, MLMPretrain):
+            # lazy: keeps torch, transformers out of importing this module
+            from retrosearch.trainers.mlm import MLMConfig, MLMMethod
+
+            own = {n: getattr(cfg, n) for n in MLMConfig.model_fields if n not in ("model", "corpus")}
+            return MLMMethod(MLMConfig(model=self.start_model(), corpus=corpora, **own))
         # lazy: keeps torch, transformers out of importing this module
         from retrosearch.trainers.llara.method import LLaRAMethod
 
@@ -268,7 +292,8 @@ class MineStage(Stage):
 
     @property
     def needs(self) -> tuple[str, ...]:  # type: ignore[override]
-        # Mining with the starting model reads nothing upstream: every pretraining method gets the same negatives.
+        # Mining with the starting model (or another named one) reads nothing upstream: every pretraining
+        # method gets the same negatives.
         return ("pretrain",) if self.section.model == "pretrained" else ()
 
     def scores_pretrain(self) -> bool:
@@ -278,8 +303,9 @@ class MineStage(Stage):
 
     def extra_settings(self) -> dict[str, Any]:
         evaluate = self.pipeline.stages.evaluate
+        ranker = self.section.ranker(self.pipeline.model)
         return {
-            "start_model": model_hash(self.pipeline.model) if self.section.model == "start" else None,
+            "start_model": None if ranker is None else model_hash(ranker),
             "score_pretrained": {"split": evaluate.split, "top_k": evaluate.top_k} if self.scores_pretrain() else None,
         }
 
@@ -297,7 +323,7 @@ class MineStage(Stage):
         from retrosearch.trainers.finetune.mining import mine_collection, mining_provenance, write_mined
 
         cfg = self.section
-        model = _model_of(upstream, "pretrain") if cfg.model == "pretrained" else self.pipeline.model
+        model = cfg.ranker(self.pipeline.model) or _model_of(upstream, "pretrain")
         collection = BeirCollection(self.pipeline.collection_dir())
         settings = Settings(encoder=self.encoder_settings(model))
         encoder = Encoder.load(settings.encoder)

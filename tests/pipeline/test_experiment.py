@@ -21,7 +21,7 @@ from retrosearch.pipeline.experiment import (
     run_experiment,
     summarise,
 )
-from retrosearch.pipeline.experiment_report import BLOCK_END, BLOCK_START, write_report
+from retrosearch.pipeline.experiment_report import block_markers, write_report
 from retrosearch.pipeline.holdout import divide, write_divided
 from tests.conftest import DATA
 from tests.pipeline.conftest import tiny_pipeline, write_pipeline
@@ -128,6 +128,48 @@ def test_the_example_experiment_expands_to_valid_pipelines():
     assert cranfield.holdout is not None and cranfield.collection_dir() == (cranfield.work_dir / "collection").resolve()
 
 
+def test_the_from_scratch_experiment_compares_objectives_on_the_same_start_and_tokens():
+    from retrosearch.pipeline.stages import PretrainStage
+
+    config = load_experiment(REPO / "examples" / "pretraining-from-scratch.yaml")
+    runs = expand(config)
+    assert len(runs) == 4 * 3 * 2  # arms x seeds x collections: every arm trains, so every seed runs
+    assert {r.pipeline.stages.pretrain.method for r in runs} == {"none", "mlm", "retromae", "dupmae"}
+    for run in runs:  # each seed its own initial weights, the same for every arm of that seed
+        assert run.pipeline.model == f"random:bert-small@{run.seed}"
+        assert run.pipeline.stages.mine.model == "minilm" and run.pipeline.stages.finetune.pooling == "cls"
+    pretrained = [r for r in runs if r.pipeline.stages.pretrain.method != "none"]
+    corpora = {tuple(PretrainStage(r.pipeline).corpora()) for r in pretrained}
+    assert len(corpora) == 1 and len(next(iter(corpora))) == 4  # every shared collection's passages
+    assert all(p.name == "corpus.jsonl" for p in next(iter(corpora)))
+    # the same pretraining tokens: blocks, batch, steps and order (seed) differ in nothing but the method
+    same = ("steps", "batch_size", "max_length", "max_blocks", "min_tokens", "masking", "seed")
+    for seed in config.seeds:
+        sections = [r.pipeline.stages.pretrain for r in pretrained if r.seed == seed]
+        assert len({tuple(getattr(s, k) for k in same) for s in sections}) == 1
+    # one pretraining per arm and seed: the two collections' pretrain stages have the same key
+    keys = {}
+    for run in pretrained:
+        stage = PretrainStage(run.pipeline)
+        keys.setdefault((run.variant, run.seed), set()).add(json.dumps(stage.settings(), sort_keys=True))
+    assert all(len(k) == 1 for k in keys.values()) and len(keys) == 9
+    # fine-tuning as the committed experiment's: SciFact's train split, Cranfield's held-out half
+    assert {r.pipeline.stages.finetune.split for r in runs} == {"train"}
+    assert all(r.pipeline.holdout is not None for r in runs if r.collection == "cranfield")
+
+
+def test_the_llara_experiment_adapts_or_not_before_the_same_fine_tuning():
+    config = load_experiment(REPO / "examples" / "llara-cranfield.yaml")
+    runs = expand(config)
+    assert [(r.variant, r.seed) for r in runs] == [(v, s) for s in (1, 2, 3) for v in ("finetune", "llara")]
+    assert all(r.pipeline.model == "smollm2" and r.pipeline.stages.mine.model == "minilm" for r in runs)
+    llara = next(r.pipeline.stages.pretrain for r in runs if r.variant == "llara")
+    # switching the collection file's RetroMAE section to LLaRA keeps what LLaRA has (steps, rate, length)
+    # and drops what it has not (max_blocks); the experiment's own settings stand
+    assert (llara.method, llara.steps, llara.max_length, llara.max_pairs) == ("llara", 20, 64, 2000)
+    assert {r.pipeline.stages.finetune.steps for r in runs} == {30}
+
+
 def test_holdout_divides_the_queries_the_same_way_every_time(tmp_path):
     ids = [str(i) for i in range(1, 226)]
     train, test = divide(ids, Holdout(test_fraction=0.5, seed=0))
@@ -178,6 +220,10 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert pt["baseline"]["sd"] == pytest.approx(0.0208167, abs=1e-6)  # sd of the differences, not of the arms
     assert zero["baseline"]["mean"] == pytest.approx(-0.2) and zero["baseline"]["sd"] == pytest.approx(0.1)
 
+    for run in results:  # the pretrained arm's loss curves, read from its events in a real run
+        if run["variant"] == "pt":
+            run["curves"] = {"pretrain": [{"step": s, "loss": 10.0 - s / 10, "loss/encoder_mlm": 9.0 - s / 20}
+                                          for s in range(10, 110, 10)]}
     payload = {"experiment": config.model_dump(mode="json"), "runs": results, "summary": rows,
                "settings": {"c/ft": {"finetune": {"steps": 30}}, "c/zero": {}},
                "planned": [f"run-{i}" for i in range(len(results))]}
@@ -185,17 +231,23 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     out.mkdir()
     docs_page = tmp_path / "docs" / "benchmarks" / "pretraining.md"
     docs_page.parent.mkdir(parents=True)
-    docs_page.write_text(f"# x\n\n{BLOCK_START}\nold\n{BLOCK_END}\n\ntail\n")
+    start, end = block_markers("experiment")
+    docs_page.write_text(f"# x\n\n{start}\nold\n{end}\n\ntail\n")
     page = write_report(payload, out, "retrosearch pipeline experiment e.yaml", docs_page)
     text = page.read_text()
     assert "| c | fine-tune only | 3 | 0.7000 ± 0.1000 |" in text and "30 steps x 3.00 s, 2000 tok/s" in text
-    assert "| ndcg@10 vs fine-tune only |" in text and "| 0.9000 ± 0.0000 | +0.0433 ± 0.0208 |" in text
+    assert "| ndcg@10 vs fine-tune only | mrr@10 vs fine-tune only | recall@100 vs fine-tune only |" in text
+    # every metric paired by seed: MRR@10 moves with NDCG@10 here, Recall@100 not at all
+    assert "| 0.9000 ± 0.0000 | +0.0433 ± 0.0208 | +0.0433 ± 0.0208 | +0.0000 ± 0.0000 |" in text
     assert "- c/zero: no training" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
+    assert (out / "pretraining-loss.png").stat().st_size > 10_000
+    assert "![Pretraining loss](pretraining-loss.png)" in text
     first = docs_page.read_text()
     assert "old" not in first and first.endswith("\n\ntail\n") and "| c | zero | 1 | 0.5000 |" in first
     # links relative to the page, so the plot renders on GitHub and in the site alike
     assert "![NDCG@10 per variant](../../out/ndcg.png)" in first
+    assert "![Pretraining loss](../../out/pretraining-loss.png)" in first
     assert "[summary.md](../../out/summary.md)" in first
     write_report(payload, out, "retrosearch pipeline experiment e.yaml", docs_page)
     assert docs_page.read_text() == first  # idempotent

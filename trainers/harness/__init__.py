@@ -21,7 +21,7 @@ from retrosearch.core.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "config",
-    "PackedTokens": "data", "pack_documents": "data", "read_texts": "data",
+    "PackedTokens": "data", "pack_documents": "data", "read_corpora": "data", "read_texts": "data",
     "StepStats": "loop", "WorkerContext": "loop", "WorkerLoop": "loop",
     "Batch": "method", "LossTerm": "method", "LossTerms": "method", "Method": "method", "RunInfo": "method",
     "Event": "events", "EventType": "events", "RunProgress": "events", "progress": "events",

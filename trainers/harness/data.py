@@ -73,6 +73,22 @@ def read_texts(
         yield _join(record.get(title_field) if title_field else "", text, title_separator)
 
 
+def read_corpora(
+    paths: Sequence[str | Path], text_field: str = "text", title_field: str | None = "title",
+    title_separator: str = " ",
+) -> Iterator[str]:
+    """:func:`read_texts` of several corpora in turn, one document from each while they last, so a cap
+    on blocks (``max_blocks``) takes from every corpus and no corpus fills a stretch of the stream."""
+    readers = [read_texts(p, text_field, title_field, title_separator) for p in paths]
+    while readers:
+        for reader in list(readers):
+            text = next(reader, None)
+            if text is None:
+                readers.remove(reader)
+            else:
+                yield text
+
+
 class PackedTokens(Sequence[np.ndarray]):
     """Token blocks stored flat (one int32 array plus offsets): compact to pickle and to ship to workers."""
 

@@ -142,7 +142,7 @@ class CheckpointMethod(Method):
         cfg = self.config
         return {
             "base_model": cfg.model,
-            "corpus": str(cfg.corpus),
+            "corpus": str(cfg.corpus) if isinstance(cfg.corpus, (str, Path)) else list(map(str, cfg.corpus)),
             "steps": info.step,
             "batch_size": info.batch_size,
             "workers": info.workers,

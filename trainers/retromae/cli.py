@@ -9,19 +9,26 @@ from retrosearch.trainers.harness.config import TrainConfig
 from retrosearch.trainers.options import FieldOption, empty_is_none, with_train_config
 from retrosearch.trainers.retromae.config import RetroMAEConfig
 
-RETROMAE_OPTIONS = (
-    FieldOption("model", ("--model", "-m"), "Starting checkpoint folder or packaged name; an earlier export "
-                "continues with its decoder"),
-    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset", required=True),
+#: What every masked-LM pretraining reads (RetroMAE's and MLM's commands alike).
+CORPUS_OPTIONS = (
+    # One on the command line; several (read in turn) from the --config file's method.corpus list.
+    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset", type=str,
+                required=True),
     FieldOption("max_length", help="Tokens per block, specials included"),
-    FieldOption("encoder_mask_ratio", help="Encoder MLM ratio"),
-    FieldOption("decoder_mask_ratio", help="Decoder mask ratio"),
     FieldOption("masking"),
-    FieldOption("dupmae", ("--dupmae/--no-dupmae",), "Add DupMAE's bag-of-words loss"),
-    FieldOption("bow_weight", help="Weight of the bag-of-words loss"),
     FieldOption("text_field", help="Field holding the text"),
     FieldOption("title_field", help="Field holding the title ('' for none)", parse=empty_is_none),
     FieldOption("max_blocks"),
+)
+
+RETROMAE_OPTIONS = (
+    FieldOption("model", ("--model", "-m"), "Starting checkpoint folder, packaged name or "
+                "random:<architecture>; an earlier export continues with its decoder"),
+    *CORPUS_OPTIONS,
+    FieldOption("encoder_mask_ratio", help="Encoder MLM ratio"),
+    FieldOption("decoder_mask_ratio", help="Decoder mask ratio"),
+    FieldOption("dupmae", ("--dupmae/--no-dupmae",), "Add DupMAE's bag-of-words loss"),
+    FieldOption("bow_weight", help="Weight of the bag-of-words loss"),
 )
 
 

@@ -46,13 +46,20 @@ def load_decoder(folder: Path) -> DecoderLayer | None:
     return decoder
 
 
+def export_encoder(
+    lm, tokenizer, out: Path, max_length: int, method: str, provenance: dict[str, Any]
+) -> None:
+    """Write the masked LM ``lm`` (head kept) with its tokenizer and a CLS-pooling spec to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    lm.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    spec = EncoderSpec(pooling="cls", max_length=max_length, method=method, provenance=provenance)
+    write_spec(out, spec)
+
+
 def export_model(
     model, tokenizer, out: Path, max_length: int, method: str, provenance: dict[str, Any]
 ) -> None:
     """Write ``model`` (a :class:`RetroMAEModel`) to ``out`` as described in the module docstring."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.lm.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    spec = EncoderSpec(pooling="cls", max_length=max_length, method=method, provenance=provenance)
-    write_spec(out, spec)
+    export_encoder(model.lm, tokenizer, out, max_length, method, provenance)
     save_decoder(model.decoder, out / DECODER_DIR)

@@ -1,5 +1,8 @@
 """RetroMAE's masks, vectorised: the encoder's MLM mask and the decoder's per-row attention matrix.
 
+The encoder's mask is BERT's: plain MLM pretraining (:mod:`retrosearch.trainers.mlm`) uses the
+same :func:`masked_encoder_input`, so the two objectives differ only in what is added to it.
+
 Words are the unit of masking for WordPiece vocabularies (a ``##`` piece belongs to the word
 before it) and single tokens for BPE and SentencePiece vocabularies (their pieces do not say
 reliably where a word ends). Special tokens are never masked.
@@ -97,6 +100,21 @@ def mlm_noise(
     inputs = torch.where(masked & (draw < 0.8), torch.full_like(ids, tables.mask_id), ids)
     inputs = torch.where(masked & (draw >= 0.8) & (draw < 0.9), tables.replacements[pick], inputs)
     return inputs, labels
+
+
+def masked_encoder_input(
+    ids: torch.Tensor, tables: VocabTables, ratio: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """BERT's MLM input of one example: about ``ratio`` of its tokens (whole words where the tables
+    say so) chosen and corrupted by :func:`mlm_noise`.
+
+    Returns the corrupted ids, the labels (``IGNORE`` where nothing is predicted), and the word
+    index and word count that chose them (RetroMAE's decoder masks the same words).
+    """
+    word, num_words = word_index(ids, tables)
+    masked = sample_word_masks(word, num_words, ratio, 1, generator)[0]
+    inputs, labels = mlm_noise(ids, masked, tables, generator)
+    return inputs, labels, word, num_words
 
 
 def decoder_visibility(

@@ -122,19 +122,20 @@ class RetroMAEModel(nn.Module):
         terms: dict[str, LossTerm] = {}
         if self.config.dupmae:
             logits = self.head(hidden)  # every position's logits: the bag-of-words loss needs them all
-            terms[ENCODER] = LossTerm(_ce_sum(logits[masked], encoder_labels[masked]))
+            terms[ENCODER] = LossTerm(ce_sum(logits[masked], encoder_labels[masked]))
             terms[BOW] = LossTerm(
                 bag_of_words_sum(logits, input_ids, decoder_labels != IGNORE), self.config.bow_weight
             )
         else:
-            terms[ENCODER] = LossTerm(_ce_sum(self.head(hidden[masked]), encoder_labels[masked]))
+            terms[ENCODER] = LossTerm(ce_sum(self.head(hidden[masked]), encoder_labels[masked]))
         states = self.decode(hidden[:, :1], input_ids, decoder_visible)
         targets = decoder_labels != IGNORE
-        terms[DECODER] = LossTerm(_ce_sum(self.head(states[targets]), decoder_labels[targets]))
+        terms[DECODER] = LossTerm(ce_sum(self.head(states[targets]), decoder_labels[targets]))
         return terms
 
 
-def _ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy summed over the rows (in fp32: the harness divides by the counted items)."""
     return F.cross_entropy(logits.float(), labels, reduction="sum")
 
 

@@ -50,6 +50,14 @@ class SearchModeUnavailable(UnsupportedSearchOption):
     an index whose OpenSearch knows no model of ours."""
 
 
+class IndexUnavailable(RuntimeError):
+    """The index's server could not answer this search now (a node lost, no copy of a shard
+    reachable, the cluster restarting): nothing wrong with the request, try it again.
+
+    A query service answers it with HTTP 503.
+    """
+
+
 @dataclass
 class SearchHits:
     """Top-k results of a batch of queries: ``ids[q][r]`` with ``scores[q][r]`` (encoder similarity).

@@ -265,7 +265,7 @@ def query_load_with_node_kill(
     """Query load on the service while a data node is SIGKILLed, left down ``down_s`` seconds and
     restarted: ``before`` requests first, the load kept up until the cluster is green again, then
     ``after`` more (and at least ``min_requests`` in all). Per phase p50/p99 and failures, the
-    failures by mode, and the seconds from the restart to green."""
+    same for each mode alone, and the seconds from the restart to green."""
     victim = victim if victim is not None else pick_victim(group)
     load = QueryLoad(service_url, queries, clients=clients, modes=modes, api_key=api_key).start()
     try:
@@ -286,7 +286,11 @@ def query_load_with_node_kill(
         "down_s": round(restarted_at - killed_at, 1),
         "green_after_restart_s": round(green_s, 1),
         "phases": phases(requests, killed_at, green_at),
-        "by_mode": {m: latency_stats([r for r in requests if r.mode == m]) for m in modes},
+        "by_mode": {
+            m: {"total": latency_stats(mine), **phases(mine, killed_at, green_at)}
+            for m in modes
+            for mine in [[r for r in requests if r.mode == m]]
+        },
         **failures(requests),
     }
 

@@ -24,7 +24,7 @@ from retrosearch.core import process
 
 from . import security, server
 from .assembly import assemble, find_java_home, tool_env
-from .node_config import ServerError, ServerSettings, prepare_node_dir
+from .node_config import ServerError, ServerSettings, prepare_node_dir, with_ml
 
 SECURITY_PLUGIN = "opensearch-security"
 # Transport ports sit this far above the HTTP ports, below OpenSearch's default range's busy start.
@@ -110,8 +110,10 @@ def cluster_settings(base: ServerSettings, nodes: int, secure: bool, heap_given:
 
 
 # -- talking to the cluster over https with credentials ------------------------------------------
-def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET ``path`` from the first node answering, as admin when secured: (status, JSON); 0: none answers."""
+def admin_request(
+    cluster: ClusterSettings, path: str, timeout: float = 10.0, method: str = "GET"
+) -> tuple[int, Any]:
+    """``method path`` on the first node answering, as admin when secured: (status, JSON); 0: none answers."""
     headers: dict[str, str] = {}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     if cluster.secure:
@@ -129,7 +131,7 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
     for url in cluster.urls:
         try:
             with opener.open(
-                urllib.request.Request(url + path, headers=headers), timeout=timeout
+                urllib.request.Request(url + path, headers=headers, method=method), timeout=timeout
             ) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
@@ -140,6 +142,18 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
         return status, json.loads(body) if body else None
     except ValueError:
         return status, None
+
+
+def running(base: ServerSettings, nodes: int, secure: bool) -> ClusterSettings:
+    """The cluster of ``nodes`` nodes from ``base.port`` on, described with the plugins it runs: with the
+    ML plugins when its nodes have them (started with ``--with-ml``), so a node restarted through these
+    settings comes back as it was. Nothing answering: the settings of ``base`` as given."""
+    group = cluster_settings(base, nodes, secure, heap_given=False)
+    status, plugins = admin_request(group, "/_cat/plugins?format=json")
+    components = {p.get("component") for p in plugins} if status == 200 and isinstance(plugins, list) else set()
+    if {"opensearch-ml", "opensearch-neural-search"} <= components and not group.with_ml:
+        group = cluster_settings(with_ml(base), nodes, secure, heap_given=False)
+    return group
 
 
 def _green(cluster: ClusterSettings) -> bool:

@@ -15,10 +15,9 @@ import sys
 import pytest
 
 from retrosearch.local.opensearch import cluster, security
-from retrosearch.local.opensearch.node_config import ServerSettings, with_ml
+from retrosearch.local.opensearch.node_config import ServerSettings
 
 PORT = int(os.environ.get("RETROSEARCH_SECURE_OPENSEARCH_PORT", "9270"))
-ML_PLUGINS = {"opensearch-ml", "opensearch-neural-search"}
 
 
 def _missing(message: str) -> None:
@@ -31,18 +30,13 @@ def _missing(message: str) -> None:
 def secured_cluster() -> cluster.ClusterSettings:
     """The phase's green secured 3-node cluster, described with the plugins it runs (so a node restarted
     by a test comes back as it was)."""
-    base = ServerSettings(port=PORT)
-    group = cluster.cluster_settings(base, nodes=3, secure=True, heap_given=False)
+    group = cluster.running(ServerSettings(port=PORT), nodes=3, secure=True)
     info = cluster.status(group)
     if info["health"] != "green" or info["number_of_nodes"] != 3:
         _missing(
             f"no green secured 3-node cluster at {group.urls} ({info['health']}, {info['number_of_nodes']} "
             f"nodes); start one: retrosearch opensearch start --nodes 3 --secure --with-ml --port {PORT}"
         )
-    status, plugins = cluster.admin_request(group, "/_cat/plugins?format=json")
-    components = {p["component"] for p in plugins} if status == 200 else set()
-    if ML_PLUGINS <= components:
-        group = cluster.cluster_settings(with_ml(base), nodes=3, secure=True, heap_given=False)
     return group
 
 

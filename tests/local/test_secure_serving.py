@@ -147,7 +147,7 @@ def test_a_node_killed_under_search_load_fails_no_request_but_with_503(secured, 
     print("\n" + json.dumps(result, indent=1))
     assert result["requests"] >= 1000
     assert result["not_503_with_reason"] == 0, result["examples"]  # never a 500, never a 503 without a reason
-    assert all(result["by_mode"][m]["requests"] > 0 for m in ("dense", "neural"))
+    assert all(result["by_mode"][m]["total"]["requests"] > 0 for m in ("dense", "neural"))
     assert result["phases"]["after"]["failed"] == 0 and result["phases"]["after"]["requests"] > 0
     assert result["phases"]["before"]["failed"] == 0
 

@@ -37,6 +37,9 @@ from retrosearch.core.process import http_json
 from retrosearch.local.opensearch import cluster, server
 from retrosearch.local.opensearch.cluster import ClusterSettings
 
+# A client's pause between two requests of the fault runs' query load (seconds).
+PAUSE_S = 0.05
+
 
 class FaultRunError(RuntimeError):
     """A fault run could not go as planned (the load ended before the kill, a node never came back)."""
@@ -160,7 +163,8 @@ class Request:
 class QueryLoad:
     """``clients`` threads posting one query each to ``{url}/search`` in a loop until :meth:`stop`.
 
-    Client ``i`` sends mode ``modes[i % len(modes)]`` and walks ``queries`` from its own offset.
+    Client ``i`` sends mode ``modes[i % len(modes)]`` and walks ``queries`` from its own offset; it
+    waits ``pause_s`` after each answer, as users do between queries (0: back to back).
     """
 
     url: str
@@ -170,6 +174,7 @@ class QueryLoad:
     k: int = 10
     api_key: str | None = None
     timeout_s: float = 60.0
+    pause_s: float = 0.0
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -198,6 +203,8 @@ class QueryLoad:
                     status, reason = 0, f"{type(exc).__name__}: {exc}"
                 with self._lock:
                     self.requests.append(Request(began, time.monotonic() - began, status, mode, reason))
+                if self.pause_s:
+                    self._stop.wait(self.pause_s)
 
     @property
     def count(self) -> int:
@@ -261,13 +268,15 @@ def query_load_with_node_kill(
     group: ClusterSettings, service_url: str, queries: Sequence[str], *, clients: int = 8,
     modes: Sequence[str] = ("dense",), min_requests: int = 1000, before: int = 200, after: int = 200,
     down_s: float = 5.0, api_key: str | None = None, victim: int | None = None, green_timeout_s: float = 400.0,
+    pause_s: float = PAUSE_S,
 ) -> dict[str, Any]:
     """Query load on the service while a data node is SIGKILLed, left down ``down_s`` seconds and
     restarted: ``before`` requests first, the load kept up until the cluster is green again, then
-    ``after`` more (and at least ``min_requests`` in all). Per phase p50/p99 and failures, the
+    ``after`` more (and at least ``min_requests`` in all). Each client pauses ``pause_s`` between its
+    requests, so the load leaves the restarting node some CPU on a small machine. Per phase p50/p99 and failures, the
     same for each mode alone, and the seconds from the restart to green."""
     victim = victim if victim is not None else pick_victim(group)
-    load = QueryLoad(service_url, queries, clients=clients, modes=modes, api_key=api_key).start()
+    load = QueryLoad(service_url, queries, clients=clients, modes=modes, api_key=api_key, pause_s=pause_s).start()
     try:
         load.wait_for(before)
         killed_at = kill_node(group, victim)
@@ -281,6 +290,7 @@ def query_load_with_node_kill(
     return {
         "victim": victim,
         "clients": clients,
+        "pause_s": pause_s,
         "modes": list(modes),
         "requests": len(requests),
         "down_s": round(restarted_at - killed_at, 1),

@@ -53,7 +53,9 @@ def _free_port() -> int:
 def _queries(corpus: Path) -> list[str]:
     """The collection's queries (its queries.jsonl beside the corpus), else the corpus' titles."""
     source = corpus.parent / "queries.jsonl"
-    rows = [json.loads(line) for line in (source if source.is_file() else corpus).read_text().splitlines() if line]
+    rows = [
+        json.loads(line) for line in (source if source.is_file() else corpus).read_text().splitlines() if line
+    ]
     texts = [row.get("text") or row.get("title") or "" for row in rows]
     return [t for t in texts if t.strip()][:500]
 
@@ -65,9 +67,27 @@ def _connect(group: cluster.ClusterSettings, service_url: str, api_key: str) -> 
 
     env = {**user_environment(group, "admin"), KEY_ENV: api_key}
     proc = subprocess.run(
-        [sys.executable, "-m", "retrosearch.cli", "opensearch", "connect", "--service-url", service_url,
-         "--index-name", SECURE_INDEX, "--opensearch-url", ",".join(group.urls), "--api-key-env", KEY_ENV,
-         "--json-out", "-"], capture_output=True, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "retrosearch.cli",
+            "opensearch",
+            "connect",
+            "--service-url",
+            service_url,
+            "--index-name",
+            SECURE_INDEX,
+            "--opensearch-url",
+            ",".join(group.urls),
+            "--api-key-env",
+            KEY_ENV,
+            "--json-out",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise FaultRunError(f"opensearch connect failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
@@ -102,40 +122,78 @@ def markdown(result: dict[str, Any]) -> str:
         _row("cluster", "docs", "seconds", "docs/s"),
         _row("---", "---:", "---:", "---:"),
     ]
-    for name, label in (("plain", "1 node, no security, no replica"),
-                        ("secure", "3 nodes, TLS + users, 1 replica")):
+    for name, label in (
+        ("plain", "1 node, no security, no replica"),
+        ("secure", "3 nodes, TLS + users, 1 replica"),
+    ):
         lines.append(_row(label, ingest[name]["docs"], ingest[name]["seconds"], ingest[name]["docs_per_s"]))
     load = result["query_kill"]
     lines += [
         "",
-        _row("fault (3 secured nodes, a data node SIGKILLed, restarted)", "requests", "failed",
-             "p50 / p99 ms before", "during", "after", "ids lost / duplicated", "green after restart"),
+        _row(
+            "fault (3 secured nodes, a data node SIGKILLed, restarted)",
+            "requests",
+            "failed",
+            "p50 / p99 ms before",
+            "during",
+            "after",
+            "ids lost / duplicated",
+            "green after restart",
+        ),
         _row("---", "---:", "---", "---:", "---:", "---:", "---:", "---:"),
     ]
     for mode, stats in load["by_mode"].items():
         failed = stats["total"]["failed_by_status"] or {}
-        lines.append(_row(
-            f"/search load, {mode} ({load['clients']} clients in all)", stats["total"]["requests"],
-            ", ".join(f"{n} x HTTP {s}" for s, n in failed.items()) or "0",
-            _ms(stats["before"]), _ms(stats["during"]), _ms(stats["after"]), "-",
-            f"{load['green_after_restart_s']} s"))
+        lines.append(
+            _row(
+                f"/search load, {mode} ({load['clients']} clients in all)",
+                stats["total"]["requests"],
+                ", ".join(f"{n} x HTTP {s}" for s, n in failed.items()) or "0",
+                _ms(stats["before"]),
+                _ms(stats["during"]),
+                _ms(stats["after"]),
+                "-",
+                f"{load['green_after_restart_s']} s",
+            )
+        )
     kill = result["ingest_kill"]
-    lines.append(_row(
-        "Ray Data ingest (writer)", f"{kill.get('expected', '-')} docs",
-        "0 (exit 0)" if kill["returncode"] == 0 else f"exit {kill['returncode']}", "-", "-", "-",
-        f"{kill.get('lost', '-')} / {kill.get('duplicated', '-')}", f"{kill['green_after_restart_s']} s"))
+    lines.append(
+        _row(
+            "Ray Data ingest (writer)",
+            f"{kill.get('expected', '-')} docs",
+            "0 (exit 0)" if kill["returncode"] == 0 else f"exit {kill['returncode']}",
+            "-",
+            "-",
+            "-",
+            f"{kill.get('lost', '-')} / {kill.get('duplicated', '-')}",
+            f"{kill['green_after_restart_s']} s",
+        )
+    )
     restart = result["cluster_restart"]
-    lines.append(_row(
-        "all 3 nodes stopped, started (service kept running)", "-",
-        f"HTTP {', '.join(map(str, restart['while_down']))} while down", "-", "-", "-", "-",
-        f"{restart['green_after_start_s']} s (200 again after {restart['answering_200_after_start_s']} s)"))
+    lines.append(
+        _row(
+            "all 3 nodes stopped, started (service kept running)",
+            "-",
+            f"HTTP {', '.join(map(str, restart['while_down']))} while down",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"{restart['green_after_start_s']} s "
+            f"(200 again after {restart['answering_200_after_start_s']} s)",
+        )
+    )
     return "\n".join(lines)
 
 
 @opt.with_settings(opt.MODEL, opt.OPENSEARCH_URL)
 def opensearch_cluster(
-    corpus: Annotated[Path, typer.Option(help="JSONL corpus (a BEIR corpus.jsonl; its queries.jsonl gives the "
-                                               "queries of the load).")],
+    corpus: Annotated[
+        Path,
+        typer.Option(
+            help="JSONL corpus (a BEIR corpus.jsonl; its queries.jsonl gives the queries of the load)."
+        ),
+    ],
     port: Annotated[int, typer.Option(help="First HTTP port of the running secured local cluster.")] = 9270,
     nodes: Annotated[int, typer.Option(help="Nodes of the secured local cluster.")] = 3,
     limit: Annotated[int | None, typer.Option(help="Use only the first N documents.")] = None,
@@ -151,16 +209,25 @@ def opensearch_cluster(
 
     plain_url = settings.opensearch.url.split(",")[0]
     if http_json(plain_url + "/", timeout=5)[0] != 200:
-        raise opt.fail(f"no plain OpenSearch answers at {plain_url}; start one: retrosearch opensearch start "
-                       "--port PORT, and give --opensearch-url http://127.0.0.1:PORT")
+        raise opt.fail(
+            f"no plain OpenSearch answers at {plain_url}; start one: retrosearch opensearch start "
+            "--port PORT, and give --opensearch-url http://127.0.0.1:PORT"
+        )
     group = cluster.running(ServerSettings(port=port), nodes=nodes, secure=True)
     health = cluster.status(group)
     if health["health"] != "green" or not group.with_ml:
-        raise opt.fail(f"no green secured {nodes}-node cluster with the ML plugins at {group.urls[0]} "
-                       f"({health['health']}); start one: retrosearch opensearch start --nodes {nodes} --secure "
-                       f"--with-ml --port {port}")
+        raise opt.fail(
+            f"no green secured {nodes}-node cluster with the ML plugins at {group.urls[0]} "
+            f"({health['health']}); start one: retrosearch opensearch start --nodes {nodes} --secure "
+            f"--with-ml --port {port}"
+        )
     model = settings.encoder.model
-    result: dict[str, Any] = {"model": model, "corpus": str(corpus), "cpus": os.cpu_count(), "clients": clients}
+    result: dict[str, Any] = {
+        "model": model,
+        "corpus": str(corpus),
+        "cpus": os.cpu_count(),
+        "clients": clients,
+    }
     connection = None
     service = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,24 +240,43 @@ def opensearch_cluster(
         try:
             plain_env = faults.user_environment(group, None)
             result["ingest"] = {
-                "plain": faults.ingest_throughput(docs, model, PLAIN_INDEX, [plain_url], plain_env, work / "s1"),
-                "secure": faults.ingest_throughput(docs, model, SECURE_INDEX, group.urls,
-                                                   faults.user_environment(group, "writer"), work / "s2"),
+                "plain": faults.ingest_throughput(
+                    docs, model, PLAIN_INDEX, [plain_url], plain_env, work / "s1"
+                ),
+                "secure": faults.ingest_throughput(
+                    docs,
+                    model,
+                    SECURE_INDEX,
+                    group.urls,
+                    faults.user_environment(group, "writer"),
+                    work / "s2",
+                ),
             }
             typer.echo(f"ingest: {json.dumps(result['ingest'])}", err=True)
             key = secrets.token_hex(16)
             service_port = _free_port()
-            service = faults.start_service(group, SECURE_INDEX, service_port, KEY_ENV, key, work / "serve.log")
+            service = faults.start_service(
+                group, SECURE_INDEX, service_port, KEY_ENV, key, work / "serve.log"
+            )
             service_url = f"http://127.0.0.1:{service_port}"
             connection = _connect(group, service_url, key)
             result["query_kill"] = faults.query_load_with_node_kill(
-                group, service_url, _queries(corpus), clients=clients, modes=("dense", "neural"),
-                min_requests=requests, api_key=key)
-            typer.echo(f"query load with a node killed: {result['query_kill']['requests']} requests", err=True)
+                group,
+                service_url,
+                _queries(corpus),
+                clients=clients,
+                modes=("dense", "neural"),
+                min_requests=requests,
+                api_key=key,
+            )
+            typer.echo(
+                f"query load with a node killed: {result['query_kill']['requests']} requests", err=True
+            )
             result["ingest_kill"] = faults.ingest_with_node_kill(group, docs, model, FAULT_INDEX, work / "s3")
             typer.echo("ingest with a node killed: done", err=True)
             result["cluster_restart"] = faults.cluster_restart_under_service(
-                group, service_url, _queries(corpus)[0], api_key=key)
+                group, service_url, _queries(corpus)[0], api_key=key
+            )
         finally:
             if service is not None:
                 faults.stop_service(service)

@@ -99,8 +99,14 @@ def id_check(expected: Sequence[str], found: Sequence[str]) -> dict[str, Any]:
     counts = Counter(found)
     lost = sorted(set(expected) - set(counts))
     doubled = sorted(i for i, n in counts.items() if n > 1)
-    return {"expected": len(expected), "found": len(found), "lost": len(lost), "duplicated": len(doubled),
-            "lost_examples": lost[:5], "duplicated_examples": doubled[:5]}
+    return {
+        "expected": len(expected),
+        "found": len(found),
+        "lost": len(lost),
+        "duplicated": len(doubled),
+        "lost_examples": lost[:5],
+        "duplicated_examples": doubled[:5],
+    }
 
 
 def user_environment(group: ClusterSettings, user: str | None) -> dict[str, str]:
@@ -114,15 +120,35 @@ def user_environment(group: ClusterSettings, user: str | None) -> dict[str, str]
 
 # -- the query service -----------------------------------------------------------------------------
 def start_service(
-    group: ClusterSettings, index: str, port: int, api_key_env: str, api_key: str, log: Path,
-    user: str = "searcher", extra: Sequence[str] = (), wait_s: float = 300.0,
+    group: ClusterSettings,
+    index: str,
+    port: int,
+    api_key_env: str,
+    api_key: str,
+    log: Path,
+    user: str = "searcher",
+    extra: Sequence[str] = (),
+    wait_s: float = 300.0,
 ) -> subprocess.Popen:
     """``retrosearch serve --index-name INDEX`` as ``user`` in a process of its own, requiring the API key
     (passed in the environment only); returns once ``/readyz`` answers 200."""
     env = user_environment(group, user)
     env[api_key_env] = api_key
-    argv = [sys.executable, "-m", "retrosearch.cli", "serve", "--index-name", index,
-            "--opensearch-url", ",".join(group.urls), "--port", str(port), "--api-key-env", api_key_env, *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "retrosearch.cli",
+        "serve",
+        "--index-name",
+        index,
+        "--opensearch-url",
+        ",".join(group.urls),
+        "--port",
+        str(port),
+        "--api-key-env",
+        api_key_env,
+        *extra,
+    ]
     out = log.open("ab")
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     out.close()
@@ -130,8 +156,10 @@ def start_service(
     while http_json(f"http://127.0.0.1:{port}/readyz", timeout=2)[0] != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise FaultRunError(f"the query service on port {port} did not become ready:\n"
-                                + log.read_text(errors="replace")[-3000:])
+            raise FaultRunError(
+                f"the query service on port {port} did not become ready:\n"
+                + log.read_text(errors="replace")[-3000:]
+            )
         time.sleep(0.5)
     return proc
 
@@ -180,7 +208,9 @@ class QueryLoad:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)
+        ]
 
     def _client(self, i: int) -> None:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -265,18 +295,30 @@ def failures(requests: Sequence[Request], limit: int = 5) -> dict[str, Any]:
 
 
 def query_load_with_node_kill(
-    group: ClusterSettings, service_url: str, queries: Sequence[str], *, clients: int = 8,
-    modes: Sequence[str] = ("dense",), min_requests: int = 1000, before: int = 200, after: int = 200,
-    down_s: float = 5.0, api_key: str | None = None, victim: int | None = None, green_timeout_s: float = 400.0,
+    group: ClusterSettings,
+    service_url: str,
+    queries: Sequence[str],
+    *,
+    clients: int = 8,
+    modes: Sequence[str] = ("dense",),
+    min_requests: int = 1000,
+    before: int = 200,
+    after: int = 200,
+    down_s: float = 5.0,
+    api_key: str | None = None,
+    victim: int | None = None,
+    green_timeout_s: float = 400.0,
     pause_s: float = PAUSE_S,
 ) -> dict[str, Any]:
     """Query load on the service while a data node is SIGKILLed, left down ``down_s`` seconds and
     restarted: ``before`` requests first, the load kept up until the cluster is green again, then
     ``after`` more (and at least ``min_requests`` in all). Each client pauses ``pause_s`` between its
-    requests, so the load leaves the restarting node some CPU on a small machine. Per phase p50/p99 and failures, the
-    same for each mode alone, and the seconds from the restart to green."""
+    requests, so the load leaves the restarting node some CPU on a small machine. Per phase p50/p99
+    and failures, the same for each mode alone, and the seconds from the restart to green."""
     victim = victim if victim is not None else pick_victim(group)
-    load = QueryLoad(service_url, queries, clients=clients, modes=modes, api_key=api_key, pause_s=pause_s).start()
+    load = QueryLoad(
+        service_url, queries, clients=clients, modes=modes, api_key=api_key, pause_s=pause_s
+    ).start()
     try:
         load.wait_for(before)
         killed_at = kill_node(group, victim)
@@ -306,7 +348,10 @@ def query_load_with_node_kill(
 
 
 def cluster_restart_under_service(
-    group: ClusterSettings, service_url: str, query: str, api_key: str | None = None,
+    group: ClusterSettings,
+    service_url: str,
+    query: str,
+    api_key: str | None = None,
     start_timeout_s: float = 400.0,
 ) -> dict[str, Any]:
     """Every node stopped and started again while the service runs: what ``/search`` answered while
@@ -315,7 +360,9 @@ def cluster_restart_under_service(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def ask() -> tuple[int, str | None]:
-        answer = httpx.post(f"{service_url}/search", json={"query": query, "k": 5}, headers=headers, timeout=60)
+        answer = httpx.post(
+            f"{service_url}/search", json={"query": query, "k": 5}, headers=headers, timeout=60
+        )
         reason = None if answer.status_code == 200 else answer.json().get("error", {}).get("message")
         return answer.status_code, reason
 
@@ -341,21 +388,46 @@ def cluster_restart_under_service(
 
 
 # -- ingest ------------------------------------------------------------------------------------------
-def ingest_argv(corpus: Path, model: str, index: str, urls: Sequence[str], state_dir: Path,
-                extra: Sequence[str] = ()) -> list[str]:
+def ingest_argv(
+    corpus: Path, model: str, index: str, urls: Sequence[str], state_dir: Path, extra: Sequence[str] = ()
+) -> list[str]:
     """``retrosearch ingest`` of ``corpus`` into the OpenSearch ``index`` (a fresh state folder)."""
-    return [sys.executable, "-m", "retrosearch.cli", "ingest", "-i", str(corpus), "--sink", "opensearch",
-            "--model", model, "--index-name", index, "--opensearch-url", ",".join(urls),
-            "--state-dir", str(state_dir), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "retrosearch.cli",
+        "ingest",
+        "-i",
+        str(corpus),
+        "--sink",
+        "opensearch",
+        "--model",
+        model,
+        "--index-name",
+        index,
+        "--opensearch-url",
+        ",".join(urls),
+        "--state-dir",
+        str(state_dir),
+        *extra,
+    ]
 
 
 def _summary(out: str) -> dict[str, Any]:
-    return json.loads(out[out.index("{"):]) if "{" in out else {}
+    return json.loads(out[out.index("{") :]) if "{" in out else {}
 
 
 def ingest_with_node_kill(
-    group: ClusterSettings, corpus: Path, model: str, index: str, state_dir: Path, *, user: str = "writer",
-    kill_after_docs: int = 100, extra: Sequence[str] = (), timeout_s: float = 900.0,
+    group: ClusterSettings,
+    corpus: Path,
+    model: str,
+    index: str,
+    state_dir: Path,
+    *,
+    user: str = "writer",
+    kill_after_docs: int = 100,
+    extra: Sequence[str] = (),
+    timeout_s: float = 900.0,
 ) -> dict[str, Any]:
     """``retrosearch ingest`` as ``user`` with a data node SIGKILLed once ``kill_after_docs`` documents
     were indexed; after the job: its exit code and summary, the ids lost and duplicated against the
@@ -363,9 +435,13 @@ def ingest_with_node_kill(
     expected = [json.loads(line)["_id"] for line in corpus.read_text().splitlines() if line.strip()]
     victim = pick_victim(group)
     began = time.monotonic()
-    job = subprocess.Popen(ingest_argv(corpus, model, index, group.urls, state_dir, extra),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=user_environment(group, user))
+    job = subprocess.Popen(
+        ingest_argv(corpus, model, index, group.urls, state_dir, extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_environment(group, user),
+    )
     try:
         deadline = time.monotonic() + timeout_s
         # Refresh is off while loading: count indexing operations, not searchable documents.
@@ -375,7 +451,9 @@ def ingest_with_node_kill(
                 break
             time.sleep(0.5)
         if job.poll() is not None:
-            raise FaultRunError("the ingest ended before a node could be killed:\n" + job.communicate()[1][-2000:])
+            raise FaultRunError(
+                "the ingest ended before a node could be killed:\n" + job.communicate()[1][-2000:]
+            )
         kill_node(group, victim)
         out, err = job.communicate(timeout=timeout_s)
     finally:
@@ -396,15 +474,24 @@ def ingest_with_node_kill(
     }
 
 
-def ingest_throughput(corpus: Path, model: str, index: str, urls: Sequence[str], env: dict[str, str],
-                      state_dir: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
+def ingest_throughput(
+    corpus: Path,
+    model: str,
+    index: str,
+    urls: Sequence[str],
+    env: dict[str, str],
+    state_dir: Path,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
     """Docs/s of one ``retrosearch ingest`` into ``index`` (the job's wall time, Ray start included)."""
     began = time.monotonic()
-    proc = subprocess.run(ingest_argv(corpus, model, index, urls, state_dir, extra),
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        ingest_argv(corpus, model, index, urls, state_dir, extra), capture_output=True, text=True, env=env
+    )
     seconds = time.monotonic() - began
     if proc.returncode != 0:
-        raise FaultRunError(f"ingest into {index} at {urls[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise FaultRunError(
+            f"ingest into {index} at {urls[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     docs = _summary(proc.stdout).get("rows_written", 0)
     return {"docs": docs, "seconds": round(seconds, 1), "docs_per_s": round(docs / seconds, 2)}
-

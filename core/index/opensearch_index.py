@@ -367,8 +367,8 @@ class OpenSearchIndex(VectorIndex):
         except os_exc.AuthorizationException as exc:
             # A reader may use the pipelines `opensearch connect` made but not create one of its own.
             raise UnsupportedSearchOption(
-                f"hybrid search with dense weight {weight} and {technique} normalisation needs a search pipeline "
-                f"that does not exist yet and this user may not create: {exc}"
+                f"hybrid search with dense weight {weight} and {technique} normalisation needs a search "
+                f"pipeline that does not exist yet and this user may not create: {exc}"
             ) from None
         except (os_exc.ConnectionError, os_exc.ConnectionTimeout):
             raise  # the backend is down: the caller reports it as such

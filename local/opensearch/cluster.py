@@ -150,7 +150,8 @@ def running(base: ServerSettings, nodes: int, secure: bool) -> ClusterSettings:
     settings comes back as it was. Nothing answering: the settings of ``base`` as given."""
     group = cluster_settings(base, nodes, secure, heap_given=False)
     status, plugins = admin_request(group, "/_cat/plugins?format=json")
-    components = {p.get("component") for p in plugins} if status == 200 and isinstance(plugins, list) else set()
+    listed = plugins if status == 200 and isinstance(plugins, list) else []
+    components = {p.get("component") for p in listed}
     if {"opensearch-ml", "opensearch-neural-search"} <= components and not group.with_ml:
         group = cluster_settings(with_ml(base), nodes, secure, heap_given=False)
     return group

@@ -76,7 +76,8 @@ def _assert_env_from_secret(objects, secret_name, wanted_pods):
             _assert_files_from_secret(obj, container, env, secret_name)
         else:
             for name, key in ((ENV_USER, "username"), (ENV_PASSWORD, "password")):
-                assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": key}, (obj["kind"], name)
+                wanted = {"name": secret_name, "key": key}
+                assert env[name]["valueFrom"]["secretKeyRef"] == wanted, (obj["kind"], name)
         checked += 1
     # 2 RayService pod templates, 4 RayJobs x 2, the connect hook.
     assert checked >= wanted_pods

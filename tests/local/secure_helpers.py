@@ -21,7 +21,7 @@ PORT = int(os.environ.get("RETROSEARCH_SECURE_OPENSEARCH_PORT", "9270"))
 
 
 def _missing(message: str) -> None:
-    """A failure in the phase that requires the cluster (RETROSEARCH_REQUIRE_SECURE_OPENSEARCH=1), else a skip."""
+    """A failure in the phase that needs it (RETROSEARCH_REQUIRE_SECURE_OPENSEARCH=1), else a skip."""
     if os.environ.get("RETROSEARCH_REQUIRE_SECURE_OPENSEARCH") == "1":
         pytest.fail(message)
     pytest.skip(message)
@@ -43,8 +43,10 @@ def secured_cluster() -> cluster.ClusterSettings:
 def require_ml(group: cluster.ClusterSettings) -> None:
     """The cluster must run ml-commons and neural-search (started with --with-ml)."""
     if not group.with_ml:
-        _missing(f"the secured cluster at {group.urls[0]} runs without ml-commons and neural-search "
-                 f"(start it with --with-ml)")
+        _missing(
+            f"the secured cluster at {group.urls[0]} runs without ml-commons and neural-search "
+            f"(start it with --with-ml)"
+        )
 
 
 def passwords(group: cluster.ClusterSettings) -> dict[str, str]:
@@ -79,7 +81,7 @@ def run_as(
 
 
 def url_args(group: cluster.ClusterSettings) -> list[str]:
-    """``--opensearch-url`` repeated and comma-separated at once: both forms reach the client as three nodes."""
+    """``--opensearch-url`` repeated and comma-separated at once: both reach the client as three nodes."""
     return ["--opensearch-url", group.urls[0], "--opensearch-url", ",".join(group.urls[1:])]
 
 

@@ -197,5 +197,6 @@ def test_a_node_killed_during_a_ray_data_ingest_loses_and_doubles_nothing(secure
     assert result["lost"] == 0 and result["duplicated"] == 0, result  # each id exactly once
     settings = admin_json(secured, f"/{name}/_settings")[name]["settings"]["index"]
     assert settings["number_of_replicas"] == "1"  # the ingest path too: one replica by default
-    print(f"\nnode {result['victim']} killed during the ingest; green again {result['green_after_restart_s']} s "
+    print(f"\nnode {result['victim']} killed during the ingest; green again "
+          f"{result['green_after_restart_s']} s "
           "after its restart")

@@ -40,20 +40,57 @@ def served(secured, small_scifact: Path, tiny_bert: Path, tmp_path_factory: pyte
     """The small SciFact cut loaded by the writer, a service over it run by the searcher with an API key,
     and the service connected to the index by the admin."""
     require_ml(secured)
-    run_as(secured, "writer", "index", "--collection", str(small_scifact), "--model", str(tiny_bert),
-           "--backend", "opensearch", "--index-name", INDEX, *url_args(secured), "--quiet")
+    run_as(
+        secured,
+        "writer",
+        "index",
+        "--collection",
+        str(small_scifact),
+        "--model",
+        str(tiny_bert),
+        "--backend",
+        "opensearch",
+        "--index-name",
+        INDEX,
+        *url_args(secured),
+        "--quiet",
+    )
     key = secrets.token_hex(16)
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     proc = faults.start_service(secured, INDEX, port, KEY_ENV, key, log)
     url = f"http://127.0.0.1:{port}"
     admin = client_as(secured, "admin")
-    queries = [json.loads(line)["text"] for line in (small_scifact / "queries.jsonl").read_text().splitlines()]
+    queries = [
+        json.loads(line)["text"] for line in (small_scifact / "queries.jsonl").read_text().splitlines()
+    ]
     try:
-        connected = run_as(secured, "admin", "opensearch", "connect", "--service-url", url, "--index-name", INDEX,
-                           *url_args(secured), "--api-key-env", KEY_ENV, "--json-out", "-", **{KEY_ENV: key})
-        yield SimpleNamespace(url=url, key=key, proc=proc, log=log, queries=queries, admin=admin,
-                              connection=json.loads(connected.stdout), headers={"Authorization": f"Bearer {key}"})
+        connected = run_as(
+            secured,
+            "admin",
+            "opensearch",
+            "connect",
+            "--service-url",
+            url,
+            "--index-name",
+            INDEX,
+            *url_args(secured),
+            "--api-key-env",
+            KEY_ENV,
+            "--json-out",
+            "-",
+            **{KEY_ENV: key},
+        )
+        yield SimpleNamespace(
+            url=url,
+            key=key,
+            proc=proc,
+            log=log,
+            queries=queries,
+            admin=admin,
+            connection=json.loads(connected.stdout),
+            headers={"Authorization": f"Bearer {key}"},
+        )
     finally:
         faults.stop_service(proc)
         admin.indices.delete(index=INDEX, ignore_unavailable=True)
@@ -73,8 +110,21 @@ def test_serve_as_searcher_answers_the_dense_hits(secured, served, tiny_bert):
     query = served.queries[0]
     answer = _post(served, query=query, k=5)
     assert answer.status_code == 200, answer.text
-    expected = run_as(secured, "searcher", "search", "--index-name", INDEX, *url_args(secured), "--model",
-                      str(tiny_bert), "--json-out", "-", "-k", "5", query)
+    expected = run_as(
+        secured,
+        "searcher",
+        "search",
+        "--index-name",
+        INDEX,
+        *url_args(secured),
+        "--model",
+        str(tiny_bert),
+        "--json-out",
+        "-",
+        "-k",
+        "5",
+        query,
+    )
     assert _ids(answer.json()["hits"]) == _ids(json.loads(expected.stdout)[0]["hits"])
     settings = admin_json(secured, f"/{INDEX}/_settings")[INDEX]["settings"]["index"]
     assert settings["number_of_replicas"] == "1"  # a multi-node cluster: one replica by default
@@ -90,7 +140,8 @@ def test_connect_stores_the_api_key_in_the_connector(served):
         model = served.admin.plugins.ml.get_model(model_id=connection[f"{mode}_model_id"])
         assert model["model_state"] == "DEPLOYED" and model["algorithm"] == "REMOTE"
         connector = served.admin.transport.perform_request(
-            "GET", f"/_plugins/_ml/connectors/{model['connector_id']}")
+            "GET", f"/_plugins/_ml/connectors/{model['connector_id']}"
+        )
         assert served.key not in json.dumps(connector)  # stored encrypted, never given back
     settings = served.admin.indices.get_settings(index=INDEX)[INDEX]["settings"]["index"]
     assert settings["search"]["default_pipeline"] == connection["pipelines"]["search"]
@@ -104,8 +155,15 @@ def test_neural_queries_over_https_return_the_dense_hits(secured, served):
     via_service = _post(served, query=queries, k=10, mode="neural")
     assert via_service.status_code == 200, via_service.text
     for query, mine, ours in zip(queries, dense, via_service.json()["results"]):
-        body = {"size": 10, "_source": False, "query": {"neural": {"embedding": {
-            "query_text": query, "k": 10, "method_parameters": {"ef_search": 256}}}}}
+        body = {
+            "size": 10,
+            "_source": False,
+            "query": {
+                "neural": {
+                    "embedding": {"query_text": query, "k": 10, "method_parameters": {"ef_search": 256}}
+                }
+            },
+        }
         theirs = [h["_id"] for h in searcher.search(index=INDEX, body=body)["hits"]["hits"]]
         assert theirs == _ids(mine["hits"]) == _ids(ours["hits"]), query
 
@@ -113,9 +171,26 @@ def test_neural_queries_over_https_return_the_dense_hits(secured, served):
 def test_hybrid_queries_as_searcher(secured, served):
     searcher = client_as(secured, "searcher")
     query = served.queries[1]
-    body = {"size": 10, "_source": False, "query": {"hybrid": {"queries": [
-        {"match": {"text": query}},
-        {"neural": {"embedding": {"query_text": query, "k": 10, "method_parameters": {"ef_search": 256}}}}]}}}
+    body = {
+        "size": 10,
+        "_source": False,
+        "query": {
+            "hybrid": {
+                "queries": [
+                    {"match": {"text": query}},
+                    {
+                        "neural": {
+                            "embedding": {
+                                "query_text": query,
+                                "k": 10,
+                                "method_parameters": {"ef_search": 256},
+                            }
+                        }
+                    },
+                ]
+            }
+        },
+    }
     hits = searcher.search(index=INDEX, body=body)["hits"]["hits"]
     assert len(hits) == 10 and all(0.0 <= h["_score"] <= 1.0 for h in hits)
     # The service's own hybrid mode reads the pipeline connect made; the searcher may not create one.
@@ -126,14 +201,20 @@ def test_hybrid_queries_as_searcher(secured, served):
 
 def test_the_default_ingest_pipeline_embeds_a_document_written_without_a_vector(secured, served):
     writer = client_as(secured, "writer")
-    doc = {"title": "Vitamin D and bone", "text": "Supplementation raised bone mineral density in older adults."}
+    doc = {
+        "title": "Vitamin D and bone",
+        "text": "Supplementation raised bone mineral density in older adults.",
+    }
     writer.index(index=INDEX, id="via-pipeline", body=doc, refresh=True)
     stored = served.admin.get(index=INDEX, id="via-pipeline")["_source"]
     assert stored["title"] == doc["title"] and "embedding" in stored
     separator = httpx.get(f"{served.url}/info", headers=served.headers, timeout=30).json()["title_separator"]
-    vector = httpx.post(f"{served.url}/embed", json={"texts": [f"{doc['title']}{separator}{doc['text']}"],
-                                                     "mode": "passage"}, headers=served.headers,
-                        timeout=60).json()["vectors"][0]
+    vector = httpx.post(
+        f"{served.url}/embed",
+        json={"texts": [f"{doc['title']}{separator}{doc['text']}"], "mode": "passage"},
+        headers=served.headers,
+        timeout=60,
+    ).json()["vectors"][0]
     assert _cosine(stored["embedding"], vector) >= 0.9999
     served.admin.delete(index=INDEX, id="via-pipeline", refresh=True)
 
@@ -141,8 +222,15 @@ def test_the_default_ingest_pipeline_embeds_a_document_written_without_a_vector(
 def test_a_node_killed_under_search_load_fails_no_request_but_with_503(secured, served):
     """8 clients, dense and neural, at least 1,000 requests; a data node SIGKILLed, restarted, green again."""
     result = faults.query_load_with_node_kill(
-        secured, served.url, served.queries, clients=8, modes=("dense", "neural"), min_requests=1000,
-        before=150, after=150, api_key=served.key,
+        secured,
+        served.url,
+        served.queries,
+        clients=8,
+        modes=("dense", "neural"),
+        min_requests=1000,
+        before=150,
+        after=150,
+        api_key=served.key,
     )
     print("\n" + json.dumps(result, indent=1))
     assert result["requests"] >= 1000

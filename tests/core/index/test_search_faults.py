@@ -10,7 +10,12 @@ from opensearchpy import exceptions as os_exc
 from retrosearch.core.index.base import IndexUnavailable, UnsupportedSearchOption
 from retrosearch.core.index.opensearch_index import _raise_search_error
 from retrosearch.core.opensearch.model_errors import RemoteModelError
-from retrosearch.plugin.serve.engine import BackendUnavailable, BadSearchRequest, IndexTarget, _translate_backend_error
+from retrosearch.plugin.serve.engine import (
+    BackendUnavailable,
+    BadSearchRequest,
+    IndexTarget,
+    _translate_backend_error,
+)
 
 
 def _item(status: int, kind: str, reason: str, cause_kind: str | None = None) -> dict:
@@ -18,9 +23,12 @@ def _item(status: int, kind: str, reason: str, cause_kind: str | None = None) ->
     return {"status": status, "error": {"type": kind, "reason": reason, "root_cause": [cause]}}
 
 
-NODE_LOST = _item(500, "search_phase_execution_exception", "all shards failed",
-                  "node_not_connected_exception")
-NO_COPY = _item(503, "search_phase_execution_exception", "all shards failed", "no_shard_available_action_exception")
+NODE_LOST = _item(
+    500, "search_phase_execution_exception", "all shards failed", "node_not_connected_exception"
+)
+NO_COPY = _item(
+    503, "search_phase_execution_exception", "all shards failed", "no_shard_available_action_exception"
+)
 BUSY = _item(429, "rejected_execution_exception", "rejected execution of search")
 MODEL_DOWN = _item(500, "status_exception", "Error communicating with remote model: Connection refused")
 BAD_FILTER = _item(400, "parsing_exception", "unknown query [no_such_query]")
@@ -42,14 +50,17 @@ def test_a_model_that_cannot_run_stays_a_model_error_and_a_bad_filter_the_caller
         _raise_search_error("retrosearch-x", MODEL_DOWN)
 
 
-@pytest.mark.parametrize("exc, kind", [
-    (os_exc.ConnectionError("N/A", "refused", None), BackendUnavailable),
-    (os_exc.ConnectionTimeout("TIMEOUT", "timed out", None), BackendUnavailable),
-    (os_exc.TransportError(503, "unavailable", {}), BackendUnavailable),
-    (os_exc.TransportError(500, "node_not_connected_exception", {}), BackendUnavailable),
-    (os_exc.TransportError(429, "circuit_breaking_exception", {}), BackendUnavailable),
-    (os_exc.TransportError(404, "index_not_found_exception", {}), BadSearchRequest),
-])
+@pytest.mark.parametrize(
+    "exc, kind",
+    [
+        (os_exc.ConnectionError("N/A", "refused", None), BackendUnavailable),
+        (os_exc.ConnectionTimeout("TIMEOUT", "timed out", None), BackendUnavailable),
+        (os_exc.TransportError(503, "unavailable", {}), BackendUnavailable),
+        (os_exc.TransportError(500, "node_not_connected_exception", {}), BackendUnavailable),
+        (os_exc.TransportError(429, "circuit_breaking_exception", {}), BackendUnavailable),
+        (os_exc.TransportError(404, "index_not_found_exception", {}), BadSearchRequest),
+    ],
+)
 def test_client_exceptions_become_the_services_statuses(exc, kind):
     translated = _translate_backend_error(exc, IndexTarget(index_name="retrosearch-x"))
     assert type(translated) is kind and translated.message

@@ -111,10 +111,15 @@ def cluster_settings(base: ServerSettings, nodes: int, secure: bool, heap_given:
 
 # -- talking to the cluster over https with credentials ------------------------------------------
 def admin_request(
-    cluster: ClusterSettings, path: str, timeout: float = 10.0, method: str = "GET"
+    cluster: ClusterSettings, path: str, timeout: float = 10.0, method: str = "GET", payload: Any = None
 ) -> tuple[int, Any]:
-    """``method path`` on the first node answering, as admin when secured: (status, JSON); 0: none answers."""
+    """``method path`` (with ``payload`` as its JSON body) on the first node answering, as admin when
+    secured: (status, JSON); 0: none answers."""
     headers: dict[str, str] = {}
+    data = None
+    if payload is not None:
+        data = json.dumps(payload).encode()
+        headers["Content-Type"] = "application/json"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     if cluster.secure:
         try:
@@ -131,7 +136,7 @@ def admin_request(
     for url in cluster.urls:
         try:
             with opener.open(
-                urllib.request.Request(url + path, headers=headers, method=method), timeout=timeout
+                urllib.request.Request(url + path, data=data, headers=headers, method=method), timeout=timeout
             ) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
@@ -224,10 +229,32 @@ def start(cluster: ClusterSettings, wait_s: float = 300.0) -> dict[str, Any]:
         pids[port] = pid if pid is not None else start_node(cluster, port, home, files)
     try:
         wait_green(cluster, time.monotonic() + wait_s, pids)
+        if files:
+            update_roles(cluster, files)
     except ServerError:
         stop(cluster)
         raise
     return status(cluster)
+
+
+def update_roles(cluster: ClusterSettings, files: dict[str, str]) -> None:
+    """Put the project's roles and their mappings through the security REST API, as admin.
+
+    The yml files load only when the security index is first created; a cluster first started
+    without the ML plugins (or with older roles) gets today's at every start, users and passwords
+    left as they are.
+    """
+    for kind, name in (("roles", "roles.yml"), ("rolesmapping", "roles_mapping.yml")):
+        for role, body in json.loads(files[name]).items():
+            if not role.startswith("retrosearch_"):
+                continue  # _meta, and the built-in roles' mappings, stay as they are
+            code, answer = admin_request(
+                cluster, f"/_plugins/_security/api/{kind}/{role}", method="PUT", payload=body
+            )
+            if code not in (200, 201):
+                raise ServerError(
+                    f"updating {kind} {role!r} on {cluster.urls[0]} failed (HTTP {code}): {answer}"
+                )
 
 
 def restart_node(cluster: ClusterSettings, port: int) -> int:

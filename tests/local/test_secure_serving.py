@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from retrosearch.benchmarks import opensearch_faults as faults
+from retrosearch.local.opensearch import cluster
 from tests.conftest import remove_ml_models
-from tests.local.secure_helpers import admin_json, client_as, passwords, require_ml, run_as, url_args
+from tests.local.secure_helpers import PORT, admin_json, client_as, passwords, require_ml, run_as, url_args
 from tests.plugin.serve.http_helpers import free_port
 
 pytestmark = pytest.mark.secure
@@ -95,6 +96,21 @@ def served(secured, small_scifact: Path, tiny_bert: Path, tmp_path_factory: pyte
         faults.stop_service(proc)
         admin.indices.delete(index=INDEX, ignore_unavailable=True)
         remove_ml_models(admin, url)
+
+
+def test_start_puts_the_ml_roles_in_place_on_a_running_cluster(secured):
+    """The yml files load only with the security index; `start` on a running cluster (a cluster first
+    started without the ML plugins, say) puts the project's roles and mappings through the REST API."""
+    require_ml(secured)
+    mapping = "/_plugins/_security/api/rolesmapping/retrosearch_ml_user"
+    assert cluster.admin_request(secured, mapping, method="DELETE")[0] == 200
+    assert cluster.admin_request(secured, mapping)[0] == 404
+    started = run_as(
+        secured, None, "opensearch", "start", "--nodes", "3", "--secure", "--with-ml", "--port", str(PORT)
+    )
+    assert "3 nodes" in started.stdout
+    users = admin_json(secured, mapping)["retrosearch_ml_user"]["users"]
+    assert sorted(users) == ["searcher", "writer"]
 
 
 def _post(served, **body) -> httpx.Response:

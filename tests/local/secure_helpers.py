@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,14 @@ def run_as(
             f"{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def index_as(
+    group: cluster.ClusterSettings, user: str, collection: Path, model: Path, name: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``retrosearch index`` of ``collection`` into the OpenSearch index ``name`` as ``user``."""
+    return run_as(group, user, "index", "--collection", str(collection), "--model", str(model),
+                  "--backend", "opensearch", "--index-name", name, *url_args(group), "--quiet", check=check)
 
 
 def url_args(group: cluster.ClusterSettings) -> list[str]:

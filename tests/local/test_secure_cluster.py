@@ -15,7 +15,15 @@ import pytest
 from retrosearch.benchmarks import opensearch_faults as faults
 from retrosearch.local.opensearch import cluster, security, server
 from tests.conftest import DATA
-from tests.local.secure_helpers import PORT, admin_json, one_line_error, passwords, run_as, url_args
+from tests.local.secure_helpers import (
+    PORT,
+    admin_json,
+    index_as,
+    one_line_error,
+    passwords,
+    run_as,
+    url_args,
+)
 
 pytestmark = pytest.mark.secure
 
@@ -102,22 +110,7 @@ def test_index_search_and_eval_as_writer_and_searcher_on_all_nodes(
 
 
 def test_the_searcher_cannot_write(secured, small_scifact, tiny_bert):
-    proc = run_as(
-        secured,
-        "searcher",
-        "index",
-        "--collection",
-        str(small_scifact),
-        "--model",
-        str(tiny_bert),
-        "--backend",
-        "opensearch",
-        "--index-name",
-        "retrosearch-secure-denied",
-        *url_args(secured),
-        "--quiet",
-        check=False,
-    )
+    proc = index_as(secured, "searcher", small_scifact, tiny_bert, "retrosearch-secure-denied", check=False)
     line = one_line_error(proc)
     assert "HTTP 403" in line and "'searcher'" in line and secured.urls[0] in line
     assert "RETROSEARCH_OPENSEARCH_USER" in line

@@ -16,13 +16,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import numpy as np
 import pytest
 
 from retrosearch.benchmarks import opensearch_faults as faults
 from retrosearch.local.opensearch import cluster
-from tests.conftest import remove_ml_models
-from tests.local.secure_helpers import PORT, admin_json, client_as, passwords, require_ml, run_as, url_args
+from tests.conftest import cosine, remove_ml_models
+from tests.local.secure_helpers import (
+    PORT,
+    admin_json,
+    client_as,
+    index_as,
+    passwords,
+    require_ml,
+    run_as,
+    url_args,
+)
 from tests.plugin.serve.http_helpers import free_port
 
 pytestmark = pytest.mark.secure
@@ -31,31 +39,12 @@ INDEX = "retrosearch-secure-serve"
 KEY_ENV = "RETROSEARCH_TEST_SERVICE_KEY"
 
 
-def _cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 @pytest.fixture(scope="module")
 def served(secured, small_scifact: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory):
     """The small SciFact cut loaded by the writer, a service over it run by the searcher with an API key,
     and the service connected to the index by the admin."""
     require_ml(secured)
-    run_as(
-        secured,
-        "writer",
-        "index",
-        "--collection",
-        str(small_scifact),
-        "--model",
-        str(tiny_bert),
-        "--backend",
-        "opensearch",
-        "--index-name",
-        INDEX,
-        *url_args(secured),
-        "--quiet",
-    )
+    index_as(secured, "writer", small_scifact, tiny_bert, INDEX)
     key = secrets.token_hex(16)
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
@@ -231,7 +220,7 @@ def test_the_default_ingest_pipeline_embeds_a_document_written_without_a_vector(
         headers=served.headers,
         timeout=60,
     ).json()["vectors"][0]
-    assert _cosine(stored["embedding"], vector) >= 0.9999
+    assert cosine(stored["embedding"], vector) >= 0.9999
     served.admin.delete(index=INDEX, id="via-pipeline", refresh=True)
 
 

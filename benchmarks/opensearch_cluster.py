@@ -25,12 +25,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from retrosearch.benchmarks.docs_block import DocsPage, splice
 from retrosearch.core import cli_options as opt
 from retrosearch.core.config import Settings
 from retrosearch.core.process import http_json
@@ -39,6 +41,10 @@ from retrosearch.local.opensearch import cluster
 from retrosearch.local.opensearch.node_config import ServerSettings
 
 KEY_ENV = "RETROSEARCH_BENCH_SERVICE_KEY"
+BLOCK_START = (
+    "<!-- bench-opensearch-cluster:start (written by retrosearch bench opensearch-cluster --docs-page) -->"
+)
+BLOCK_END = "<!-- bench-opensearch-cluster:end -->"
 PLAIN_INDEX = "retrosearch-bench-plain"
 SECURE_INDEX = "retrosearch-bench-secure"
 FAULT_INDEX = "retrosearch-bench-fault"
@@ -200,6 +206,7 @@ def opensearch_cluster(
     clients: Annotated[int, typer.Option(help="Concurrent clients of the query load.")] = 8,
     requests: Annotated[int, typer.Option(help="Requests of the query load, at least.")] = 1000,
     json_out: opt.JsonOut = None,
+    docs_page: DocsPage = None,
     settings: Settings = None,
 ) -> None:
     """Ingest docs/s on one plain node vs the secured cluster with replicas, and the secured cluster's
@@ -284,6 +291,12 @@ def opensearch_cluster(
             _delete_plain(plain_url)
     table = markdown(result)
     result["markdown"] = table
+    if docs_page is not None:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        measured = f"Measured {day} with `retrosearch bench opensearch-cluster`."
+        splice(
+            docs_page, "\n".join([BLOCK_START, "", measured, table, "", BLOCK_END]), BLOCK_START, BLOCK_END
+        )
     if json_out:
         write_json(json_out, result)
         if opt.to_stdout(json_out):

@@ -47,7 +47,7 @@ phase -m isolated
 # so they run after the rest, not beside a test's in-process Ray.
 phase -m cluster
 # Every OpenSearch path on a cluster like production (TLS, users and roles, three nodes, replicas, the ML
-# plugins), started once for this phase (3 nodes at 1 GB heap, about 4.5 GiB); the plain node stops first
+# plugins), started once for this phase (3 nodes at 1 GB heap, about 5 GiB); the plain node stops first
 # to leave its memory to the cluster. The other tests never need this cluster: they use the plain node above.
 stop_node
 started_here=0

@@ -203,7 +203,8 @@ def _prepare_security(cluster: ClusterSettings, home: Path) -> dict[str, str]:
     passwords = security.ensure_passwords(cluster.cluster_dir)
 
     env = tool_env(home, find_java_home(cluster.base))
-    return security.security_files(security.hash_passwords(home, env, passwords), cluster.with_ml)
+    hashes = security.cached_hashes(cluster.cluster_dir, home, env, passwords)
+    return security.security_files(hashes, cluster.with_ml)
 
 
 def start_node(cluster: ClusterSettings, port: int, home: Path, files: dict[str, str] | None = None) -> int:

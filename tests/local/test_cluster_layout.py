@@ -58,7 +58,7 @@ def test_password_hashes_are_kept_until_a_password_changes(tmp_path, monkeypatch
 
     def fake_hasher(home, env, passwords):  # stands in for the plugin's hash.sh: only the caching is tested
         hashed.extend(passwords)
-        return {user: f"$2y$hash-of-{password}" for user, password in passwords.items()}
+        return {user: f"$2y$fake-{len(hashed)}-{user}" for user in passwords}
 
     monkeypatch.setattr(security, "hash_passwords", fake_hasher)
     passwords = security.ensure_passwords(tmp_path)
@@ -69,4 +69,4 @@ def test_password_hashes_are_kept_until_a_password_changes(tmp_path, monkeypatch
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert not any(password in kept.read_text() for password in passwords.values())
     again = security.cached_hashes(tmp_path, tmp_path, {}, {**passwords, "writer": "changed"})
-    assert hashed[-1] == "writer" and again["writer"] == "$2y$hash-of-changed"
+    assert hashed[-1] == "writer" and again["writer"] == "$2y$fake-4-writer" and again["admin"] == first["admin"]

@@ -447,7 +447,9 @@ def ingest_with_node_kill(
         # Refresh is off while loading: count indexing operations, not searchable documents.
         while time.monotonic() < deadline and job.poll() is None:
             status, stats = cluster.admin_request(group, f"/{index}/_stats/indexing")
-            if status == 200 and stats["_all"]["primaries"]["indexing"]["index_total"] >= kill_after_docs:
+            # A fresh index's stats may have no primaries yet.
+            primaries = (stats or {}).get("_all", {}).get("primaries", {}) if status == 200 else {}
+            if primaries.get("indexing", {}).get("index_total", 0) >= kill_after_docs:
                 break
             time.sleep(0.5)
         if job.poll() is not None:

@@ -68,10 +68,11 @@ def _reason(info: Any) -> Any:
 
 
 # A search item that failed because a node went away or the cluster is busy or starting: a passing fault,
-# not the query's or the model's (ml-commons' own call to a lost node reads the same way).
+# not the query's or the model's (ml-commons' own call to a lost node reads the same way, and a restarting
+# node answers "OpenSearch Security not initialized" for the model's predict call).
 _NODE_FAULT = re.compile(
     r"node_?not_?connected|node_?disconnected|node_?closed|connect_?transport|no_?shard_?available"
-    r"|not yet initialized|cluster_?block|circuit_?breaking|rejected_?execution",
+    r"|not (yet )?initialized|cluster_?block|circuit_?breaking|rejected_?execution",
     re.I,
 )
 

@@ -30,11 +30,15 @@ NO_COPY = _item(
     503, "search_phase_execution_exception", "all shards failed", "no_shard_available_action_exception"
 )
 BUSY = _item(429, "rejected_execution_exception", "rejected execution of search")
+# What a restarting node answers ml-commons' predict call for a neural query (seen under load).
+RESTARTING = _item(503, "security_exception",
+                   "OpenSearch Security not initialized for cluster:admin/opensearch/ml/predict")
 MODEL_DOWN = _item(500, "status_exception", "Error communicating with remote model: Connection refused")
 BAD_FILTER = _item(400, "parsing_exception", "unknown query [no_such_query]")
 
 
-@pytest.mark.parametrize("item", [NODE_LOST, NO_COPY, BUSY], ids=["node-lost", "no-shard-copy", "rejected"])
+@pytest.mark.parametrize("item", [NODE_LOST, NO_COPY, BUSY, RESTARTING],
+                         ids=["node-lost", "no-shard-copy", "rejected", "restarting"])
 @pytest.mark.parametrize("neural", [False, True])
 def test_a_lost_node_or_a_busy_cluster_is_passing(item, neural):
     with pytest.raises(IndexUnavailable, match="retrosearch-x"):

@@ -8,6 +8,7 @@ from retrosearch.benchmarks.ann import ann_command
 from retrosearch.benchmarks.compare import compare_command
 from retrosearch.benchmarks.ingest_speed import ingest_speed
 from retrosearch.benchmarks.methods import methods_command
+from retrosearch.benchmarks.opensearch_cluster import opensearch_cluster
 from retrosearch.benchmarks.quality import quality
 from retrosearch.benchmarks.report_markdown import report_command
 from retrosearch.benchmarks.scale_point import scale_point_command
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
     bench.command("methods")(methods_command)
     bench.command("compare")(compare_command)
     bench.command("ann")(ann_command)
+    bench.command("opensearch-cluster")(opensearch_cluster)
     bench.command("report")(report_command)
     bench.command("vectors")(vectors_command)
     bench.command("scale-point")(scale_point_command)

@@ -16,9 +16,10 @@ if ! curl -s -m 30 -o /dev/null "$RETROSEARCH_OPENSEARCH_URL/"; then
   retrosearch opensearch start --with-ml --port "$port"
   started_here=1
 fi
-# The secured 3-node cluster of the `secure` phase (HTTP ports 9270-9272, transport 9370-9372).
+# The secured 3-node cluster of the `secure` phase (HTTP ports 9270-9272, transport 9370-9372), with the
+# ML plugins: neural and hybrid queries, the ingest pipeline and the writer's and searcher's ML roles.
 secure_port="${RETROSEARCH_SECURE_OPENSEARCH_PORT:-9270}"
-secure_cluster=(--nodes 3 --secure --port "$secure_port")
+secure_cluster=(--nodes 3 --secure --with-ml --port "$secure_port")
 secure_started=0
 stop_node() {
   if [ "$secure_started" = 1 ]; then retrosearch opensearch stop "${secure_cluster[@]}" || true; fi
@@ -45,9 +46,9 @@ phase -m isolated
 # The cluster tests run their own head and worker node (about 2 GiB more) and kill nodes on purpose,
 # so they run after the rest, not beside a test's in-process Ray.
 phase -m cluster
-# Every OpenSearch path on a cluster like production (TLS, users and roles, three nodes, replicas),
-# started once for this phase (3 nodes at 512 MB heap, about 2.5 GiB); the plain node stops first to leave
-# its memory to the cluster. The other tests never need this cluster: they use the plain node above.
+# Every OpenSearch path on a cluster like production (TLS, users and roles, three nodes, replicas, the ML
+# plugins), started once for this phase (3 nodes at 1 GB heap, about 5 GiB); the plain node stops first
+# to leave its memory to the cluster. The other tests never need this cluster: they use the plain node above.
 stop_node
 started_here=0
 began=$SECONDS

@@ -16,6 +16,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RETROSEARCH_DATA", REPO.parent / "shared" / "data"))
 
+def cosine(a, b) -> float:
+    """Cosine similarity of two vectors, in float64."""
+    import numpy as np  # lazy: conftest loads for every test; most never compare vectors
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 @contextlib.contextmanager
 def ml_settings_lock() -> Iterator[None]:
     """Held while a test changes OpenSearch's cluster-wide ml-commons settings, or connects a service

@@ -50,6 +50,15 @@ class SearchModeUnavailable(UnsupportedSearchOption):
     an index whose OpenSearch knows no model of ours."""
 
 
+class IndexUnavailable(UserError, RuntimeError):
+    """The index's server could not answer this search now (a node lost, no copy of a shard
+    reachable, the cluster restarting): nothing wrong with the request, try it again.
+
+    A query service answers it with HTTP 503; a command prints it as one line, like an
+    unreachable OpenSearch.
+    """
+
+
 @dataclass
 class SearchHits:
     """Top-k results of a batch of queries: ``ids[q][r]`` with ``scores[q][r]`` (encoder similarity).

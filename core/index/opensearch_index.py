@@ -9,7 +9,9 @@ pool is thread-safe) serves concurrent searches.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from retrosearch.core.config import OpenSearchSettings, Settings
 from retrosearch.core.errors import PartialFailure
 from retrosearch.core.index.base import (
     SEARCH_MODES,
+    IndexUnavailable,
     SearchHits,
     SearchMode,
     SearchModeUnavailable,
@@ -76,15 +79,34 @@ def _reason(info: Any) -> Any:
     return error
 
 
+# A search item that failed because a node went away or the cluster is busy or starting: a passing fault,
+# not the query's or the model's (ml-commons' own call to a lost node reads the same way, and a restarting
+# node answers "OpenSearch Security not initialized" for the model's predict call).
+_NODE_FAULT = re.compile(
+    r"node_?not_?connected|node_?disconnected|node_?closed|connect_?transport|no_?shard_?available"
+    r"|not (yet )?initialized|cluster_?block|circuit_?breaking|rejected_?execution",
+    re.I,
+)
+
+
 def _raise_search_error(index: str, response: dict[str, Any], neural: bool = False) -> None:
     """A request OpenSearch refused as malformed (HTTP 400: a bad filter, an unknown field type)
-    is the caller's :class:`UnsupportedSearchOption`; a neural query whose model failed is a
-    :class:`RemoteModelError` saying what to do; anything else is a RuntimeError."""
+    is the caller's :class:`UnsupportedSearchOption`; a lost node, an unreachable shard or an
+    overloaded cluster (HTTP 429, 5xx) is :class:`IndexUnavailable`, passing; a neural query whose
+    model failed is a :class:`RemoteModelError` saying what to do; anything else is a RuntimeError."""
     reason = _reason(response)
-    if neural and response.get("status") != 400:
+    status = response.get("status")
+    error = response.get("error")
+    described = json.dumps(error) if isinstance(error, dict) else str(error)
+    server_side = status == 429 or (isinstance(status, int) and status >= 500)
+    if server_side and _NODE_FAULT.search(described):
+        raise IndexUnavailable(f"OpenSearch could not search {index!r} now (HTTP {status}): {reason}")
+    if neural and status != 400:
         raise RemoteModelError(f"neural search on {index!r} failed: "
-                               + explain_model_failure(str(reason), response.get("status")))
-    if response.get("status") == 400:
+                               + explain_model_failure(str(reason), status))
+    if server_side:
+        raise IndexUnavailable(f"OpenSearch could not search {index!r} (HTTP {status}): {reason}")
+    if status == 400:
         raise UnsupportedSearchOption(f"OpenSearch refused the search on {index!r} (HTTP 400): {reason}")
     raise RuntimeError(f"k-NN search on {index!r} failed (HTTP {response.get('status')}): {reason}")
 
@@ -430,6 +452,14 @@ class OpenSearchIndex(VectorIndex):
             return ensure_hybrid_pipeline(self.client, weight, technique)
         except ValueError as exc:
             raise UnsupportedSearchOption(str(exc)) from None
+        except os_exc.AuthorizationException as exc:
+            # A reader may use the pipelines `opensearch connect` made but not create one of its own.
+            raise UnsupportedSearchOption(
+                f"hybrid search with dense weight {weight} and {technique} normalisation needs a search "
+                f"pipeline that does not exist yet and this user may not create: {exc}"
+            ) from None
+        except (os_exc.ConnectionError, os_exc.ConnectionTimeout):
+            raise  # the backend is down: the caller reports it as such
         except os_exc.TransportError as exc:
             raise UnsupportedSearchOption(
                 f"hybrid search needs OpenSearch's neural-search plugin (`retrosearch opensearch start --with-ml`): "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opensearchpy import OpenSearch
+from opensearchpy import NotFoundError, OpenSearch
 
 ML_META_KEY = "retrosearch_ml"
 # The joined title and text exist only between the script and the embedding processor.
@@ -96,12 +96,22 @@ def ingest_pipeline_body(passage_model_id: str, vector_field: str, title_separat
 
 
 def ensure_hybrid_pipeline(client: OpenSearch, dense_weight: float, technique: str = "min_max") -> str:
-    """Create (or overwrite with the same body) the shared hybrid pipeline for a weight; its name."""
+    """The shared hybrid pipeline for a weight, created when missing or different; its name.
+
+    Reading first lets a user who may only read pipelines (a searcher) use the ones an
+    administrator's ``opensearch connect`` made, and spares a cluster-state update per hybrid search.
+    """
     name = hybrid_pipeline_name(dense_weight, technique)
-    client.search_pipeline.put(id=name, body={
+    body = {
         "description": f"RetroSearch hybrid: {technique} normalisation, dense weight {dense_weight}",
         "phase_results_processors": [normalization_processor(dense_weight, technique)],
-    })
+    }
+    try:
+        current = client.search_pipeline.get(id=name).get(name, {})
+    except NotFoundError:
+        current = {}
+    if current.get("phase_results_processors") != body["phase_results_processors"]:
+        client.search_pipeline.put(id=name, body=body)
     return name
 
 
@@ -121,6 +131,8 @@ def install(
     client.search_pipeline.put(id=search_name, body=search_pipeline_body(query_model_id, vector_field, dense_weight, technique))
     client.ingest.put_pipeline(id=ingest_name,
                                body=ingest_pipeline_body(passage_model_id, vector_field, title_separator))
+    # The hybrid pipeline of the default weight too: searchers may use it but not create it.
+    ensure_hybrid_pipeline(client, dense_weight, technique)
     client.indices.put_settings(index=index, body={"index": {"search.default_pipeline": search_name,
                                                              "default_pipeline": ingest_name}})
     meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})

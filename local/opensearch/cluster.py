@@ -24,7 +24,7 @@ from retrosearch.core import process
 
 from . import security, server
 from .assembly import assemble, find_java_home, tool_env
-from .node_config import ServerError, ServerSettings, prepare_node_dir
+from .node_config import ServerError, ServerSettings, prepare_node_dir, with_ml
 
 SECURITY_PLUGIN = "opensearch-security"
 # Transport ports sit this far above the HTTP ports, below OpenSearch's default range's busy start.
@@ -110,9 +110,16 @@ def cluster_settings(base: ServerSettings, nodes: int, secure: bool, heap_given:
 
 
 # -- talking to the cluster over https with credentials ------------------------------------------
-def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET ``path`` from the first node answering, as admin when secured: (status, JSON); 0: none answers."""
+def admin_request(
+    cluster: ClusterSettings, path: str, timeout: float = 10.0, method: str = "GET", payload: Any = None
+) -> tuple[int, Any]:
+    """``method path`` (with ``payload`` as its JSON body) on the first node answering, as admin when
+    secured: (status, JSON); 0: none answers."""
     headers: dict[str, str] = {}
+    data = None
+    if payload is not None:
+        data = json.dumps(payload).encode()
+        headers["Content-Type"] = "application/json"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     if cluster.secure:
         try:
@@ -129,7 +136,7 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
     for url in cluster.urls:
         try:
             with opener.open(
-                urllib.request.Request(url + path, headers=headers), timeout=timeout
+                urllib.request.Request(url + path, data=data, headers=headers, method=method), timeout=timeout
             ) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
@@ -140,6 +147,19 @@ def admin_request(cluster: ClusterSettings, path: str, timeout: float = 10.0) ->
         return status, json.loads(body) if body else None
     except ValueError:
         return status, None
+
+
+def running(base: ServerSettings, nodes: int, secure: bool) -> ClusterSettings:
+    """The cluster of ``nodes`` nodes from ``base.port`` on, described with the plugins it runs: with the
+    ML plugins when its nodes have them (started with ``--with-ml``), so a node restarted through these
+    settings comes back as it was. Nothing answering: the settings of ``base`` as given."""
+    group = cluster_settings(base, nodes, secure, heap_given=False)
+    status, plugins = admin_request(group, "/_cat/plugins?format=json")
+    listed = plugins if status == 200 and isinstance(plugins, list) else []
+    components = {p.get("component") for p in listed}
+    if {"opensearch-ml", "opensearch-neural-search"} <= components and not group.with_ml:
+        group = cluster_settings(with_ml(base), nodes, secure, heap_given=False)
+    return group
 
 
 def _green(cluster: ClusterSettings) -> bool:
@@ -183,7 +203,8 @@ def _prepare_security(cluster: ClusterSettings, home: Path) -> dict[str, str]:
     passwords = security.ensure_passwords(cluster.cluster_dir)
 
     env = tool_env(home, find_java_home(cluster.base))
-    return security.security_files(security.hash_passwords(home, env, passwords), cluster.with_ml)
+    hashes = security.cached_hashes(cluster.cluster_dir, home, env, passwords)
+    return security.security_files(hashes, cluster.with_ml)
 
 
 def start_node(cluster: ClusterSettings, port: int, home: Path, files: dict[str, str] | None = None) -> int:
@@ -209,10 +230,32 @@ def start(cluster: ClusterSettings, wait_s: float = 300.0) -> dict[str, Any]:
         pids[port] = pid if pid is not None else start_node(cluster, port, home, files)
     try:
         wait_green(cluster, time.monotonic() + wait_s, pids)
+        if files:
+            update_roles(cluster, files)
     except ServerError:
         stop(cluster)
         raise
     return status(cluster)
+
+
+def update_roles(cluster: ClusterSettings, files: dict[str, str]) -> None:
+    """Put the project's roles and their mappings through the security REST API, as admin.
+
+    The yml files load only when the security index is first created; a cluster first started
+    without the ML plugins (or with older roles) gets today's at every start, users and passwords
+    left as they are.
+    """
+    for kind, name in (("roles", "roles.yml"), ("rolesmapping", "roles_mapping.yml")):
+        for role, body in json.loads(files[name]).items():
+            if not role.startswith("retrosearch_"):
+                continue  # _meta, and the built-in roles' mappings, stay as they are
+            code, answer = admin_request(
+                cluster, f"/_plugins/_security/api/{kind}/{role}", method="PUT", payload=body
+            )
+            if code not in (200, 201):
+                raise ServerError(
+                    f"updating {kind} {role!r} on {cluster.urls[0]} failed (HTTP {code}): {answer}"
+                )
 
 
 def restart_node(cluster: ClusterSettings, port: int) -> int:

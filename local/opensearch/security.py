@@ -15,6 +15,7 @@ cluster directory and reuses on every later start:
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -247,6 +248,25 @@ def hash_passwords(home: Path, env: dict[str, str], passwords: dict[str, str]) -
             )
         hashes[user] = found[-1]
     return hashes
+
+
+def cached_hashes(
+    cluster_dir: Path, home: Path, env: dict[str, str], passwords: dict[str, str]
+) -> dict[str, str]:
+    """:func:`hash_passwords`, kept in a 0600 file beside the passwords: each start needs the users'
+    files, and the plugin's hasher costs a JVM start per user. A changed password is hashed again."""
+    path = credentials_dir(cluster_dir) / "hashes.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    digests = {user: hashlib.sha256(password.encode()).hexdigest() for user, password in passwords.items()}
+    stale = {user: pw for user, pw in passwords.items() if kept.get(user, {}).get("sha256") != digests[user]}
+    if stale:
+        for user, hashed in hash_passwords(home, env, stale).items():
+            kept[user] = {"sha256": digests[user], "hash": hashed}
+        _write_private(path, json.dumps(kept).encode())
+    return {user: kept[user]["hash"] for user in passwords}
 
 
 def _role(cluster: list[str], index_actions: list[str] | None = None) -> dict[str, Any]:

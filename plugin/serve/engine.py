@@ -21,7 +21,7 @@ import numpy as np
 from retrosearch.core.collections.records import Document
 from retrosearch.core.config import Settings
 from retrosearch.core.index import load_index
-from retrosearch.core.index.base import SearchModeUnavailable, UnsupportedSearchOption
+from retrosearch.core.index.base import IndexUnavailable, SearchModeUnavailable, UnsupportedSearchOption
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,8 @@ class QueryEngine:
                 return self.index.search(vectors, k, filter=filter, fields=fields)
             return self.index.search_texts(list(texts or []), vectors, k, mode=mode, filter=filter, fields=fields,
                                            dense_weight=dense_weight, normalization=normalization)
+        except IndexUnavailable as exc:
+            raise BackendUnavailable(str(exc)) from None
         except SearchModeUnavailable as exc:
             raise BadSearchRequest(str(exc), param="mode") from None
         except RemoteModelError as exc:
@@ -266,7 +268,8 @@ def _translate_backend_error(exc: Exception, target: IndexTarget) -> EngineError
         return BackendUnavailable(f"OpenSearch index {target.index_name!r} is unreachable: {type(exc).__name__}")
     if os_exc is not None and isinstance(exc, os_exc.TransportError):
         status = exc.status_code if isinstance(exc.status_code, int) else 0
-        if status in (502, 503, 504) or status == 0:
+        # Busy (429), failing (5xx) or silent: the backend's passing state, not the request's fault.
+        if status == 429 or status >= 500 or status == 0:
             return BackendUnavailable(f"OpenSearch answered {status or 'nothing'}: {exc.error}")
         if 400 <= status < 500:
             return BadSearchRequest(f"OpenSearch rejected the search ({status}): {exc.error}")

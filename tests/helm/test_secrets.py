@@ -10,6 +10,7 @@ import pytest
 from tests.helm.chart import EXAMPLES, REPO, SENTINEL_PASSWORD, by_kind, one, pod_specs
 
 ENV_USER, ENV_PASSWORD = "RETROSEARCH_OPENSEARCH_USER", "RETROSEARCH_OPENSEARCH_PASSWORD"
+ENV_USER_FILE, ENV_PASSWORD_FILE = f"{ENV_USER}_FILE", f"{ENV_PASSWORD}_FILE"
 GPU = REPO / "helm" / "examples" / "gpu-cluster.yaml"
 # Every kind of pod on at once: RayService, all RayJobs, the connect hook, the test pod.
 ALL_PODS = ("train.retromae.enabled=true", "train.llara.enabled=true")
@@ -63,16 +64,49 @@ def test_existing_secret_is_referenced_by_every_retrosearch_container(helm):
 
 
 def _assert_env_from_secret(objects, secret_name, wanted_pods):
+    """Every RetroSearch container gets the credentials from ``secret_name``: as environment variables
+    taken from it, or (asFiles) as the files of it mounted read-only and named by the _FILE variables."""
     checked = 0
     for obj, container in _containers(objects):
         if obj["kind"] == "Pod" or container["name"] == "wait-for-service":
             continue  # the test pod and the wait only talk to our service
         env = {e["name"]: e for e in container["env"]}
-        for name, key in ((ENV_USER, "username"), (ENV_PASSWORD, "password")):
-            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": key}, (obj["kind"], name)
+        if ENV_USER_FILE in env:
+            assert ENV_USER not in env and ENV_PASSWORD not in env, obj["kind"]
+            _assert_files_from_secret(obj, container, env, secret_name)
+        else:
+            for name, key in ((ENV_USER, "username"), (ENV_PASSWORD, "password")):
+                wanted = {"name": secret_name, "key": key}
+                assert env[name]["valueFrom"]["secretKeyRef"] == wanted, (obj["kind"], name)
         checked += 1
     # 2 RayService pod templates, 4 RayJobs x 2, the connect hook.
     assert checked >= wanted_pods
+
+
+def _assert_files_from_secret(obj, container, env, secret_name):
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "opensearch-credentials"]
+    assert mount["readOnly"] is True
+    for name, key in ((ENV_USER_FILE, "username"), (ENV_PASSWORD_FILE, "password")):
+        assert env[name]["value"] == f"{mount['mountPath']}/{key}", (obj["kind"], name)
+    volumes = [v for spec in pod_specs(obj) for v in spec["volumes"] if v["name"] == "opensearch-credentials"]
+    assert volumes and all(v["secret"]["secretName"] == secret_name for v in volumes)
+    assert all({i["key"] for i in v["secret"]["items"]} == {"username", "password"} for v in volumes)
+    assert all(v["secret"]["defaultMode"] == 0o440 for v in volumes)  # the pods' group only
+
+
+def test_credentials_as_files_or_as_variables(helm):
+    from retrosearch.core.opensearch import client
+
+    assert (client.ENV_USER_FILE, client.ENV_PASSWORD_FILE) == (ENV_USER_FILE, ENV_PASSWORD_FILE)
+    external = REPO / "helm" / "examples" / "external-opensearch.yaml"
+    as_files = helm.template(external)
+    _assert_env_from_secret(as_files, "opensearch-credentials", wanted_pods=2)
+    assert all(ENV_USER_FILE in {e["name"] for e in c["env"]} for o, c in _containers(as_files)
+               if o["kind"] != "Pod" and c["name"] != "wait-for-service")
+    as_variables = helm.template(external, sets=("opensearch.credentials.asFiles=false",))
+    _assert_env_from_secret(as_variables, "opensearch-credentials", wanted_pods=2)
+    for obj, container in _containers(as_variables):
+        assert not [m for m in container.get("volumeMounts", []) if m["name"] == "opensearch-credentials"]
 
 
 def test_ca_certificates_from_a_secret(helm):

@@ -50,3 +50,24 @@ def test_writer_may_only_touch_the_project_indices_and_ml_roles_come_with_ml():
     with_ml = security.security_files({u: "h" for u in security.USERS}, with_ml=True)
     ml = json.loads(with_ml["roles_mapping.yml"])
     assert ml["retrosearch_ml_user"]["users"] == ["writer", "searcher"]
+
+
+def test_password_hashes_are_kept_until_a_password_changes(tmp_path, monkeypatch):
+    """The plugin's hasher (a JVM start per user) runs once per password, not at every start."""
+    hashed: list[str] = []
+
+    def fake_hasher(home, env, passwords):  # stands in for the plugin's hash.sh: only the caching is tested
+        hashed.extend(passwords)
+        return {user: f"$2y$fake-{len(hashed)}-{user}" for user in passwords}
+
+    monkeypatch.setattr(security, "hash_passwords", fake_hasher)
+    passwords = security.ensure_passwords(tmp_path)
+    first = security.cached_hashes(tmp_path, tmp_path, {}, passwords)
+    assert security.cached_hashes(tmp_path, tmp_path, {}, passwords) == first
+    assert sorted(hashed) == sorted(security.USERS)  # hashed once each
+    kept = security.credentials_dir(tmp_path) / "hashes.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert not any(password in kept.read_text() for password in passwords.values())
+    again = security.cached_hashes(tmp_path, tmp_path, {}, {**passwords, "writer": "changed"})
+    assert hashed[-1] == "writer" and again["writer"] == "$2y$fake-4-writer"
+    assert again["admin"] == first["admin"]

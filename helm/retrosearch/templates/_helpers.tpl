@@ -63,7 +63,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Environment of every RetroSearch container: shared settings, and secrets by reference only. */}}
 {{- define "retrosearch.env" -}}
 {{- $secret := include "retrosearch.opensearchSecret" . }}
-{{- if $secret }}
+{{- if and $secret .Values.opensearch.credentials.asFiles }}
+- name: RETROSEARCH_OPENSEARCH_USER_FILE
+  value: /etc/retrosearch/opensearch-credentials/{{ .Values.opensearch.credentials.usernameKey }}
+- name: RETROSEARCH_OPENSEARCH_PASSWORD_FILE
+  value: /etc/retrosearch/opensearch-credentials/{{ .Values.opensearch.credentials.passwordKey }}
+{{- else if $secret }}
 - name: RETROSEARCH_OPENSEARCH_USER
   valueFrom:
     secretKeyRef:
@@ -101,6 +106,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   mountPath: /etc/retrosearch/opensearch-ca
   readOnly: true
 {{- end }}
+{{- if and (include "retrosearch.opensearchSecret" .) .Values.opensearch.credentials.asFiles }}
+- name: opensearch-credentials
+  mountPath: /etc/retrosearch/opensearch-credentials
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "retrosearch.volumes" -}}
@@ -118,6 +128,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     items:
       - key: {{ .Values.opensearch.tls.caKey }}
         path: {{ .Values.opensearch.tls.caKey }}
+{{- end }}
+{{- with include "retrosearch.opensearchSecret" . }}
+{{- if $.Values.opensearch.credentials.asFiles }}
+- name: opensearch-credentials
+  secret:
+    secretName: {{ . }}
+    # Readable by the pods' group (fsGroup) only.
+    defaultMode: 0440
+    items:
+      - key: {{ $.Values.opensearch.credentials.usernameKey }}
+        path: {{ $.Values.opensearch.credentials.usernameKey }}
+      - key: {{ $.Values.opensearch.credentials.passwordKey }}
+        path: {{ $.Values.opensearch.credentials.passwordKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 
-from tests.conftest import minilm_with_templates, ml_settings_lock
+from tests.conftest import cosine, minilm_with_templates, ml_settings_lock
 from tests.plugin.serve.http_helpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -27,11 +26,6 @@ pytestmark = pytest.mark.integration
 QUERY_TEMPLATE = "query: {text}"
 PASSAGE_TEMPLATE = "passage: {text}"
 EF_SEARCH = 256  # what our dense searches use, so Lucene's HNSW explores alike
-
-
-def _cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _deploy(model: Path | str, os_url: str, *extra: str, check: bool = True):
@@ -166,8 +160,8 @@ def test_ingest_pipeline_embeds_a_document_without_vector_with_the_passage_templ
         joined = f"{doc['title']} {doc['text']}"  # the spec's title separator
         passage, _ = deployed.engine.encode([joined], "passage")
         query, _ = deployed.engine.encode([joined], "query")
-        assert _cosine(stored["embedding"], passage[0]) >= 0.9999
-        assert _cosine(stored["embedding"], query[0]) < 0.999  # the query prefix gives another vector
+        assert cosine(stored["embedding"], passage[0]) >= 0.9999
+        assert cosine(stored["embedding"], query[0]) < 0.999  # the query prefix gives another vector
     finally:
         deployed.client.delete(index=deployed.name, id="via-local-pipeline", refresh=True)
 

@@ -16,18 +16,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import minilm_with_templates, ml_settings_lock, remove_ml_models
+from tests.conftest import cosine, minilm_with_templates, ml_settings_lock, remove_ml_models
 from tests.plugin.serve.http_helpers import run_cli, serving
 
 pytestmark = pytest.mark.integration
 
 QUERY_TEMPLATE = "query: {text}"
 PASSAGE_TEMPLATE = "passage: {text}"
-
-
-def _cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +121,8 @@ def test_ingest_pipeline_embeds_title_and_text_with_the_passage_template(connect
     joined = f"{doc['title']} {doc['text']}"  # the title separator of the spec
     embed = lambda mode: httpx.post(f"{connected.url}/embed", json={"texts": [joined], "mode": mode},  # noqa: E731
                                     timeout=60).json()["vectors"][0]
-    assert _cosine(stored["embedding"], embed("passage")) >= 0.9999
-    assert _cosine(stored["embedding"], embed("query")) < 0.999  # the other template gives another vector
+    assert cosine(stored["embedding"], embed("passage")) >= 0.9999
+    assert cosine(stored["embedding"], embed("query")) < 0.999  # the other template gives another vector
     # A document that brings its own vector keeps it.
     own = np.zeros(384, dtype=np.float32)
     own[0] = 1.0

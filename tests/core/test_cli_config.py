@@ -183,14 +183,15 @@ OWN_MEANING = {
     ("search", "--model"), ("serve", "--model"),  # default: the index's model
     ("bench report", "--model"),  # handed to each benchmark as given
     # Training: the start checkpoint, tokens per training block, threads per worker, GPUs per Ray Train worker.
-    *((f"train {m}", o) for m in ("retromae", "llara", "finetune")
+    *((f"train {m}", o) for m in ("retromae", "mlm", "llara", "finetune")
       for o in ("--model", "--max-length", "--threads", "--gpus-per-worker")),
     # Resources of each Ray worker of the command: here an embedding actor, in `serve` a replica.
     ("ingest", "--gpus-per-worker"), ("ingest", "--cpus-per-worker"), ("bench ingest", "--gpus-per-worker"),
     # The OpenSearch node's port, a background service's port, the key a connector sends.
     *(("opensearch " + c, "--port") for c in ("start", "stop", "status")), ("serve stop", "--port"),
+    ("bench opensearch-cluster", "--port"),  # the secured local cluster's first port
     ("serve status", "--port"), ("opensearch connect", "--api-key-env"),
-    ("bench ann", "--oversample"),  # the sweep's oversample values (repeatable)
+    ("bench ann", "--oversample"), ("bench vectors", "--oversample"),  # the sweeps' oversample values (repeatable)
     # The training benchmark: tokens per block, threads and device of every run.
     *(("bench train", o) for o in ("--max-length", "--threads", "--device")),
 }

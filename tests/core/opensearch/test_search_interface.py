@@ -63,7 +63,8 @@ def test_concurrent_searches_equal_serial_ones(index, scifact_embedded):
     for task, got, want in zip(tasks, concurrent, serial):
         assert got == want, f"search {task[:3]} differs under concurrency"
         assert (got[2] is None) == (task[4] is None)
-    assert vars(index).keys() == {"client", "name", "meta", "settings", "space", "quantized", "last_result", "_loading"}
+    assert vars(index).keys() == {"client", "name", "meta", "settings", "space", "quantized", "encoding", "_int8",
+                                  "last_result", "_loading"}
 
 
 def test_filters_and_fields_through_the_base_interface(index, scifact_embedded):

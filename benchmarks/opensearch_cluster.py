@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import typer
 from retrosearch.benchmarks.docs_block import DocsPage, splice
 from retrosearch.core import cli_options as opt
 from retrosearch.core.config import Settings
-from retrosearch.core.process import http_json
+from retrosearch.core.process import free_ports, http_json
 from retrosearch.core.retrieval.report import write_json
 from retrosearch.local.opensearch import cluster
 from retrosearch.local.opensearch.node_config import ServerSettings
@@ -49,11 +48,6 @@ PLAIN_INDEX = "retrosearch-bench-plain"
 SECURE_INDEX = "retrosearch-bench-secure"
 FAULT_INDEX = "retrosearch-bench-fault"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _queries(corpus: Path) -> list[str]:
@@ -261,7 +255,7 @@ def opensearch_cluster(
             }
             typer.echo(f"ingest: {json.dumps(result['ingest'])}", err=True)
             key = secrets.token_hex(16)
-            service_port = _free_port()
+            service_port = free_ports()[0]
             service = faults.start_service(
                 group, SECURE_INDEX, service_port, KEY_ENV, key, work / "serve.log"
             )

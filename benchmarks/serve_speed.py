@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import textwrap
@@ -41,7 +40,7 @@ from retrosearch.benchmarks.serve_overload import overload, summary
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import EncoderSettings, Settings
-from retrosearch.core.process import ManagedProcess, http_json
+from retrosearch.core.process import ManagedProcess, free_ports, http_json
 from retrosearch.core.retrieval.report import write_json
 from retrosearch.core.startup import configure_process
 
@@ -160,11 +159,6 @@ class Server:
         except psutil.Error:
             return None
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def measure_server(server: Server, queries: list[str], levels: list[int], requests: int) -> dict[str, Any]:
@@ -323,7 +317,7 @@ def serve_speed(
     soaked, overloaded = None, None
     with tempfile.TemporaryDirectory() as tmp:
         for name, argv in servers.items():
-            port = _free_port()
+            port = free_ports()[0]
             console.print(f"{LABELS[name]} (port {port})")
             with Server(name, [*argv, "--port", str(port)], port, Path(tmp), marker=b"retrosearch") as server:
                 results[name] = measure_server(server, queries, levels, requests)

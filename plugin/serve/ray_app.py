@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from retrosearch.core.config import ServeSettings, Settings
+from retrosearch.core.process import free_ports
 from retrosearch.core.ray_runtime import ensure_ray
 from retrosearch.core.startup import configure_process
 from retrosearch.plugin.serve.engine import IndexTarget, QueryEngine
@@ -144,24 +144,12 @@ def ingress_environment(serve_settings: ServeSettings,
     wanted = dict(HAPROXY_INGRESS)
     # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second local
     # service, or one left behind, would make it fail to start. Each local Ray gets free ones.
-    wanted.update(zip(HAPROXY_PORTS, map(str, _free_ports(len(HAPROXY_PORTS)))))
+    wanted.update(zip(HAPROXY_PORTS, map(str, free_ports(len(HAPROXY_PORTS)))))
     return {name: value for name, value in wanted.items() if name not in environ}
 
 
 #: The fixed ports of Ray's HAProxy besides the serve port.
 HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free now (all held open while they are chosen)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _haproxies() -> list[Any]:

@@ -194,10 +194,10 @@ def target_verdict(cell: Cell, float32: Cell | None) -> str:
 
 
 def mean_std(values: list[float]) -> str:
-    """``mean ± std`` (population std; a single value alone)."""
+    """``mean ± sd`` over seeds, the sample sd as in the experiments' reports (a single value alone)."""
     if len(values) == 1:
         return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
 def best_saving(cells: list[Cell], tolerance: float = 0.01) -> Cell | None:

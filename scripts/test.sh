@@ -19,7 +19,7 @@ fi
 # The secured 3-node cluster of the `secure` phase (HTTP ports 9270-9272, transport 9370-9372), with the
 # ML plugins: neural and hybrid queries, the ingest pipeline and the writer's and searcher's ML roles.
 secure_port="${RETROSEARCH_SECURE_OPENSEARCH_PORT:-9270}"
-secure_cluster=(--nodes 3 --secure --with-ml --port "$secure_port")
+secure_cluster=(--nodes 3 --secure --port "$secure_port")  # what start and stop both take
 secure_started=0
 stop_node() {
   if [ "$secure_started" = 1 ]; then retrosearch opensearch stop "${secure_cluster[@]}" || true; fi
@@ -52,7 +52,7 @@ phase -m cluster
 stop_node
 started_here=0
 began=$SECONDS
-retrosearch opensearch start "${secure_cluster[@]}"
+retrosearch opensearch start "${secure_cluster[@]}" --with-ml
 secure_started=1
 echo "[test] secured 3-node cluster green after $((SECONDS - began)) s"
 (export RETROSEARCH_SECURE_OPENSEARCH_PORT="$secure_port" RETROSEARCH_REQUIRE_SECURE_OPENSEARCH=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 from opensearchpy import OpenSearch
@@ -16,11 +16,15 @@ from retrosearch.plugin.opensearch.errors import ConnectError
 from retrosearch.plugin.opensearch.service_client import Mode, ServiceInfo
 
 MODEL_GROUP = "retrosearch"
+T = TypeVar("T")
 
+# ml-commons encrypts a connector's credentials with a master key it keeps in a system index and reads
+# with a wait of a few seconds; on a cluster that is still settling or busy that read times out and the
+# request answers 500 "Fetching master key timed out" (the key is cached once read). Retried this long.
+MASTER_KEY_WAIT_S = 90.0
 
 # ml-commons refuses a connector without credentials; a service without an API key ignores this one.
 NO_KEY = "none"
-
 
 
 @dataclass
@@ -33,6 +37,25 @@ class RemoteModel:
     connector_id: str
     created: bool
 
+
+def master_key_pending(exc: os_exc.TransportError) -> bool:
+    """Whether ``exc`` is ml-commons' transient failure to read its master key (worth a retry)."""
+    return exc.status_code == 500 and "master key" in str(exc.info or exc.error).lower()
+
+
+def retry_master_key(call: Callable[[], T], timeout_s: float = MASTER_KEY_WAIT_S) -> T:
+    """``call()``, retried with backoff while ml-commons has not read its master key yet; any other
+    error, or that one after ``timeout_s``, is raised as it came."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except os_exc.TransportError as exc:
+            if not master_key_pending(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 8.0)
 
 
 def connector_body(service: ServiceInfo, mode: Mode, name: str, api_key: str | None = None) -> dict[str, Any]:
@@ -66,16 +89,13 @@ def connector_body(service: ServiceInfo, mode: Mode, name: str, api_key: str | N
     }
 
 
-
 def object_name(service: ServiceInfo, mode: Mode) -> str:
     """The connector's and the model's name: what is served, in which mode, from where."""
     return f"retrosearch {service.model} {mode} @ {service.url}"
 
 
-
 def _by_name(hits: dict[str, Any]) -> list[dict[str, Any]]:
     return hits.get("hits", {}).get("hits", [])
-
 
 
 def _search(client: OpenSearch, kind: str, name: str, extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -89,7 +109,6 @@ def _search(client: OpenSearch, kind: str, name: str, extra: list[dict[str, Any]
         return []
 
 
-
 def ensure_model_group(client: OpenSearch) -> str:
     """The id of the ``retrosearch`` model group (created on first use)."""
     found = _search(client, "group", MODEL_GROUP)
@@ -99,7 +118,6 @@ def ensure_model_group(client: OpenSearch) -> str:
         body={"name": MODEL_GROUP, "description": "Encoders served by RetroSearch query services"}
     )
     return response["model_group_id"]
-
 
 
 def wait_for_task(client: OpenSearch, task_id: str, what: str, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -117,7 +135,6 @@ def wait_for_task(client: OpenSearch, task_id: str, what: str, timeout_s: float 
         time.sleep(0.5)
 
 
-
 def wait_deployed(client: OpenSearch, model_id: str, timeout_s: float = 120.0) -> None:
     """Poll until the model's state is DEPLOYED (registration with deploy=true deploys afterwards)."""
     deadline = time.monotonic() + timeout_s
@@ -130,6 +147,21 @@ def wait_deployed(client: OpenSearch, model_id: str, timeout_s: float = 120.0) -
         time.sleep(0.5)
 
 
+def deploy_remote(client: OpenSearch, model_id: str, timeout_s: float = 120.0) -> None:
+    """Deploy a remote model and wait until it is DEPLOYED; a deployment that failed only because a
+    node had not read the master key yet (each node decrypts the connector's credentials) is redone."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = client.plugins.ml.deploy_model(model_id=model_id)
+        try:
+            wait_for_task(client, task["task_id"], f"deploying model {model_id}", timeout_s)
+            wait_deployed(client, model_id, timeout_s)
+            return
+        except ConnectError as exc:
+            if "master key" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        time.sleep(2.0)
+
 
 def ensure_remote_model(
     client: OpenSearch, service: ServiceInfo, mode: Mode, group_id: str, api_key: str | None = None
@@ -141,7 +173,8 @@ def ensure_remote_model(
     if connectors:
         connector_id = connectors[0]["_id"]
     else:
-        connector_id = client.plugins.ml.create_connector(body=connector_body(service, mode, name, api_key))["connector_id"]
+        body = connector_body(service, mode, name, api_key)
+        connector_id = retry_master_key(lambda: client.plugins.ml.create_connector(body=body))["connector_id"]
         created = True
     models = _search(client, "model", name, [{"term": {"connector_id.keyword": connector_id}}])
     if models:
@@ -149,24 +182,22 @@ def ensure_remote_model(
         chosen = next((m for m in models if m["_source"].get("model_state") == "DEPLOYED"), models[0])
         model_id, state = chosen["_id"], chosen["_source"].get("model_state")
         if state != "DEPLOYED":
-            task = client.plugins.ml.deploy_model(model_id=model_id)
-            wait_for_task(client, task["task_id"], f"deploying model {model_id}")
-            wait_deployed(client, model_id)
+            deploy_remote(client, model_id)
     else:
         response = client.plugins.ml.register_model(
             body={"name": name, "function_name": "remote", "model_group_id": group_id, "connector_id": connector_id,
                   "description": f"{service.model} ({service.dim} dims), {mode} template, via {service.url}"},
-            params={"deploy": "true"},
         )
         wait_for_task(client, response["task_id"], f"registering {name!r}")
         model_id, created = response["model_id"], True
-        wait_deployed(client, model_id)
+        deploy_remote(client, model_id)
     return RemoteModel(mode=mode, name=name, model_id=model_id, connector_id=connector_id, created=created)
-
 
 
 def predict(client: OpenSearch, model_id: str, texts: list[str]) -> np.ndarray:
     """Vectors of ``texts`` from a text-embedding model, as OpenSearch computes them."""
-    response = client.plugins.ml.predict(algorithm_name="text_embedding", model_id=model_id, body={"text_docs": texts})
+    # A remote model's node decrypts the connector's credentials with the master key on first use.
+    response = retry_master_key(lambda: client.plugins.ml.predict(
+        algorithm_name="text_embedding", model_id=model_id, body={"text_docs": texts}))
     rows = [result["output"][0]["data"] for result in response["inference_results"]]
     return np.asarray(rows, dtype=np.float32)

@@ -80,3 +80,47 @@ def test_filters_restrict_every_part():
     assert clause["bool"]["filter"] == [{"term": {"lang": "en"}}]
     neural = queries.neural_clause("emb", "q", 5, "m", {"term": {"lang": "en"}}, {"ef_search": 64})["neural"]["emb"]
     assert neural["filter"] == {"term": {"lang": "en"}} and neural["method_parameters"] == {"ef_search": 64}
+
+
+def _master_key_timeout() -> Exception:
+    from opensearchpy import exceptions as os_exc
+
+    return os_exc.TransportError(500, "m_l_exception", {"error": {"type": "m_l_exception",
+                                                                  "reason": "Fetching master key timed out."}})
+
+
+def test_a_master_key_timeout_is_retried_until_the_call_answers(monkeypatch: pytest.MonkeyPatch):
+    waits: list[float] = []
+    monkeypatch.setattr(ml_commons.time, "sleep", waits.append)
+    answers = iter([_master_key_timeout(), _master_key_timeout(), {"connector_id": "c1"}])
+
+    def call() -> dict:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert ml_commons.retry_master_key(call) == {"connector_id": "c1"}
+    assert waits == [0.5, 1.0]  # backing off
+
+
+def test_other_errors_and_a_key_that_never_comes_are_raised(monkeypatch: pytest.MonkeyPatch):
+    from opensearchpy import exceptions as os_exc
+
+    monkeypatch.setattr(ml_commons.time, "sleep", lambda _s: None)
+    other = os_exc.TransportError(500, "m_l_exception", {"error": {"reason": "Connector endpoint is required"}})
+    calls = []
+
+    def failing(exc: Exception):
+        def call():
+            calls.append(1)
+            raise exc
+        return call
+
+    with pytest.raises(os_exc.TransportError) as caught:
+        ml_commons.retry_master_key(failing(other))
+    assert caught.value is other and len(calls) == 1
+    calls.clear()
+    with pytest.raises(os_exc.TransportError) as caught:
+        ml_commons.retry_master_key(failing(_master_key_timeout()), timeout_s=0.0)
+    assert ml_commons.master_key_pending(caught.value) and len(calls) == 1

@@ -86,7 +86,9 @@ def experiment(
     docs_page: DocsPage = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
-        "--report-only", help="Run nothing: the results and report of the runs finished so far (from their manifests).",
+        "--report-only",
+        help="Run nothing: the results and report of the runs finished so far (from their manifests, "
+        "else the results file).",
     )] = False,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""

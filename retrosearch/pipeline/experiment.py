@@ -34,7 +34,7 @@ from retrosearch.pipeline.config import (
     parse_config,
     read_yaml,
 )
-from retrosearch.pipeline.runner import finished
+from retrosearch.pipeline.runner import finished, recipe_key
 from retrosearch.pipeline.runner import run as run_pipeline
 from retrosearch.pipeline.stages import Record
 from retrosearch.trainers.harness.events import EVENTS_FILE, EventType, read_events
@@ -303,26 +303,63 @@ def write_results(experiment: ExperimentConfig, payload: dict[str, Any]) -> Path
     return path
 
 
+def recorded_results(experiment: ExperimentConfig) -> dict[tuple[str, str, int | None], dict[str, Any]]:
+    """The runs ``OUT/results.json`` holds from earlier, by (collection, variant, seed); empty when
+    there is none. Each carries the recipe key it ran with."""
+    path = experiment.out / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        runs = json.loads(path.read_text()).get("runs", [])
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise PipelineConfigError(f"{path}: not a results file of an experiment ({exc})") from None
+    return {(r["collection"], r["variant"], r["seed"]): r for r in runs if r.get("key")}
+
+
+def _kept(run: Run, recorded: dict[tuple[str, str, int | None], dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The recorded result of ``run`` when it ran with the same recipe (None: it must run)."""
+    old = recorded.get((run.collection, run.variant, run.seed))
+    return old if old is not None and old["key"] == key else None
+
+
 def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print) -> dict[str, Any]:
     """Run (or skip) every run; the results file is rewritten after each, so an interrupted
-    experiment keeps what it finished."""
+    experiment keeps what it finished.
+
+    A run the results file already holds with the same recipe key is kept from there, not run
+    again: the file is the experiment's record, and it outlives the work dir (a lost machine, a
+    cleaned disk), so a long grid can go on from wherever its record was last committed.
+    """
+    recorded = recorded_results(experiment)
     results: list[dict[str, Any]] = []
     payload: dict[str, Any] = {}
     for number, run in enumerate(runs, start=1):
+        key = recipe_key(run.pipeline)
+        kept = _kept(run, recorded, key)
+        if kept is not None:
+            echo(f"[experiment] {number}/{len(runs)} {run.label}: kept from {experiment.out / 'results.json'} "
+                 "(the same recipe; delete the run there to run it again)")
+            results.append(kept)
+            continue
         echo(f"[experiment] {number}/{len(runs)} {run.label}")
-        results.append(_result(run, run_pipeline(run.pipeline, echo, peers=_peers(run, runs))))
+        results.append({**_result(run, run_pipeline(run.pipeline, echo, peers=_peers(run, runs))), "key": key})
         payload = payload_of(experiment, runs, results)
         write_results(experiment, payload)
-    return payload
+    return payload_of(experiment, runs, results)
 
 
 def collect(experiment: ExperimentConfig, runs: list[Run]) -> dict[str, Any]:
-    """The results of the runs that are finished now (read from their manifests; nothing runs)."""
+    """The results of the runs that are finished now: from their manifests, else from the results
+    file where it holds them with the same recipe; nothing runs."""
+    recorded = recorded_results(experiment)
     results = []
     for run in runs:
+        key = recipe_key(run.pipeline)
         records = finished(run.pipeline, _peers(run, runs))
         if records is not None:
-            results.append(_result(run, records))
+            results.append({**_result(run, records), "key": key})
+        elif (kept := _kept(run, recorded, key)) is not None:
+            results.append(kept)
     return payload_of(experiment, runs, results)
 
 

@@ -22,6 +22,7 @@ from retrosearch.pipeline.manifest import (
     Manifest,
     changed_keys,
     hash_files,
+    hash_json,
     now,
     read_manifest,
     stage_key,
@@ -133,6 +134,16 @@ def plan(pipeline: PipelineConfig, peers: Sequence[Path] = ()) -> list[Decision]
         else:
             records[stage.name] = stage.passthrough(records)
     return decisions
+
+
+def recipe_key(pipeline: PipelineConfig) -> str:
+    """A digest of what decides a pipeline's results before anything runs: every enabled stage's
+    settings and the content of the files it reads. Upstream outputs are left out (they follow from
+    these), so two pipelines with the same recipe are the same experiment cell wherever they run."""
+    prepare_collection(pipeline)
+    recipe = {stage.name: {"settings": stage.settings(), "files": hash_files(stage.input_files())}
+              for stage in build_stages(pipeline) if stage.enabled}
+    return hash_json(recipe)
 
 
 def finished(pipeline: PipelineConfig, peers: Sequence[Path] = ()) -> list[Record] | None:

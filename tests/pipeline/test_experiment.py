@@ -290,19 +290,26 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     assert rows["zero-shot"]["n"] == 1 and rows["finetune"]["n"] == 2 and rows["finetune"]["ndcg@10 sd"] is not None
     assert json.loads((config.out / "results.json").read_text())["summary"] == payload["summary"]
 
-    # the command: the same runs skip every stage, and the report is written
+    # the command: every run is kept from the record (same recipe), nothing runs, the report is written
     result = CliRunner().invoke(app, ["pipeline", "experiment", str(path)])
     assert result.exit_code == 0, result.output
     assert "running" not in result.output and (config.out / "summary.md").is_file()
+    assert result.output.count("kept from") == 3, result.output
     assert (config.out / "ndcg.png").is_file()
     again = json.loads((config.out / "results.json").read_text())
-    assert all(s["status"] in ("skipped", "off") for r in again["runs"] for s in r["stages"].values())
-    assert again["summary"] == payload["summary"]
-    # the report from the manifests alone: the same figures, and a run not finished is left out
+    assert again["runs"] == payload["runs"] and again["summary"] == payload["summary"]
+    # the record outlives the work dir: with every run folder gone, the report still has all three
+    shutil.rmtree(config.work_dir)
+    rebuilt = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert json.loads((config.out / "results.json").read_text())["runs"] == payload["runs"]
+    # a run recorded with another recipe is not taken from the record: with its folder gone, it is not finished
+    record = json.loads((config.out / "results.json").read_text())
+    record["runs"][2]["key"] = "another recipe"
+    (config.out / "results.json").write_text(json.dumps(record))
     (config.out / "summary.md").unlink()
-    shutil.rmtree(Path(payload["runs"][2]["work_dir"]) / "evaluate")
     rebuilt = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
     assert rebuilt.exit_code == 0, rebuilt.output
     partial = json.loads((config.out / "results.json").read_text())
-    assert [r["seed"] for r in partial["runs"]] == [None, 1] and partial["runs"][1] == again["runs"][1]
+    assert [r["seed"] for r in partial["runs"]] == [None, 1] and partial["runs"][1] == payload["runs"][1]
     assert "Partial: 2 of 3 runs finished" in (config.out / "summary.md").read_text()

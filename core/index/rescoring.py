@@ -32,8 +32,10 @@ StoreDtype = Literal["float32", "int8"]
 STORE_FILE = "rescore.npy"
 # The trained ranges of the int8 store's scalar quantizer (FAISS's `ScalarQuantizer.trained`).
 RANGES_FILE = "rescore-ranges.npy"
-# Queries rescored per step: bounds the gathered (queries x candidates x dim) block.
-_QUERY_CHUNK = 256
+# The gathered (queries x candidates x dim) float32 block of one rescoring step stays this small, so
+# it lives in the CPU's cache: at 1,000 candidates per query, blocks of 256 queries (390 MB, fresh
+# pages each time) rescored 20-40x slower than blocks of a few queries.
+_BLOCK_BYTES = 4 << 20
 
 
 def sign_bits(vectors: np.ndarray) -> np.ndarray:
@@ -151,11 +153,13 @@ class RescoreStore:
         k = min(k, width)
         out_scores = np.full((n, k), -np.inf, dtype=np.float32)
         out_positions = np.full((n, k), -1, dtype=np.int64)
-        for start in range(0, n, _QUERY_CHUNK):
-            block = positions[start : start + _QUERY_CHUNK]
+        chunk = max(1, _BLOCK_BYTES // max(width * self.dim * 4, 1))
+        for start in range(0, n, chunk):
+            block = positions[start : start + chunk]
             valid = block >= 0
             vectors = self.vectors(np.where(valid, block, 0))
-            scores = np.einsum("qcd,qd->qc", vectors, queries[start : start + _QUERY_CHUNK])
+            # a batched matrix-vector product (BLAS), not einsum's plain loops
+            scores = np.matmul(vectors, queries[start : start + chunk, :, None])[..., 0]
             scores = np.where(valid, scores, -np.inf).astype(np.float32)
             # stable: equal scores keep the index's candidate order
             order = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -129,3 +129,26 @@ def test_concurrent_first_searches_equal_serial_ones(scifact_embedded, backend):
     assert len(fresh._store) == len(scifact_embedded.ids)  # joined once, not once per thread
     assert got == [fresh.search(queries[i : i + 1], 10).ids for i in range(len(queries))]
     _hammer(fresh, queries)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_rescoring_in_many_small_blocks_equals_one_direct_computation(monkeypatch, dtype):
+    from retrosearch.core.index import rescoring
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 16), dtype=np.float32)
+    queries = rng.standard_normal((37, 16), dtype=np.float32)
+    positions = rng.integers(0, 300, (37, 20))
+    positions[3, 5:] = -1  # a query with fewer candidates than the width
+    store = rescoring.RescoreStore(16, dtype)
+    store.append(vectors)
+    stored = store.vectors(np.arange(300))
+    direct = np.where(positions >= 0, np.einsum("qcd,qd->qc", stored[np.maximum(positions, 0)], queries), -np.inf)
+    expected = np.sort(direct, axis=1)[:, ::-1][:, :7]
+    monkeypatch.setattr(rescoring, "_BLOCK_BYTES", 16 * 20 * 4 * 3)  # three queries a block
+    scores, found = store.rescore(queries, positions, 7)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert (found[3, 5:] == -1).all() and np.isneginf(scores[3, 5:]).all()
+    ok = found >= 0  # and each hit's score is its own row's
+    np.testing.assert_allclose((stored[found[ok]] * np.repeat(queries, 7, axis=0)[ok.ravel()]).sum(1), scores[ok],
+                               rtol=1e-5)

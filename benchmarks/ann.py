@@ -36,6 +36,8 @@ from retrosearch.core.retrieval.report import write_json
 
 K = 10
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
+# At a million vectors the same recall needs a wider search.
+SCALE_EF_SEARCH = (*EF_SEARCH, 1024)
 OVERSAMPLE = (1, 2, 4, 10)
 QUANTIZED = ("int8", "int8-hnsw", "binary", "binary-hnsw")
 NPROBE = (1, 4, 16, 64, 256)
@@ -72,18 +74,20 @@ class AnnSweep:
     model: str
     num_queries: int
     points: list[AnnPoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was done to the data, for the report
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, each point with its label."""
         return {"collection": self.collection, "model": self.model, "num_queries": self.num_queries, "k": K,
-                "cpus": os.cpu_count(), "points": [{"label": p.label(), **asdict(p)} for p in self.points]}
+                "cpus": os.cpu_count(), "notes": self.notes,
+                "points": [{"label": p.label(), **asdict(p)} for p in self.points]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AnnSweep":
         """A sweep back from its ``as_dict`` JSON."""
         fields = AnnPoint.__dataclass_fields__
         points = [AnnPoint(**{k: v for k, v in p.items() if k in fields}) for p in data["points"]]
-        return cls(data["collection"], data["model"], data["num_queries"], points)
+        return cls(data["collection"], data["model"], data["num_queries"], points, list(data.get("notes", [])))
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -117,6 +121,33 @@ def query_set(real: np.ndarray, n: int, noise: float = 0.1, seed: int = 1) -> np
     rows = real[rng.integers(len(real), size=n - len(real))]
     extra = rows + rng.standard_normal(rows.shape, dtype=np.float32) * (noise / np.sqrt(real.shape[1]))
     return np.vstack([real, _unit(extra)]).astype(np.float32)
+
+
+def without_queries(points: np.ndarray, queries: np.ndarray, same: float = 1 - 1e-5) -> tuple[np.ndarray, int]:
+    """``points`` less the rows that are one of ``queries`` (cosine >= ``same``), and how many went.
+
+    A scale point built from real embeddings holds the collections' query vectors too; a query
+    left in the swept index would find itself first and flatter every recall.
+    """
+    import faiss  # lazy: keeps faiss out of CLI start-up
+
+    index = faiss.IndexFlatIP(points.shape[1])
+    index.add(np.ascontiguousarray(points, dtype=np.float32))
+    scores, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), 4)
+    drop = np.unique(positions[(scores >= same) & (positions >= 0)])
+    del index
+    return (np.delete(points, drop, axis=0) if len(drop) else points), int(len(drop))
+
+
+def hnsw_graphs(specs: list[str]) -> list[tuple[int, int]]:
+    """``M:efConstruction`` strings as (M, efConstruction) pairs; a one-line error naming one that is not."""
+    graphs = []
+    for spec in specs:
+        m, _, ef_construction = spec.partition(":")
+        if not (m.isdigit() and ef_construction.isdigit() and int(m) > 1 and int(ef_construction) > 0):
+            raise opt.fail(f"--scale-hnsw {spec!r}: expected M:efConstruction, such as 32:100")
+        graphs.append((int(m), int(ef_construction)))
+    return graphs
 
 
 def recall(found: np.ndarray, truth: np.ndarray, k: int = K) -> float:
@@ -335,6 +366,9 @@ def ann_command(
     scale_vectors: Annotated[Optional[Path], typer.Option(
         help="A scale point from `bench scale-point` (vectors.npy), swept instead of the synthetic one."),
     ] = None,
+    scale_hnsw: Annotated[list[str], typer.Option(
+        "--scale-hnsw", help="HNSW graphs built at the scale point, M:efConstruction (repeatable)."),
+    ] = ["32:100"],
     num_queries: Annotated[int, typer.Option(help="Queries per measurement (real ones, then noisy copies).")] = 1000,
     skip_opensearch: Annotated[bool, typer.Option(help="FAISS only.")] = False,
     quantized: Annotated[bool, typer.Option(help="Also sweep the quantized FAISS indices.")] = True,
@@ -353,6 +387,7 @@ def ann_command(
 
     console = Console()
     with opt.user_errors():
+        graphs = hnsw_graphs(scale_hnsw)  # before the hours of sweeping, not after
         beir = BeirCollection(collection)
         cached_faiss_index(beir, settings)
         encoder = Encoder.load(settings.encoder)
@@ -379,15 +414,20 @@ def ann_command(
                 if big.shape[1] != meta.dim:
                     raise ValueError(f"{scale_vectors}: {big.shape[1]}-dimensional vectors, the "
                                      f"encoder's are {meta.dim}-dimensional")
+                big, dropped = without_queries(big, real_queries)
+                sweep.notes.append(f"{dropped:,} of the scale point's vectors were the swept queries' own and "
+                                   "were left out of it")
+                console.print(sweep.notes[-1])
             else:
                 big = synthetic(vectors, scale)
-            points, big_truth = faiss_points(name, big, queries, meta, [(32, 100)], progress=console.print)
+            points, big_truth = faiss_points(name, big, queries, meta, graphs,
+                                             ef_search=SCALE_EF_SEARCH, progress=console.print)
             sweep.points += points
             if quantized:
                 sweep.points += quantized_points(name, big, queries, big_truth, meta,
                                                  oversample=tuple(oversample), progress=console.print)
     console.print(markdown(sweep))
-    lines = summary(sweep)
+    lines = [*sweep.notes, *summary(sweep)]
     for line in lines:
         console.print(line)
     if out:

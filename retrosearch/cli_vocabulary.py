@@ -200,11 +200,12 @@ MEANINGS: dict[str, str] = {
     "--skip-opensearch": "Leave out a benchmark's OpenSearch runs.",
     "--runtime-variants": "Also measure the ONNX Runtime (and other runtime) variants.",
     "--num-queries": "Queries per ANN measurement.",
+    "--scale-hnsw": "HNSW graphs built at the ANN scale point, M:efConstruction (repeatable).",
     "--scale": "Vectors of the ANN scale point (bench ann's synthetic one: 0 for none).",
     "--scale-vectors": "A scale point written by `bench scale-point` (vectors.npy), swept instead of the "
                        "synthetic one.",
     "--kind": "What the scale point embeds: passages, sentences, queries (repeatable).",
-    "--mixture-clusters": "Groups (k-means) of the scale point's generative model.",
+    "--mixture-clusters": "Groups (k-means) of the scale point's generative model; 0: one per 40 real vectors.",
     "--mixture-rank": "Principal directions per group of the scale point's generative model.",
     "--weight": "Dense weights of the hybrid grid (repeatable).",
     "--concurrency": "Client counts of the serving benchmark (comma-separated).",

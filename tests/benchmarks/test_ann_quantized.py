@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from retrosearch.benchmarks.ann import AnnSweep, markdown, quantized_points, recall
+from retrosearch.benchmarks.ann import AnnSweep, markdown, quantized_points, recall, without_queries
 from retrosearch.core.index import IndexMeta
 
 
@@ -32,10 +32,22 @@ def test_quantized_points_report_recall_and_bytes_per_vector():
     assert int8.memory_bytes_per_vector == 32 + (int8.index_bytes - 32 * 400) / 400
     assert binary.memory_bytes_per_vector < 8 and binary.disk_bytes_per_vector > 32  # 4 bytes + int8 store
     assert int8.disk_bytes_per_vector - int8.memory_bytes_per_vector == 4 * 32
-    sweep = AnnSweep("c", "m", 20, points)
+    sweep = AnnSweep("c", "m", 20, points, notes=["a note"])
     assert AnnSweep.from_dict(json.loads(json.dumps(sweep.as_dict()))) == sweep
     assert "B/vector memory" in markdown(sweep)
     assert recall(truth, truth) == 1.0
+
+
+def test_a_scale_point_loses_the_swept_queries_own_vectors_and_nothing_else():
+    rng = np.random.default_rng(1)
+    points = rng.standard_normal((500, 16)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    queries = np.vstack([points[[7, 300]], -points[:1]])  # two are in the point, one is not
+    kept, dropped = without_queries(points, queries)
+    assert dropped == 2 and len(kept) == 498
+    assert np.array_equal(kept, np.delete(points, [7, 300], axis=0))
+    near = points[:3] + 0.05 * points[3:6]  # cosine about 0.999 to rows 0-2: near them, none of them
+    assert without_queries(points, near / np.linalg.norm(near, axis=1, keepdims=True))[1] == 0
 
 
 @pytest.mark.integration

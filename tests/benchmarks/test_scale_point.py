@@ -13,6 +13,8 @@ from retrosearch.benchmarks.scale_point import (
     compare,
     embed_shards,
     fit_mixture,
+    groups_for,
+    held_out_check,
     nn_similarities,
     real_texts,
     sentences,
@@ -120,6 +122,19 @@ def test_generated_neighbourhoods_are_closer_to_real_ones_than_the_pairwise_mix(
     assert check["generated"]["ks_distance"] < 2 * check["real again"]["ks_distance"] + 0.02
     assert check["pairwise mix"]["ks_distance"] > 0.5
     assert len(check["real"]["nn_similarity"]) == len(check["quantiles"])
+
+
+def test_the_check_fits_on_one_half_and_measures_on_the_other():
+    real = _clustered(4000)
+    check, values = held_out_check(real, rank=4, sample=1500)
+    # one half fitted, with as many vectors per group as the full model would have
+    assert check["fitted_on"] == {"vectors": 2000, "groups": groups_for(2000), "rank": 4}
+    assert groups_for(4000) == 2 * groups_for(2000) and groups_for(4000, clusters=7) == 7
+    assert set(values) == {"real", "generated", "pairwise mix", "real again"} and len(values["real"]) == 1500
+    assert check["generated"]["ks_distance"] < 2 * check["real again"]["ks_distance"] + 0.03
+    assert check["pairwise mix"]["ks_distance"] > 0.5
+    # an explicit number of groups is halved for the half the check fits on
+    assert held_out_check(real, clusters=40, rank=4, sample=500)[0]["fitted_on"]["groups"] == 20
 
 
 def test_the_scale_point_holds_the_real_vectors_then_generated_ones(tmp_path):

@@ -415,8 +415,8 @@ def ann_command(
                     raise ValueError(f"{scale_vectors}: {big.shape[1]}-dimensional vectors, the "
                                      f"encoder's are {meta.dim}-dimensional")
                 big, dropped = without_queries(big, real_queries)
-                sweep.notes.append(f"{dropped:,} of the scale point's vectors were the swept queries' own and "
-                                   "were left out of it")
+                sweep.notes.append(f"{dropped:,} of the scale point's vectors were {beir.name}'s queries' own "
+                                   "(the swept queries come from them) and were left out of it")
                 console.print(sweep.notes[-1])
             else:
                 big = synthetic(vectors, scale)

@@ -470,19 +470,24 @@ def vectors_command(
                        "leave out --dimensions")
     with opt.user_errors():
         dims = [int(d) for d in matryoshka_dims.split(",") if d.strip()]
-        rows = quantization_settings(oversample)
-        models: dict[str, Path] = {}
-        if finetune_steps:
-            if train_collection is None:
-                raise opt.fail("--finetune-steps needs --train-collection (a BEIR folder with a train split)")
-            rows += dimension_settings(seed, dims)
-            models = ensure_finetunes(train_collection, out, seed, finetune_steps, settings.encoder.model,
-                                      dims, progress=console.print)
+        if finetune_steps and train_collection is None:
+            raise opt.fail("--finetune-steps needs --train-collection (a BEIR folder with a train split)")
         about = {"model": settings.encoder.model, "split": split, "cpus": os.cpu_count(),
                  "finetune_steps": finetune_steps, "train_collection": str(train_collection or "")}
         store = CellStore(out / "vectors.json", about=about)
         for root in collection:
-            run_collection(root, settings, rows, store, split, models=models, progress=console.print)
+            run_collection(root, settings, quantization_settings(oversample), store, split, progress=console.print)
+        # Seed by seed: its two fine-tunes, then their cells, so an interrupted run keeps whole seeds and
+        # a seed whose cells are all in vectors.json is not trained again (its models may be long gone).
+        for one in seed if finetune_steps else []:
+            rows = dimension_settings([one], dims)
+            names = [BeirCollection(root).name for root in collection]
+            if all(cell_key(name, row) in store for name in names for row in rows):
+                continue
+            models = ensure_finetunes(train_collection, out, [one], finetune_steps, settings.encoder.model, dims,
+                                      progress=console.print)
+            for root in collection:
+                run_collection(root, settings, rows, store, split, models=models, progress=console.print)
     lines = write_outputs(store, out)
     console.print(markdown(store.by_collection()), soft_wrap=True)  # table rows stay on one line each
     for line in lines:

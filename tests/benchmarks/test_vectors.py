@@ -196,3 +196,32 @@ def test_the_finetune_arguments_parse_as_the_train_finetune_command():
     context = finetune.make_context("finetune", command[2:])
     assert context.params["steps"] == 200 and context.params["seed"] == 3
     assert context.params["matryoshka_dimensions"] == "384,128" and context.params["eval_split"] == ""
+
+
+def test_the_command_trains_seed_by_seed_and_never_again_for_recorded_cells(tiny_collection, tmp_path, monkeypatch):
+    """The packaged model stands in for the fine-tunes (their training is `train finetune`'s own test)."""
+    from typer.testing import CliRunner
+
+    from retrosearch.benchmarks import vectors
+    from retrosearch.cli import app
+
+    monkeypatch.setenv("RETROSEARCH_CACHE", str(tmp_path / "cache"))
+    trained: list[list[int]] = []
+
+    def fake_finetunes(_collection, _out, seeds, *_args, **_kwargs):
+        trained.append(list(seeds))
+        return {vectors.finetune_name(m, s): Path("minilm") for s in seeds for m in (True, False)}
+
+    monkeypatch.setattr(vectors, "ensure_finetunes", fake_finetunes)
+    command = ["bench", "vectors", "--collection", str(tiny_collection), "--out", str(tmp_path / "out"),
+               "--oversample", "1", "--finetune-steps", "1", "--train-collection", str(tiny_collection),
+               "--seed", "1", "--seed", "2", "--matryoshka-dims", "384,64"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert trained == [[1], [2]]  # one seed at a time
+    cells = json.loads((tmp_path / "out" / "vectors.json").read_text())["cells"]
+    assert {c["setting"]["seed"] for c in cells.values()} == {None, 1, 2} and len(cells) == 5 + 2 * 4  # ivfpq: too few documents
+    # every cell recorded: a rerun (its models gone, say) trains nothing
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert trained == [[1], [2]]

@@ -343,10 +343,12 @@ def plot(sweep: AnnSweep, path: Path) -> None:
             family = p.backend + "".join(f" {k}={v}" for k, v in p.params.items() if k in ("M", "efC"))
             family += " no rescoring" if p.params.get("rescore") == "no" else ""
             families.setdefault(family, []).append(p)
-        for family, rows in families.items():
+        colours = plt.get_cmap("tab20").colors  # a sweep has more families than the default ten colours
+        for number, (family, rows) in enumerate(families.items()):
             rows = sorted(rows, key=lambda p: p.recall_at_10)
             style = "*" if family == "faiss-flat" else "o-"
-            ax.plot([p.recall_at_10 for p in rows], [p.queries_per_s for p in rows], style, label=family, markersize=5)
+            ax.plot([p.recall_at_10 for p in rows], [p.queries_per_s for p in rows], style, label=family,
+                    markersize=5, color=colours[number % len(colours)])
         ax.set_yscale("log")
         ax.set_xlabel("recall@10 (of exact top 10)")
         ax.set_ylabel("queries/s (one batch)")

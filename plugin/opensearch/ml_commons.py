@@ -147,19 +147,30 @@ def wait_deployed(client: OpenSearch, model_id: str, timeout_s: float = 120.0) -
         time.sleep(0.5)
 
 
-def deploy_remote(client: OpenSearch, model_id: str, timeout_s: float = 120.0) -> None:
-    """Deploy a remote model and wait until it is DEPLOYED; a deployment that failed only because a
-    node had not read the master key yet (each node decrypts the connector's credentials) is redone."""
+def deploy_remote(client: OpenSearch, model_id: str, under_way: bool = False, timeout_s: float = 120.0) -> None:
+    """Wait until a remote model is DEPLOYED, deploying it unless a deployment is ``under_way``.
+
+    Every node decrypts the connector's credentials with ml-commons' master key when it deploys,
+    and a node that has not read the key yet fails (see :data:`MASTER_KEY_WAIT_S`): a failed
+    deployment is redone until ``timeout_s``, then its error is raised. ml-commons answers
+    "Duplicate deploy model task" where a deployment is already running; that one is waited for.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
-        task = client.plugins.ml.deploy_model(model_id=model_id)
         try:
-            wait_for_task(client, task["task_id"], f"deploying model {model_id}", timeout_s)
-            wait_deployed(client, model_id, timeout_s)
+            if not under_way:
+                task = client.plugins.ml.deploy_model(model_id=model_id)
+                try:
+                    wait_for_task(client, task["task_id"], f"deploying model {model_id}", timeout_s)
+                except ConnectError as exc:
+                    if "duplicate deploy model task" not in str(exc).lower():
+                        raise
+            wait_deployed(client, model_id, max(deadline - time.monotonic(), 1.0))
             return
-        except ConnectError as exc:
-            if "master key" not in str(exc).lower() or time.monotonic() > deadline:
+        except ConnectError:
+            if time.monotonic() > deadline:
                 raise
+        under_way = False
         time.sleep(2.0)
 
 
@@ -187,10 +198,11 @@ def ensure_remote_model(
         response = client.plugins.ml.register_model(
             body={"name": name, "function_name": "remote", "model_group_id": group_id, "connector_id": connector_id,
                   "description": f"{service.model} ({service.dim} dims), {mode} template, via {service.url}"},
+            params={"deploy": "true"},
         )
         wait_for_task(client, response["task_id"], f"registering {name!r}")
         model_id, created = response["model_id"], True
-        deploy_remote(client, model_id)
+        deploy_remote(client, model_id, under_way=True)
     return RemoteModel(mode=mode, name=name, model_id=model_id, connector_id=connector_id, created=created)
 
 

@@ -124,3 +124,51 @@ def test_other_errors_and_a_key_that_never_comes_are_raised(monkeypatch: pytest.
     with pytest.raises(os_exc.TransportError) as caught:
         ml_commons.retry_master_key(failing(_master_key_timeout()), timeout_s=0.0)
     assert ml_commons.master_key_pending(caught.value) and len(calls) == 1
+
+
+class _FakeMl:
+    """ml-commons' deploy, task and model calls, answering from scripted lists (a unit test of our retry logic)."""
+
+    def __init__(self, task_states: list[dict], model_states: list[str]) -> None:
+        self.task_states, self.model_states, self.deploys = task_states, model_states, 0
+
+    def deploy_model(self, model_id: str) -> dict:
+        self.deploys += 1
+        return {"task_id": f"t{self.deploys}"}
+
+    def get_task(self, task_id: str) -> dict:
+        return self.task_states.pop(0)
+
+    def get_model(self, model_id: str) -> dict:
+        return {"model_state": self.model_states.pop(0) if len(self.model_states) > 1 else self.model_states[0]}
+
+
+def _client(ml: _FakeMl):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(plugins=SimpleNamespace(ml=ml))
+
+
+def test_a_deployment_under_way_is_waited_for_and_a_failed_one_redone(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(ml_commons.time, "sleep", lambda _s: None)
+    # registered with deploy=true: nothing more is deployed while it comes up
+    ml = _FakeMl([], ["REGISTERED", "DEPLOYING", "DEPLOYED"])
+    ml_commons.deploy_remote(_client(ml), "m", under_way=True)
+    assert ml.deploys == 0
+    # the first deployment failed on a node that had not read the master key: deployed again
+    failed = {"state": "FAILED", "error": '{"node-2": "Fetching master key timed out."}'}
+    ml = _FakeMl([failed, {"state": "COMPLETED"}], ["DEPLOYED"])
+    ml_commons.deploy_remote(_client(ml), "m")
+    assert ml.deploys == 2
+    # another deployment is running: ours is refused as a duplicate, and that one is waited for
+    duplicate = {"state": "FAILED", "error": '{"node-1": "Duplicate deploy model task"}'}
+    ml = _FakeMl([duplicate], ["DEPLOYING", "DEPLOYED"])
+    ml_commons.deploy_remote(_client(ml), "m")
+    assert ml.deploys == 1
+
+
+def test_a_deployment_that_keeps_failing_is_raised_with_its_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(ml_commons.time, "sleep", lambda _s: None)
+    ml = _FakeMl([{"state": "FAILED", "error": "connector refused"}], ["DEPLOY_FAILED"])
+    with pytest.raises(ml_commons.ConnectError, match="connector refused"):
+        ml_commons.deploy_remote(_client(ml), "m", timeout_s=0.0)

@@ -73,6 +73,8 @@ def test_index_search_and_eval_agree(small_scifact: Path, built_index: Path, tmp
     assert a["config"]["backend"] == "faiss-flat" and a["config"]["split"] == "test"
     # 20 real queries against their own relevant abstracts plus 60 distractors: a real model ranks well.
     assert a["ndcg@10"] > 0.6
+    # a trained encoder keeps different queries apart (a collapsed one would be near 1)
+    assert 0.0 < a["query_cosine"] < 0.5 and a["query_cosine"] == pytest.approx(b["query_cosine"], abs=1e-6)
 
 
 def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, built_index: Path,

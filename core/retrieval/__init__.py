@@ -22,6 +22,7 @@ _EXPORTS = {
     "EvalResult": "evaluation",
     "evaluate": "evaluation",
     "versions": "evaluation",
+    "mean_cosine": "spread",
     "MEASURES": "metrics",
     "evaluate_run": "metrics",
 }

@@ -14,6 +14,7 @@ from retrosearch.core.encoder import Encoder
 from retrosearch.core.index import SearchHits, SearchMode, VectorIndex, mode_needs_vectors
 from retrosearch.core.retrieval.indexing import build_index
 from retrosearch.core.retrieval.metrics import evaluate_run
+from retrosearch.core.retrieval.spread import mean_cosine
 
 
 def versions() -> dict[str, str]:
@@ -40,11 +41,14 @@ class EvalResult:
     encoder_stats: dict[str, float] = field(default_factory=dict)
     hits: SearchHits | None = None
     query_ids: list[str] = field(default_factory=list)
+    #: mean cosine between the judged queries' vectors (near 1: a collapsed encoder); None without vectors
+    query_cosine: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract: figures at the top level, then counts, timings and configuration."""
         return {
             **{k: round(v, 6) for k, v in self.figures.items()},
+            "query_cosine": None if self.query_cosine is None else round(self.query_cosine, 6),
             "num_queries": self.num_queries,
             "num_docs": self.num_docs,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -128,5 +132,6 @@ def evaluate(
         encoder_stats=encoder.stats.as_dict(),
         hits=hits,
         query_ids=query_ids,
+        query_cosine=None if query_vectors is None else mean_cosine(query_vectors),
     )
 

@@ -41,6 +41,9 @@ from retrosearch.trainers.harness.events import EVENTS_FILE, EventType, read_eve
 
 Echo = Callable[[str], None]
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
+#: Read where a run has them (means only): the queries' mean cosine after fine-tuning, and NDCG@10
+#: and that cosine of the pretrained model before it (with ``stages.evaluate.after_pretrain``).
+SPREAD_COLUMNS = ("query_cosine", "pretrained ndcg@10", "pretrained query_cosine")
 
 
 class Variant(StrictModel):
@@ -197,6 +200,12 @@ def run_figures(records: list[Record]) -> dict[str, Any]:
     by_name = {r.name: r for r in records}
     evaluate = by_name.get("evaluate")
     out: dict[str, Any] = {m: (evaluate.figures.get(m) if evaluate else None) for m in METRICS}
+    if evaluate is not None:
+        # How far apart the queries' vectors are, after fine-tuning and (with after_pretrain) before it
+        out["query_cosine"] = evaluate.figures.get("query_cosine")
+        before = evaluate.figures.get("pretrained")
+        if isinstance(before, dict):
+            out["pretrained"] = {k: before.get(k) for k in (*METRICS, "query_cosine")}
     for stage in ("pretrain", "finetune"):
         record = by_name.get(stage)
         if record is not None and record.status != "off":
@@ -209,6 +218,14 @@ def run_figures(records: list[Record]) -> dict[str, Any]:
                 "resumed_from_step": figures.get("resumed_from_step"),
             }
     return out
+
+
+def figure(figures: dict[str, Any], column: str) -> float | None:
+    """One run's ``column``: a metric or ``query_cosine``, or ``pretrained <that>`` for the model
+    before fine-tuning; None when the run did not measure it."""
+    if column.startswith("pretrained "):
+        return (figures.get("pretrained") or {}).get(column.removeprefix("pretrained "))
+    return figures.get(column)
 
 
 def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> list[dict[str, Any]]:
@@ -225,6 +242,10 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                 values = [r["figures"][metric] for r in runs if r["figures"].get(metric) is not None]
                 row[metric] = statistics.fmean(values) if values else None
                 row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else None
+            for column in SPREAD_COLUMNS:
+                values = [v for r in runs if (v := figure(r["figures"], column)) is not None]
+                if values:
+                    row[column] = statistics.fmean(values)
             if experiment.baseline is not None and name != experiment.baseline:
                 base = [r for r in results if r["collection"] == collection and r["variant"] == experiment.baseline]
                 row["paired"] = {metric: paired_difference(runs, base, metric) for metric in METRICS}

@@ -7,9 +7,11 @@ from typing import Any
 
 from retrosearch.benchmarks.docs_block import relative_folder, splice
 from retrosearch.benchmarks.plots import pyplot, save
-from retrosearch.pipeline.experiment import METRICS
+from retrosearch.pipeline.experiment import METRICS, SPREAD_COLUMNS, figure
 
 PLOT = "ndcg.png"
+#: Headers of the spread columns, shown when some run has them (a mean cosine near 1: collapsed vectors).
+SPREAD = dict(zip(SPREAD_COLUMNS, ("query cos", "NDCG@10 before FT", "query cos before FT"), strict=True))
 LOSS_PLOT = "pretraining-loss.png"
 
 
@@ -63,13 +65,15 @@ def table(payload: dict[str, Any]) -> list[str]:
     difference to the baseline paired by seed when the experiment names one."""
     baseline = _baseline_label(payload)
     paired = _paired_metrics(payload) if baseline else []
-    extra = [f"{metric} vs {baseline}" for metric in paired]
+    spread = [c for c in SPREAD if any(c in row for row in payload["summary"])]
+    extra = [f"{metric} vs {baseline}" for metric in paired] + [SPREAD[c] for c in spread]
     lines = [
         "| collection | variant | seeds | " + " | ".join([*METRICS, *extra]) + " | pretraining | fine-tuning |",
         "|---|---|---|" + "---|" * (len(METRICS) + len(extra)) + "---|---|",
     ]
     for row in payload["summary"]:
-        cells = [_cell(row, m) for m in METRICS] + [_difference(row, m) for m in paired]
+        cells = ([_cell(row, m) for m in METRICS] + [_difference(row, m) for m in paired]
+                 + [_mean_sd(row.get(c), None) for c in spread])
         lines.append(
             f"| {row['collection']} | {row['label']} | {row['n']} | " + " | ".join(cells)
             + f" | {_cost(row, 'pretrain')} | {_cost(row, 'finetune')} |"
@@ -87,11 +91,14 @@ def _settings(payload: dict[str, Any]) -> list[str]:
 
 
 def _per_seed(payload: dict[str, Any]) -> list[str]:
-    lines = ["| collection | variant | seed | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
+    spread = [c for c in SPREAD if any(figure(run["figures"], c) is not None for run in payload["runs"])]
+    columns = [*METRICS, *spread]
+    lines = ["| collection | variant | seed | " + " | ".join([*METRICS, *(SPREAD[c] for c in spread)]) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
     for run in payload["runs"]:
-        figures = run["figures"]
+        values = [figure(run["figures"], c) for c in columns]
         lines.append(f"| {run['collection']} | {run['variant']} | {run['seed'] if run['seed'] is not None else '-'} | "
-                     + " | ".join("-" if figures.get(m) is None else f"{figures[m]:.4f}" for m in METRICS) + " |")
+                     + " | ".join("-" if v is None else f"{v:.4f}" for v in values) + " |")
     return lines
 
 

@@ -408,7 +408,10 @@ class EvaluateStage(Stage):
             split=cfg.split, top_k=cfg.top_k, settings=settings,
         )
         write_json(out, result.as_dict())
-        return {k: round(v, 4) for k, v in result.figures.items()}
+        figures = {k: round(v, 4) for k, v in result.figures.items()}
+        if result.query_cosine is not None:
+            figures["query_cosine"] = round(result.query_cosine, 4)
+        return figures
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
         out = self.folder / f"eval-{self.section.split}.json"

@@ -208,6 +208,9 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     })
     results = [_result("zero", None, 0.5), _result("ft", 1, 0.6), _result("ft", 2, 0.7), _result("ft", 3, 0.8),
                _result("pt", 2, 0.72), _result("pt", 1, 0.65), _result("pt", 3, 0.86)]
+    for run, cosine in zip(results[4:], (0.3, 0.2, 0.4)):  # pt's spread, after and before fine-tuning
+        run["figures"]["query_cosine"] = cosine
+        run["figures"]["pretrained"] = {"ndcg@10": 0.1, "query_cosine": cosine + 0.5}
     rows = summarise(results, config)
     zero, ft, pt = rows
     assert zero["n"] == 1 and zero["ndcg@10"] == 0.5 and zero["ndcg@10 sd"] is None
@@ -219,6 +222,8 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert pt["baseline"]["mean"] == pytest.approx(0.13 / 3) and pt["baseline"]["n"] == 3
     assert pt["baseline"]["sd"] == pytest.approx(0.0208167, abs=1e-6)  # sd of the differences, not of the arms
     assert zero["baseline"]["mean"] == pytest.approx(-0.2) and zero["baseline"]["sd"] == pytest.approx(0.1)
+    assert pt["query_cosine"] == pytest.approx(0.3) and pt["pretrained query_cosine"] == pytest.approx(0.8)
+    assert pt["pretrained ndcg@10"] == pytest.approx(0.1) and "query_cosine" not in ft
 
     for run in results:  # the pretrained arm's loss curves, read from its events in a real run
         if run["variant"] == "pt":
@@ -240,6 +245,11 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     # every metric paired by seed: MRR@10 moves with NDCG@10 here, Recall@100 not at all
     assert "| 0.9000 ± 0.0000 | +0.0433 ± 0.0208 | +0.0433 ± 0.0208 | +0.0000 ± 0.0000 |" in text
     assert "- c/zero: no training" in text
+    # the spread columns, shown because a run has them; "-" where a run did not measure them
+    assert "| query cos | NDCG@10 before FT | query cos before FT | pretraining |" in text
+    assert "| +0.0433 ± 0.0208 | +0.0000 ± 0.0000 | 0.3000 | 0.1000 | 0.8000 |" in text
+    assert "| c | pt | 1 | 0.6500 | 0.7500 | 0.9000 | 0.2000 | 0.1000 | 0.7000 |" in text
+    assert "| c | ft | 1 | 0.6000 | 0.7000 | 0.9000 | - | - | - |" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
     assert (out / "pretraining-loss.png").stat().st_size > 10_000
     assert "![Pretraining loss](pretraining-loss.png)" in text
@@ -284,6 +294,7 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     assert all((m / "retrosearch.json").is_file() for m in models) and len(models) == 2
     assert first["figures"]["finetune"]["steps"] == base["stages"]["finetune"]["steps"]
     assert first["figures"]["finetune"]["tokens_per_s"] > 0
+    assert -1.0 <= first["figures"]["query_cosine"] <= 1.0  # the spread of the fine-tuned model's queries
     held_out = (Path(first["work_dir"]) / "collection" / "qrels" / "test.tsv").read_text()
     assert len({line.split("\t")[0] for line in held_out.splitlines()[1:]}) == 6
     rows = {r["variant"]: r for r in payload["summary"]}

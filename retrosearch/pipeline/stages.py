@@ -390,19 +390,31 @@ class EvaluateStage(Stage):
         mined_with_it = stages.mine.enabled and stages.mine.model == "pretrained"
         return self.section.after_pretrain and not mined_with_it and stages.pretrain.method != "none"
 
+    def pretrained_pooling(self) -> str | None:
+        """The pooling the pretrained model is scored with: the fine-tuning's when it sets one, so the
+        figures before fine-tuning are those of the vectors fine-tuning starts from."""
+        finetune = self.pipeline.stages.finetune
+        return finetune.pooling if self.scores_pretrain() and finetune.enabled else None
+
     def extra_settings(self) -> dict[str, Any]:
-        return {"score_pretrained": self.scores_pretrain()}
+        extra: dict[str, Any] = {"score_pretrained": self.scores_pretrain()}
+        if (pooling := self.pretrained_pooling()) is not None:  # only when set: other recipes keep their keys
+            extra["pretrained_pooling"] = pooling
+        return extra
 
     def input_files(self) -> dict[str, Path]:
         return self.collection_files(self.section.split)
 
-    def _evaluate(self, model: str, out: Path) -> dict[str, float]:
+    def _evaluate(self, model: str, out: Path, pooling: str | None = None) -> dict[str, float]:
         # lazy: keeps torch, faiss, transformers out of importing this module
         from retrosearch.core.encoder import Encoder
         from retrosearch.core.retrieval import evaluate
 
         cfg = self.section
-        settings = Settings(encoder=self.encoder_settings(model))
+        encoder = self.encoder_settings(model)
+        if pooling is not None:
+            encoder = encoder.model_copy(update={"pooling": pooling})
+        settings = Settings(encoder=encoder)
         result = evaluate(
             BeirCollection(self.pipeline.collection_dir()), Encoder.load(settings.encoder), cfg.backend,
             split=cfg.split, top_k=cfg.top_k, settings=settings,
@@ -418,7 +430,8 @@ class EvaluateStage(Stage):
         figures: dict[str, Any] = self._evaluate(_model_of(upstream, "finetune"), out)
         if self.scores_pretrain():
             pretrained = self.folder / f"eval-pretrained-{self.section.split}.json"
-            figures["pretrained"] = self._evaluate(_model_of(upstream, "pretrain"), pretrained)
+            figures["pretrained"] = self._evaluate(_model_of(upstream, "pretrain"), pretrained,
+                                                   self.pretrained_pooling())
         return StageResult({"eval": str(out)}, hash_json(figures), figures)
 
 

@@ -71,3 +71,20 @@ def test_training_progress_comes_from_the_run_events(stages):
     append_event(run, EventType.CHECKPOINT, 3, path=str(run / "checkpoint_000000"))
     append_event(run, EventType.CHECKPOINT, 6, path=str(run / "checkpoint_000001"))
     assert stage.checkpoint_step() == 6 and stage.progress() == "checkpoint at step 6"
+
+
+def test_the_pretrained_model_is_scored_with_the_fine_tunings_pooling(tmp_path):
+    def evaluate_stage(**finetune):
+        data = tiny_pipeline(tmp_path / "collection", tmp_path / "encoder", tmp_path / "work")
+        data["stages"]["mine"]["model"] = "start"  # not mined by the pretrained model: evaluate scores it
+        data["stages"]["evaluate"]["after_pretrain"] = True
+        data["stages"]["finetune"].update(finetune)
+        return {s.name: s for s in build_stages(parse_config(data))}["evaluate"]
+
+    plain, mean = evaluate_stage(), evaluate_stage(pooling="mean")
+    assert plain.scores_pretrain() and mean.scores_pretrain()
+    # the figures before fine-tuning read the vectors fine-tuning starts from ...
+    assert mean.pretrained_pooling() == "mean" and mean.extra_settings()["pretrained_pooling"] == "mean"
+    # ... and a pipeline that sets no pooling keeps the settings (so the recipe key) it had before
+    assert plain.pretrained_pooling() is None and plain.extra_settings() == {"score_pretrained": True}
+    assert evaluate_stage(pooling="mean", enabled=False).pretrained_pooling() is None

@@ -7,6 +7,7 @@ import enum
 import functools
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -300,8 +301,10 @@ def field_option(info: FieldInfo, names: tuple[str, ...], help: str | None = Non
     option reads the same wherever the field is set from the command line. A ``required`` option
     has no None default: the command line must name it. ``deprecated`` are its old spellings.
     """
-    kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
-    base = kinds[0] if len(kinds) == 1 else info.annotation
+    base = info.annotation
+    if typing.get_origin(base) in (typing.Union, types.UnionType):  # X | None: the option's type is X
+        kinds = [a for a in typing.get_args(base) if a is not type(None)]
+        base = kinds[0] if len(kinds) == 1 else base
     text, shown = split_default(help or info.description or "")
     text = text.rstrip(".") + "."
     if shown is None and all(info.default is not v for v in (None, False, PydanticUndefined)):

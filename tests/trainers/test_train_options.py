@@ -163,3 +163,12 @@ def test_a_training_worker_takes_one_gpu_or_none(tmp_path):
     result = CliRunner().invoke(app, ["train", "retromae", "--corpus", _corpus(tmp_path), "--out", str(tmp_path / "o"),
                                       "--gpus-per-worker", "2"])
     assert result.exit_code == 2 and "--gpus-per-worker 2: a training worker uses 0 or 1 GPU" in result.output
+
+
+@pytest.mark.parametrize("command", ["retromae", "mlm"])
+def test_a_repeated_corpus_reads_every_one_in_turn(capture, tmp_path, command):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, second = _corpus(tmp_path / "a"), _corpus(tmp_path / "b")
+    got = _run("train", command, "--corpus", first, "--corpus", second, "--out", str(tmp_path / "o"))
+    assert got.method.corpus == [first, second]  # not only the last one given
+    assert _run("train", command, "--corpus", first, "--out", str(tmp_path / "o")).method.corpus == [first]

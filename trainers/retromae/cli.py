@@ -11,9 +11,10 @@ from retrosearch.trainers.retromae.config import RetroMAEConfig
 
 #: What every masked-LM pretraining reads (RetroMAE's and MLM's commands alike).
 CORPUS_OPTIONS = (
-    # One on the command line; several (read in turn) from the --config file's method.corpus list.
-    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset", type=str,
-                required=True),
+    # Repeated for several, read in turn (as the --config file's method.corpus list is): a flag
+    # given twice must not silently keep only its last value.
+    FieldOption("corpus", help="JSONL/Parquet corpus, BEIR folder or save_to_disk dataset; repeat for "
+                "several, read in turn", type=list[str], required=True),
     FieldOption("max_length", help="Tokens per block, specials included"),
     FieldOption("masking"),
     FieldOption("text_field", help="Field holding the text"),

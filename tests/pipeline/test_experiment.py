@@ -129,15 +129,21 @@ def test_the_example_experiment_expands_to_valid_pipelines():
 
 
 def test_the_from_scratch_experiment_compares_objectives_on_the_same_start_and_tokens():
-    from retrosearch.pipeline.stages import PretrainStage
+    from retrosearch.pipeline.stages import EvaluateStage, PretrainStage
 
     config = load_experiment(REPO / "examples" / "pretraining-from-scratch.yaml")
     runs = expand(config)
-    assert len(runs) == 4 * 3 * 2  # arms x seeds x collections: every arm trains, so every seed runs
+    assert len(runs) == 4 * 2 * 3 * 2  # arms x readouts x seeds x collections: every arm trains
     assert {r.pipeline.stages.pretrain.method for r in runs} == {"none", "mlm", "retromae", "dupmae"}
+    assert config.baseline == "mlm-mean"
     for run in runs:  # each seed its own initial weights, the same for every arm of that seed
         assert run.pipeline.model == f"random:bert-small@{run.seed}"
-        assert run.pipeline.stages.mine.model == "minilm" and run.pipeline.stages.finetune.pooling == "cls"
+        assert run.pipeline.stages.mine.model == "minilm"
+        assert run.pipeline.stages.finetune.pooling == run.variant.rsplit("-", 1)[1]  # cls | mean
+        # scored before fine-tuning too (the pretrained arms), read as its fine-tuning reads it
+        evaluate = EvaluateStage(run.pipeline)
+        expected = run.pipeline.stages.finetune.pooling if run.pipeline.stages.pretrain.method != "none" else None
+        assert evaluate.pretrained_pooling() == expected
     pretrained = [r for r in runs if r.pipeline.stages.pretrain.method != "none"]
     corpora = {tuple(PretrainStage(r.pipeline).corpora()) for r in pretrained}
     assert len(corpora) == 1 and len(next(iter(corpora))) == 4  # every shared collection's passages
@@ -147,11 +153,12 @@ def test_the_from_scratch_experiment_compares_objectives_on_the_same_start_and_t
     for seed in config.seeds:
         sections = [r.pipeline.stages.pretrain for r in pretrained if r.seed == seed]
         assert len({tuple(getattr(s, k) for k in same) for s in sections}) == 1
-    # one pretraining per arm and seed: the two collections' pretrain stages have the same key
+    # one pretraining per objective and seed: both collections and both readouts share its key
     keys = {}
     for run in pretrained:
         stage = PretrainStage(run.pipeline)
-        keys.setdefault((run.variant, run.seed), set()).add(json.dumps(stage.settings(), sort_keys=True))
+        keys.setdefault((run.pipeline.stages.pretrain.method, run.seed), set()).add(
+            json.dumps(stage.settings(), sort_keys=True))
     assert all(len(k) == 1 for k in keys.values()) and len(keys) == 9
     # fine-tuning as the committed experiment's: SciFact's train split, Cranfield's held-out half
     assert {r.pipeline.stages.finetune.split for r in runs} == {"train"}

@@ -191,6 +191,7 @@ MEANINGS: dict[str, str] = {
     "--train-collection": "The BEIR folder whose train split a benchmark's fine-tunes learn from.",
     # Pipelines and experiments.
     "--list": "Print the runs and run nothing.",
+    "--only": "Run only the runs whose label matches this glob (repeatable); report the others when finished.",
     "--report-only": "Run nothing: report the runs finished so far (their manifests and the results file).",
     "--examples": "Example queries to show.",
     # Benchmarks.

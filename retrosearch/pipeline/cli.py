@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -90,6 +90,11 @@ def experiment(
         help="Run nothing: the results and report of the runs finished so far (from their manifests, "
         "else the results file).",
     )] = False,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only",
+        help="Run only the runs whose label (collection/variant/seed-N, as --list prints it) matches this "
+        "glob, e.g. '*/seed-2'; repeatable. The others are reported when finished and left otherwise.",
+    )] = None,
 ) -> None:
     """Run pipelines as variants x seeds x collections, then write the table, plot and results JSON."""
     # lazy: keeps orjson, yaml out of CLI start-up
@@ -98,6 +103,7 @@ def experiment(
         expand,
         load_experiment,
         run_experiment,
+        select,
         write_results,
     )
     from retrosearch.pipeline.experiment_report import write_report
@@ -105,8 +111,9 @@ def experiment(
     with opt.user_errors():
         config = load_experiment(experiment_file)
         runs = expand(config, str(experiment_file))
+        selected = select(runs, only or [])
     if list_runs:
-        for run in runs:
+        for run in selected:
             typer.echo(f"{run.label}: {run.pipeline.work_dir}")
         return
     page = docs_page
@@ -118,7 +125,7 @@ def experiment(
                 raise opt.fail(f"{experiment_file}: no run has finished yet (run the experiment first)")
             write_results(config, payload)
         else:
-            payload = run_experiment(config, runs, _echo)
+            payload = run_experiment(config, runs, _echo, selected)
         summary = write_report(payload, config.out, command, page)
     table = Table(title=f"experiment {config.name}", title_justify="left")
     for column in ("collection", "variant", "seeds", "ndcg@10", "sd"):

@@ -14,9 +14,10 @@ training resumes.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,15 +344,33 @@ def _kept(run: Run, recorded: dict[tuple[str, str, int | None], dict[str, Any]],
     return old if old is not None and old["key"] == key else None
 
 
-def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print) -> dict[str, Any]:
-    """Run (or skip) every run; the results file is rewritten after each, so an interrupted
-    experiment keeps what it finished.
+def select(runs: list[Run], patterns: Sequence[str]) -> list[Run]:
+    """The runs whose label (``collection/variant[/seed-N]``, as ``--list`` prints it) matches one of
+    the glob ``patterns``; every run when there are none. A pattern that matches no run is an error
+    (a typo would otherwise run nothing and say nothing)."""
+    if not patterns:
+        return list(runs)
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(r.label, p) for r in runs)]
+    if unmatched:
+        raise PipelineConfigError(
+            f"--only {', '.join(unmatched)}: no run's label matches (labels look like {runs[0].label}; "
+            "--list prints them all)")
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.label, p) for p in patterns)]
+
+
+def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print,
+                   selected: list[Run] | None = None) -> dict[str, Any]:
+    """Run (or skip) every run, or only the ``selected`` ones; the results file is rewritten after
+    each, so an interrupted experiment keeps what it finished.
 
     A run the results file already holds with the same recipe key is kept from there, not run
     again: the file is the experiment's record, and it outlives the work dir (a lost machine, a
-    cleaned disk), so a long grid can go on from wherever its record was last committed.
+    cleaned disk), so a long grid can go on from wherever its record was last committed. A run
+    outside ``selected`` is reported when it is finished (its manifests, else the record) and
+    otherwise left for another time, so the record keeps every cell while a part of the grid runs.
     """
     recorded = recorded_results(experiment)
+    chosen = {id(r) for r in (runs if selected is None else selected)}
     results: list[dict[str, Any]] = []
     payload: dict[str, Any] = {}
     for number, run in enumerate(runs, start=1):
@@ -361,6 +380,13 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
             echo(f"[experiment] {number}/{len(runs)} {run.label}: kept from {experiment.out / 'results.json'} "
                  "(the same recipe; delete the run there to run it again)")
             results.append(kept)
+            continue
+        if id(run) not in chosen:
+            records = finished(run.pipeline, _peers(run, runs))
+            if records is not None:
+                results.append({**_result(run, records), "key": key})
+            echo(f"[experiment] {number}/{len(runs)} {run.label}: "
+                 + ("finished earlier" if records is not None else "not selected (--only): left for another time"))
             continue
         echo(f"[experiment] {number}/{len(runs)} {run.label}")
         results.append({**_result(run, run_pipeline(run.pipeline, echo, peers=_peers(run, runs))), "key": key})

@@ -94,6 +94,20 @@ def test_a_variant_can_run_on_some_collections_and_seeds_only(tmp_path):
     assert rows == {("a", "finetune"): 3, ("b", "finetune"): 3, ("b", "long"): 2}
 
 
+def test_only_selects_runs_by_their_label(tmp_path):
+    from retrosearch.pipeline.experiment import select
+
+    pipeline_file = write_pipeline(tmp_path / "tiny.yaml", tiny_pipeline(tmp_path / "c", tmp_path / "e", tmp_path / "w"))
+    runs = expand(load_experiment(_experiment(tmp_path, pipeline_file)))
+    labels = [r.label for r in runs]
+    assert labels == ["tiny/zero-shot", "tiny/finetune/seed-1", "tiny/finetune/seed-2"]
+    assert [r.label for r in select(runs, [])] == labels
+    assert [r.label for r in select(runs, ["*/seed-2"])] == ["tiny/finetune/seed-2"]
+    assert [r.label for r in select(runs, ["tiny/zero-shot", "*/seed-1"])] == labels[:2]
+    with pytest.raises(PipelineConfigError, match=r"--only \*/seed-9: no run's label matches"):
+        select(runs, ["*/seed-1", "*/seed-9"])
+
+
 def test_bad_experiments_name_the_file_and_key(tmp_path):
     pipeline_file = write_pipeline(tmp_path / "tiny.yaml", tiny_pipeline(tmp_path, tmp_path, tmp_path))
     path = _experiment(tmp_path, pipeline_file, seeds=[1, 1])
@@ -331,3 +345,9 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     partial = json.loads((config.out / "results.json").read_text())
     assert [r["seed"] for r in partial["runs"]] == [None, 1] and partial["runs"][1] == payload["runs"][1]
     assert "Partial: 2 of 3 runs finished" in (config.out / "summary.md").read_text()
+    # a part of the grid: the run left out is not run, and the record keeps every other cell
+    part = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--only", "tiny/zero-shot"])
+    assert part.exit_code == 0, part.output
+    assert "tiny/finetune/seed-2: not selected (--only): left for another time" in part.output
+    assert not (config.work_dir / "tiny" / "finetune" / "seed-2" / "finetune").exists()  # nothing trained
+    assert json.loads((config.out / "results.json").read_text())["runs"] == partial["runs"]

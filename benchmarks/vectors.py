@@ -193,11 +193,21 @@ def target_verdict(cell: Cell, float32: Cell | None) -> str:
     return f"{'met' if loss <= tolerance else 'missed'} (loss {loss:+.4f}, target {tolerance})"
 
 
-def mean_std(values: list[float]) -> str:
-    """``mean ± sd`` over seeds, the sample sd as in the experiments' reports (a single value alone)."""
+def mean_std(values: list[float], sign: str = "") -> str:
+    """``mean ± sd`` over seeds, the sample sd as in the experiments' reports (a single value alone);
+    ``sign="+"`` signs the mean (differences)."""
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+        return f"{values[0]:{sign}.4f}"
+    return f"{np.mean(values):{sign}.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def paired_difference(cells: list[Cell], baseline: list[Cell]) -> str:
+    """NDCG@10 of ``cells`` minus ``baseline``'s, seed by seed (``+mean ± sd`` of the differences,
+    "-" without a common seed): the two fine-tunes of a seed share their data order, so the spread
+    of the differences, not of each arm, says whether the gap is real."""
+    base = {c.setting.seed: c.ndcg_at_10 for c in baseline}
+    differences = [c.ndcg_at_10 - base[c.setting.seed] for c in cells if c.setting.seed in base]
+    return mean_std(differences, sign="+") if differences else "-"
 
 
 def best_saving(cells: list[Cell], tolerance: float = 0.01) -> Cell | None:
@@ -259,15 +269,17 @@ def markdown(by_collection: dict[str, list[Cell]]) -> str:
         seeded = [c for c in cells if c.setting.seed is not None]
         if seeded:
             lines += ["", "| dimension | B/vector | Matryoshka NDCG@10 | truncation NDCG@10 "
-                      "| Matryoshka Recall@100 | truncation Recall@100 | seeds |", "|" + "---:|" * 7]
+                      "| difference, paired by seed | Matryoshka Recall@100 | truncation Recall@100 | seeds |",
+                      "|" + "---:|" * 8]
             for dim in sorted({c.setting.dim for c in seeded}, reverse=True):
                 at = {f: [c for c in seeded if c.setting.dim == dim and c.setting.family == f]
                       for f in ("matryoshka", "truncation")}
                 cells_ndcg = [mean_std([c.ndcg_at_10 for c in at[f]]) if at[f] else "-" for f in at]
                 cells_recall = [mean_std([c.recall_at_100 for c in at[f]]) if at[f] else "-" for f in at]
                 seeds = len({c.setting.seed for rows in at.values() for c in rows})
-                lines.append(f"| {dim} | {4 * dim:,} | {' | '.join(cells_ndcg)} | {' | '.join(cells_recall)} "
-                             f"| {seeds} |")
+                lines.append(f"| {dim} | {4 * dim:,} | {' | '.join(cells_ndcg)} "
+                             f"| {paired_difference(at['matryoshka'], at['truncation'])} "
+                             f"| {' | '.join(cells_recall)} | {seeds} |")
         lines.append("")
     return "\n".join(lines)
 

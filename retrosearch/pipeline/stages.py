@@ -27,6 +27,7 @@ from retrosearch.trainers.llara.config import LLaRAConfig
 
 if TYPE_CHECKING:
     from retrosearch.core.config import EncoderSettings
+    from retrosearch.core.retrieval.evaluation import EvalResult
     from retrosearch.trainers.harness.config import TrainConfig
     from retrosearch.trainers.harness.method import Method
 
@@ -135,6 +136,14 @@ class Stage(ABC):
     def encoder_settings(self, model: str) -> EncoderSettings:
         """Encoder settings of every embedding pass (the pipeline's ``embedding`` section)."""
         return self.pipeline.embedding.encoder(model)
+
+
+def eval_figures(result: EvalResult) -> dict[str, float]:
+    """What a stage records of an evaluation: its measures and the queries' mean cosine, rounded."""
+    figures = {k: round(v, 4) for k, v in result.figures.items()}
+    if result.query_cosine is not None:
+        figures["query_cosine"] = round(result.query_cosine, 4)
+    return figures
 
 
 def _model_of(upstream: dict[str, Record], stage: str) -> str:
@@ -343,7 +352,7 @@ class MineStage(Stage):
                 settings=settings, index=result.index,
             )
             write_json(self.folder / f"eval-pretrained-{evaluate_cfg.split}.json", scored.as_dict())
-            figures["pretrained"] = {k: round(v, 4) for k, v in scored.figures.items()}
+            figures["pretrained"] = eval_figures(scored)
         return StageResult(outputs, hash_file(path), figures)
 
 
@@ -420,10 +429,7 @@ class EvaluateStage(Stage):
             split=cfg.split, top_k=cfg.top_k, settings=settings,
         )
         write_json(out, result.as_dict())
-        figures = {k: round(v, 4) for k, v in result.figures.items()}
-        if result.query_cosine is not None:
-            figures["query_cosine"] = round(result.query_cosine, 4)
-        return figures
+        return eval_figures(result)
 
     def run(self, upstream: dict[str, Record]) -> StageResult:
         out = self.folder / f"eval-{self.section.split}.json"

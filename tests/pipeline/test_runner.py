@@ -67,6 +67,9 @@ def test_first_run_does_every_stage(setup):
     evaluation = json.loads(Path(records["evaluate"].outputs["eval"]).read_text())
     assert evaluation["num_queries"] == 8 and evaluation["config"]["model"] == records["finetune"].outputs["model"]
     assert records["evaluate"].figures["ndcg@10"] == round(evaluation["ndcg@10"], 4)
+    # with it, how spread the queries' vectors are, before fine-tuning and after
+    assert records["evaluate"].figures["query_cosine"] == round(evaluation["query_cosine"], 4)
+    assert -1.0 <= records["mine"].figures["pretrained"]["query_cosine"] <= 1.0
 
     index = load_index(records["ingest"].outputs["index_dir"])
     assert index.count() == corpus_size(setup["collection"]) == records["ingest"].figures["docs"]

@@ -180,10 +180,15 @@ def test_the_from_scratch_experiment_compares_objectives_on_the_same_start_and_t
 
 
 def test_the_llara_experiment_adapts_or_not_before_the_same_fine_tuning():
+    from retrosearch.pipeline.stages import EvaluateStage
+
     config = load_experiment(REPO / "examples" / "llara-cranfield.yaml")
     runs = expand(config)
-    assert [(r.variant, r.seed) for r in runs] == [(v, s) for s in (1, 2, 3) for v in ("finetune", "llara")]
+    assert [(r.variant, r.seed) for r in runs] == [("zero-shot", None)] + [
+        (v, s) for s in (1, 2, 3) for v in ("finetune", "llara")]
     assert all(r.pipeline.model == "smollm2" and r.pipeline.stages.mine.model == "minilm" for r in runs)
+    # LLaRA's adapted model is scored before fine-tuning too; the raw LM's start is the zero-shot row
+    assert [EvaluateStage(r.pipeline).scores_pretrain() for r in runs] == [False] + [False, True] * 3
     llara = next(r.pipeline.stages.pretrain for r in runs if r.variant == "llara")
     # switching the collection file's RetroMAE section to LLaRA keeps what LLaRA has (steps, rate, length)
     # and drops what it has not (max_blocks); the experiment's own settings stand

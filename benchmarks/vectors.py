@@ -41,6 +41,7 @@ from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import FaissSettings, Settings
+from retrosearch.core.retrieval.seeds import paired_differences
 
 #: NDCG@10 a rescored row may lose against float32 and still meet its target.
 TARGETS = {"int8": 0.002, "binary": 0.01}
@@ -205,8 +206,8 @@ def paired_difference(cells: list[Cell], baseline: list[Cell]) -> str:
     """NDCG@10 of ``cells`` minus ``baseline``'s, seed by seed (``+mean ± sd`` of the differences,
     "-" without a common seed): the two fine-tunes of a seed share their data order, so the spread
     of the differences, not of each arm, says whether the gap is real."""
-    base = {c.setting.seed: c.ndcg_at_10 for c in baseline}
-    differences = [c.ndcg_at_10 - base[c.setting.seed] for c in cells if c.setting.seed in base]
+    differences = paired_differences([(c.setting.seed, c.ndcg_at_10) for c in cells],
+                                     [(c.setting.seed, c.ndcg_at_10) for c in baseline])
     return mean_std(differences, sign="+") if differences else "-"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from retrosearch.core.encoder import random_init
+from retrosearch.core.retrieval.seeds import paired_differences
 from retrosearch.pipeline.config import (
     PRETRAIN_SECTIONS,
     PipelineConfig,
@@ -270,9 +271,10 @@ def paired_difference(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]
     Pairing takes out what a seed shares between arms (the batches' order), so the spread says how
     sure the difference is rather than how much each arm moves.
     """
-    differences = [r["figures"][metric] - b["figures"][metric] for r in runs for b in baseline
-                   if None in (r["seed"], b["seed"]) or r["seed"] == b["seed"]
-                   if r["figures"].get(metric) is not None and b["figures"].get(metric) is not None]
+    def values(side: list[dict[str, Any]]) -> list[tuple[int | None, float]]:
+        return [(r["seed"], r["figures"][metric]) for r in side if r["figures"].get(metric) is not None]
+
+    differences = paired_differences(values(runs), values(baseline))
     if not differences:
         return None
     return {"metric": metric, "mean": statistics.fmean(differences), "n": len(differences),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,13 +221,25 @@ def ml_url(opensearch_url: str) -> str:
     return opensearch_url
 
 
-def remove_ml_models(client, service_url: str) -> None:
-    """Undeploy and delete the models and connectors made for one service URL."""
+def remove_ml_models(client, service_url: str, settle_s: float = 90.0) -> None:
+    """Undeploy and delete the models and connectors made for one service URL.
+
+    After a cluster restart ml-commons redeploys its models on its own; an undeploy sent while that deploy
+    runs is lost and the delete is refused, so a model is undeployed again until its state settles.
+    """
     for kind, search in (("model", client.plugins.ml.search_models), ("connector", client.plugins.ml.search_connectors)):
         hits = search(body={"query": {"match_phrase": {"name": service_url}}, "size": 50})["hits"]["hits"]
         for hit in hits:
             if kind == "model":
-                client.plugins.ml.undeploy_model(model_id=hit["_id"])
+                deadline = time.monotonic() + settle_s
+                while True:
+                    client.plugins.ml.undeploy_model(model_id=hit["_id"])
+                    state = client.plugins.ml.get_model(model_id=hit["_id"]).get("model_state")
+                    if state not in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED"):
+                        break
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"model {hit['_id']} is still {state} after {settle_s:.0f} s of undeploys")
+                    time.sleep(1.0)
                 client.plugins.ml.delete_model(model_id=hit["_id"])
             else:
                 client.plugins.ml.delete_connector(connector_id=hit["_id"])

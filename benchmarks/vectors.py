@@ -41,7 +41,7 @@ from retrosearch.benchmarks.plots import pyplot, save
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
 from retrosearch.core.config import FaissSettings, Settings
-from retrosearch.core.retrieval.seeds import paired_differences
+from retrosearch.core.retrieval.seeds import format_mean_sd, mean_sd, paired_differences
 
 #: NDCG@10 a rescored row may lose against float32 and still meet its target.
 TARGETS = {"int8": 0.002, "binary": 0.01}
@@ -194,21 +194,13 @@ def target_verdict(cell: Cell, float32: Cell | None) -> str:
     return f"{'met' if loss <= tolerance else 'missed'} (loss {loss:+.4f}, target {tolerance})"
 
 
-def mean_std(values: list[float], sign: str = "") -> str:
-    """``mean ± sd`` over seeds, the sample sd as in the experiments' reports (a single value alone);
-    ``sign="+"`` signs the mean (differences)."""
-    if len(values) == 1:
-        return f"{values[0]:{sign}.4f}"
-    return f"{np.mean(values):{sign}.4f} ± {np.std(values, ddof=1):.4f}"
-
-
 def paired_difference(cells: list[Cell], baseline: list[Cell]) -> str:
     """NDCG@10 of ``cells`` minus ``baseline``'s, seed by seed (``+mean ± sd`` of the differences,
     "-" without a common seed): the two fine-tunes of a seed share their data order, so the spread
     of the differences, not of each arm, says whether the gap is real."""
     differences = paired_differences([(c.setting.seed, c.ndcg_at_10) for c in cells],
                                      [(c.setting.seed, c.ndcg_at_10) for c in baseline])
-    return mean_std(differences, sign="+") if differences else "-"
+    return format_mean_sd(*mean_sd(differences), sign="+") if differences else "-"
 
 
 def best_saving(cells: list[Cell], tolerance: float = 0.01) -> Cell | None:
@@ -275,8 +267,8 @@ def markdown(by_collection: dict[str, list[Cell]]) -> str:
             for dim in sorted({c.setting.dim for c in seeded}, reverse=True):
                 at = {f: [c for c in seeded if c.setting.dim == dim and c.setting.family == f]
                       for f in ("matryoshka", "truncation")}
-                cells_ndcg = [mean_std([c.ndcg_at_10 for c in at[f]]) if at[f] else "-" for f in at]
-                cells_recall = [mean_std([c.recall_at_100 for c in at[f]]) if at[f] else "-" for f in at]
+                cells_ndcg = [format_mean_sd(*mean_sd([c.ndcg_at_10 for c in at[f]])) if at[f] else "-" for f in at]
+                cells_recall = [format_mean_sd(*mean_sd([c.recall_at_100 for c in at[f]])) if at[f] else "-" for f in at]
                 seeds = len({c.setting.seed for rows in at.values() for c in rows})
                 lines.append(f"| {dim} | {4 * dim:,} | {' | '.join(cells_ndcg)} "
                              f"| {paired_difference(at['matryoshka'], at['truncation'])} "

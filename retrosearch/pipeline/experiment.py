@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from retrosearch.core.encoder import random_init
-from retrosearch.core.retrieval.seeds import paired_differences
+from retrosearch.core.retrieval.seeds import mean_sd, paired_differences
 from retrosearch.pipeline.config import (
     PRETRAIN_SECTIONS,
     PipelineConfig,
@@ -242,8 +242,7 @@ def summarise(results: list[dict[str, Any]], experiment: ExperimentConfig) -> li
                                    "n": len(runs), "seeds": [r["seed"] for r in runs]}
             for metric in METRICS:
                 values = [r["figures"][metric] for r in runs if r["figures"].get(metric) is not None]
-                row[metric] = statistics.fmean(values) if values else None
-                row[f"{metric} sd"] = statistics.stdev(values) if len(values) > 1 else None
+                row[metric], row[f"{metric} sd"] = mean_sd(values) if values else (None, None)
             for column in SPREAD_COLUMNS:
                 values = [v for r in runs if (v := figure(r["figures"], column)) is not None]
                 if values:
@@ -277,8 +276,8 @@ def paired_difference(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]
     differences = paired_differences(values(runs), values(baseline))
     if not differences:
         return None
-    return {"metric": metric, "mean": statistics.fmean(differences), "n": len(differences),
-            "sd": statistics.stdev(differences) if len(differences) > 1 else None}
+    mean, sd = mean_sd(differences)
+    return {"metric": metric, "mean": mean, "n": len(differences), "sd": sd}
 
 
 def loss_curve(record: Record) -> list[dict[str, float]] | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from retrosearch.benchmarks.docs_block import relative_folder, splice
 from retrosearch.benchmarks.plots import pyplot, save
+from retrosearch.core.retrieval.seeds import format_mean_sd
 from retrosearch.pipeline.experiment import METRICS, SPREAD_COLUMNS, figure
 
 PLOT = "ndcg.png"
@@ -22,14 +23,8 @@ def block_markers(name: str) -> tuple[str, str]:
             f"<!-- experiment {name}:end -->")
 
 
-def _mean_sd(mean: float | None, sd: float | None, sign: str = "") -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:{sign}.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
-
-
 def _cell(row: dict[str, Any], metric: str) -> str:
-    return _mean_sd(row.get(metric), row.get(f"{metric} sd"))
+    return format_mean_sd(row.get(metric), row.get(f"{metric} sd"))
 
 
 def _cost(row: dict[str, Any], stage: str) -> str:
@@ -43,7 +38,7 @@ def _difference(row: dict[str, Any], metric: str) -> str:
     # Results written before every metric was paired hold NDCG@10's difference only.
     paired = row.get("paired") or {"ndcg@10": row.get("baseline")}
     diff = paired.get(metric) or {}
-    return _mean_sd(diff.get("mean"), diff.get("sd"), sign="+")
+    return format_mean_sd(diff.get("mean"), diff.get("sd"), sign="+")
 
 
 def _paired_metrics(payload: dict[str, Any]) -> list[str]:
@@ -73,7 +68,7 @@ def table(payload: dict[str, Any]) -> list[str]:
     ]
     for row in payload["summary"]:
         cells = ([_cell(row, m) for m in METRICS] + [_difference(row, m) for m in paired]
-                 + [_mean_sd(row.get(c), None) for c in spread])
+                 + [format_mean_sd(row.get(c), None) for c in spread])
         lines.append(
             f"| {row['collection']} | {row['label']} | {row['n']} | " + " | ".join(cells)
             + f" | {_cost(row, 'pretrain')} | {_cost(row, 'finetune')} |"

@@ -404,20 +404,24 @@ def run_collection(root: Path, settings: Settings, rows: list[Setting], store: C
 
 
 def finetune_command(collection: Path, out: Path, matryoshka: bool, seed: int, steps: int, model: str,
-                     dims: Iterable[int], split: str = "train") -> list[str]:
+                     dims: Iterable[int], split: str = "train", threads: int | None = None) -> list[str]:
     """The ``retrosearch train finetune`` arguments of one fine-tune (the same for both kinds but
-    the Matryoshka loss)."""
+    the Matryoshka loss). ``threads``: torch threads of its one Ray Train worker (left out, one)."""
     command = ["train", "finetune", "--model", model, "--collection", str(collection), "--split", split,
                "--eval-split", "", "--out", str(out), "--steps", str(steps), "--seed", str(seed)]
     if matryoshka:
         command += ["--matryoshka-dims", ",".join(str(d) for d in dims)]
+    if threads:
+        command += ["--threads", str(threads)]
     return command
 
 
 def ensure_finetunes(train_collection: Path, out: Path, seeds: Iterable[int], steps: int, model: str,
-                     dims: Iterable[int], progress: Callable[[str], None] = print) -> dict[str, Path]:
-    """Every fine-tune of the dimension rows, trained by its own ``retrosearch train finetune`` unless
-    its exported model is there (an interrupted one resumes from its checkpoint)."""
+                     dims: Iterable[int], progress: Callable[[str], None] = print,
+                     threads: int | None = None) -> dict[str, Path]:
+    """Every fine-tune of the dimension rows, trained by its own ``retrosearch train finetune`` (on
+    ``threads`` torch threads) unless its exported model is there (an interrupted one resumes from
+    its checkpoint)."""
     models = {}
     for seed in seeds:
         for matryoshka in (True, False):
@@ -426,7 +430,8 @@ def ensure_finetunes(train_collection: Path, out: Path, seeds: Iterable[int], st
             models[name] = folder
             if (folder / "retrosearch.json").exists():
                 continue
-            command = finetune_command(train_collection, folder, matryoshka, seed, steps, model, dims)
+            command = finetune_command(train_collection, folder, matryoshka, seed, steps, model, dims,
+                                       threads=threads)
             progress(f"{name}: retrosearch {' '.join(command)}")
             if subprocess.run([sys.executable, "-m", "retrosearch.cli", *command]).returncode != 0:
                 raise opt.fail(f"the fine-tune {name} failed; rerun the same command to resume it", 1)
@@ -468,7 +473,8 @@ def vectors_command(
 ) -> None:
     """NDCG@10 and Recall@100 of float32, int8 and binary (codes only and rescored at each oversample),
     IVF-PQ and (with --finetune-steps) Matryoshka against truncation at each dimension, with bytes per
-    vector and queries/s; targets checked. Finished cells are kept: rerun to resume."""
+    vector and queries/s; targets checked. Finished cells are kept: rerun to resume. --threads also
+    sets the fine-tunes' torch threads (a Ray Train worker uses one unless told)."""
     console = Console()
     if settings.encoder.dimensions:
         raise opt.fail("bench vectors cuts the vectors itself (the dimension rows, --matryoshka-dims); "
@@ -490,7 +496,7 @@ def vectors_command(
             if all(cell_key(name, row) in store for name in names for row in rows):
                 continue
             models = ensure_finetunes(train_collection, out, [one], finetune_steps, settings.encoder.model, dims,
-                                      progress=console.print)
+                                      progress=console.print, threads=settings.encoder.threads)
             for root in collection:
                 run_collection(root, settings, rows, store, split, models=models, progress=console.print)
     lines = write_outputs(store, out)

@@ -191,12 +191,15 @@ def test_the_finetune_arguments_parse_as_the_train_finetune_command():
 
     from retrosearch.cli import app
 
-    command = finetune_command(Path("/data/scifact"), Path("/out/m"), True, 3, 200, "minilm", (384, 128))
+    command = finetune_command(Path("/data/scifact"), Path("/out/m"), True, 3, 200, "minilm", (384, 128),
+                               threads=2)
     assert command[:2] == ["train", "finetune"]
     finetune = typer.main.get_command(app).commands["train"].commands["finetune"]
     context = finetune.make_context("finetune", command[2:])
     assert context.params["steps"] == 200 and context.params["seed"] == 3
     assert context.params["matryoshka_dimensions"] == "384,128" and context.params["eval_split"] == ""
+    assert context.params["threads"] == 2
+    assert "--threads" not in finetune_command(Path("/c"), Path("/o"), False, 3, 200, "minilm", (384,))
 
 
 def test_the_command_trains_seed_by_seed_and_never_again_for_recorded_cells(tiny_collection, tmp_path, monkeypatch):
@@ -209,14 +212,15 @@ def test_the_command_trains_seed_by_seed_and_never_again_for_recorded_cells(tiny
     monkeypatch.setenv("RETROSEARCH_CACHE", str(tmp_path / "cache"))
     trained: list[list[int]] = []
 
-    def fake_finetunes(_collection, _out, seeds, *_args, **_kwargs):
+    def fake_finetunes(_collection, _out, seeds, *_args, threads=None, **_kwargs):
         trained.append(list(seeds))
+        assert threads == 2  # --threads reaches the fine-tunes
         return {vectors.finetune_name(m, s): Path("minilm") for s in seeds for m in (True, False)}
 
     monkeypatch.setattr(vectors, "ensure_finetunes", fake_finetunes)
     command = ["bench", "vectors", "--collection", str(tiny_collection), "--out", str(tmp_path / "out"),
                "--oversample", "1", "--finetune-steps", "1", "--train-collection", str(tiny_collection),
-               "--seed", "1", "--seed", "2", "--matryoshka-dims", "384,64"]
+               "--seed", "1", "--seed", "2", "--matryoshka-dims", "384,64", "--threads", "2"]
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert trained == [[1], [2]]  # one seed at a time

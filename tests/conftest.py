@@ -224,9 +224,12 @@ def ml_url(opensearch_url: str) -> str:
 def remove_ml_models(client, service_url: str, settle_s: float = 90.0) -> None:
     """Undeploy and delete the models and connectors made for one service URL.
 
-    After a cluster restart ml-commons redeploys its models on its own; an undeploy sent while that deploy
-    runs is lost and the delete is refused, so a model is undeployed again until its state settles.
+    After a cluster restart ml-commons redeploys its models on its own, and a delete while that
+    deploy runs (or once it has ended) is refused: a model is undeployed and deleted again until the
+    delete goes through.
     """
+    from opensearchpy.exceptions import RequestError
+
     for kind, search in (("model", client.plugins.ml.search_models), ("connector", client.plugins.ml.search_connectors)):
         hits = search(body={"query": {"match_phrase": {"name": service_url}}, "size": 50})["hits"]["hits"]
         for hit in hits:
@@ -234,13 +237,13 @@ def remove_ml_models(client, service_url: str, settle_s: float = 90.0) -> None:
                 deadline = time.monotonic() + settle_s
                 while True:
                     client.plugins.ml.undeploy_model(model_id=hit["_id"])
-                    state = client.plugins.ml.get_model(model_id=hit["_id"]).get("model_state")
-                    if state not in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED"):
+                    try:
+                        client.plugins.ml.delete_model(model_id=hit["_id"])
                         break
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"model {hit['_id']} is still {state} after {settle_s:.0f} s of undeploys")
+                    except RequestError as exc:
+                        if "deployed state" not in str(exc) or time.monotonic() > deadline:
+                            raise
                     time.sleep(1.0)
-                client.plugins.ml.delete_model(model_id=hit["_id"])
             else:
                 client.plugins.ml.delete_connector(connector_id=hit["_id"])
 

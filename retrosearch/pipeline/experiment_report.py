@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,14 +137,20 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
 
 
 def loss_curves(payload: dict[str, Any]) -> dict[tuple[str, int | None], list[dict[str, float]]]:
-    """Each pretraining's loss curve by (variant label, seed), once (a pretraining shared by several
-    collections is drawn once)."""
-    labels = {name: v.get("label") or name for name, v in payload["experiment"]["variants"].items()}
+    """Each pretraining's loss curve by (label, seed), once: variants with the same pretraining
+    settings share one pretraining (the same stage key), so they share a line, labelled with all
+    their names; a pretraining shared by several collections is drawn once too."""
+    variants = payload["experiment"]["variants"]
+    pretrained = [run for run in payload["runs"] if (run.get("curves") or {}).get("pretrain")]
+    pretraining = {name: json.dumps((v.get("stages") or {}).get("pretrain"), sort_keys=True)
+                   for name, v in variants.items()}
+    sharing: dict[str, list[str]] = {}
+    for name in dict.fromkeys(run["variant"] for run in pretrained):  # the variants that pretrained, in order
+        sharing.setdefault(pretraining.get(name, name), []).append(variants.get(name, {}).get("label") or name)
     curves: dict[tuple[str, int | None], list[dict[str, float]]] = {}
-    for run in payload["runs"]:
-        curve = (run.get("curves") or {}).get("pretrain")
-        if curve:
-            curves.setdefault((labels.get(run["variant"], run["variant"]), run["seed"]), curve)
+    for run in pretrained:
+        label = " / ".join(sharing[pretraining.get(run["variant"], run["variant"])])
+        curves.setdefault((label, run["seed"]), run["curves"]["pretrain"])
     return curves
 
 

@@ -21,7 +21,7 @@ from retrosearch.pipeline.experiment import (
     run_experiment,
     summarise,
 )
-from retrosearch.pipeline.experiment_report import block_markers, write_report
+from retrosearch.pipeline.experiment_report import block_markers, loss_curves, write_report
 from retrosearch.pipeline.holdout import divide, write_divided
 from tests.conftest import DATA
 from tests.pipeline.conftest import tiny_pipeline, write_pipeline
@@ -278,6 +278,7 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     assert "| c | ft | 1 | 0.6000 | 0.7000 | 0.9000 | - | - | - |" in text
     assert (out / "ndcg.png").stat().st_size > 10_000
     assert (out / "pretraining-loss.png").stat().st_size > 10_000
+    assert list(loss_curves(payload)) == [("pt", 2), ("pt", 1), ("pt", 3)]
     assert "![Pretraining loss](pretraining-loss.png)" in text
     first = docs_page.read_text()
     assert "old" not in first and first.endswith("\n\ntail\n") and "| c | zero | 1 | 0.5000 |" in first
@@ -294,6 +295,19 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
     with pytest.raises(typer.Exit):
         write_report(payload, out, "cmd", docs_page)
     assert "needs the lines" in capsys.readouterr().err and docs_page.read_text() == "no markers\n"
+
+
+def test_variants_sharing_a_pretraining_share_one_loss_line():
+    """Two readouts of one pretraining (the same pretrain settings) are one curve per seed, named for
+    both; another pretraining keeps its own."""
+    variants = {"mlm-cls": {"label": "MLM (CLS)", "stages": {"pretrain": {"method": "mlm"}, "finetune": {"pooling": "cls"}}},
+                "mlm-mean": {"label": "MLM (mean)", "stages": {"pretrain": {"method": "mlm"}, "finetune": {"pooling": "mean"}}},
+                "rmae": {"stages": {"pretrain": {"method": "retromae"}}}, "none": {}}
+    curve = [{"step": 1, "loss": 9.0}]
+    runs = [{"variant": v, "seed": seed, "curves": {"pretrain": curve}}
+            for seed in (1, 2) for v in ("mlm-cls", "mlm-mean", "rmae")] + [{"variant": "none", "seed": 1}]
+    curves = loss_curves({"experiment": {"variants": variants}, "runs": runs})
+    assert sorted(curves) == [("MLM (CLS) / MLM (mean)", 1), ("MLM (CLS) / MLM (mean)", 2), ("rmae", 1), ("rmae", 2)]
 
 
 def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local):

@@ -87,8 +87,8 @@ def experiment(
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs and run nothing.")] = False,
     report_only: Annotated[bool, typer.Option(
         "--report-only",
-        help="Run nothing: the results and report of the runs finished so far (from their manifests, "
-        "else the results file).",
+        help="Run nothing: the results and report of the runs finished so far (from the results file, "
+        "else their manifests).",
     )] = False,
     only: Annotated[Optional[list[str]], typer.Option(
         "--only",

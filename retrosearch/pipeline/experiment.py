@@ -397,17 +397,17 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
 
 
 def collect(experiment: ExperimentConfig, runs: list[Run]) -> dict[str, Any]:
-    """The results of the runs that are finished now: from their manifests, else from the results
-    file where it holds them with the same recipe; nothing runs."""
+    """The results of the runs that are finished now: from the results file where it holds them
+    with the same recipe (as they ran: which stages ran and which were shared), else from their
+    manifests; nothing runs."""
     recorded = recorded_results(experiment)
     results = []
     for run in runs:
         key = recipe_key(run.pipeline)
-        records = finished(run.pipeline, _peers(run, runs))
-        if records is not None:
-            results.append({**_result(run, records), "key": key})
-        elif (kept := _kept(run, recorded, key)) is not None:
+        if (kept := _kept(run, recorded, key)) is not None:
             results.append(kept)
+        elif (records := finished(run.pipeline, _peers(run, runs))) is not None:
+            results.append({**_result(run, records), "key": key})
     return payload_of(experiment, runs, results)
 
 

@@ -349,6 +349,10 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     assert (config.out / "ndcg.png").is_file()
     again = json.loads((config.out / "results.json").read_text())
     assert again["runs"] == payload["runs"] and again["summary"] == payload["summary"]
+    # the report alone takes each run from the record, as it ran (seed 1 mined, seed 2 took its negatives)
+    kept = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])
+    assert kept.exit_code == 0, kept.output
+    assert json.loads((config.out / "results.json").read_text())["runs"] == payload["runs"]
     # the record outlives the work dir: with every run folder gone, the report still has all three
     shutil.rmtree(config.work_dir)
     rebuilt = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--report-only"])

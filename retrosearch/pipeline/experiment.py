@@ -362,7 +362,8 @@ def select(runs: list[Run], patterns: Sequence[str]) -> list[Run]:
 def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = print,
                    selected: list[Run] | None = None) -> dict[str, Any]:
     """Run (or skip) every run, or only the ``selected`` ones; the results file is rewritten after
-    each, so an interrupted experiment keeps what it finished.
+    each (with the records of the runs still to come) and at the end, so an interrupted experiment
+    keeps what it finished and what was recorded before.
 
     A run the results file already holds with the same recipe key is kept from there, not run
     again: the file is the experiment's record, and it outlives the work dir (a lost machine, a
@@ -373,7 +374,6 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
     recorded = recorded_results(experiment)
     chosen = {id(r) for r in (runs if selected is None else selected)}
     results: list[dict[str, Any]] = []
-    payload: dict[str, Any] = {}
     for number, run in enumerate(runs, start=1):
         key = recipe_key(run.pipeline)
         kept = _kept(run, recorded, key)
@@ -391,9 +391,12 @@ def run_experiment(experiment: ExperimentConfig, runs: list[Run], echo: Echo = p
             continue
         echo(f"[experiment] {number}/{len(runs)} {run.label}")
         results.append({**_result(run, run_pipeline(run.pipeline, echo, peers=_peers(run, runs))), "key": key})
-        payload = payload_of(experiment, runs, results)
-        write_results(experiment, payload)
-    return payload_of(experiment, runs, results)
+        # the runs still to visit keep their records, so an interruption here loses none of them
+        later = [old for r in runs[number:] if (old := recorded.get((r.collection, r.variant, r.seed)))]
+        write_results(experiment, payload_of(experiment, runs, results + later))
+    payload = payload_of(experiment, runs, results)
+    write_results(experiment, payload)
+    return payload
 
 
 def collect(experiment: ExperimentConfig, runs: list[Run]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from retrosearch.cli import app
+from retrosearch.pipeline import experiment as experiment_module
 from retrosearch.pipeline.config import Holdout, PipelineConfigError
 from retrosearch.pipeline.experiment import (
     ExperimentConfig,
@@ -310,7 +311,8 @@ def test_variants_sharing_a_pretraining_share_one_loss_line():
     assert sorted(curves) == [("MLM (CLS) / MLM (mean)", 1), ("MLM (CLS) / MLM (mean)", 2), ("rmae", 1), ("rmae", 2)]
 
 
-def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local):
+def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local,
+                                                     monkeypatch):
     base = tiny_pipeline(train_test_collection, tiny_encoder, tmp_path / "ignored")
     base["holdout"] = {"split": "train", "test_fraction": 0.5, "seed": 0}  # 6 train, 6 test queries
     base["stages"]["evaluate"]["split"] = "test"
@@ -374,3 +376,16 @@ def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collec
     assert "tiny/finetune/seed-2: not selected (--only): left for another time" in part.output
     assert not (config.work_dir / "tiny" / "finetune" / "seed-2" / "finetune").exists()  # nothing trained
     assert json.loads((config.out / "results.json").read_text())["runs"] == partial["runs"]
+    # a run that must run again comes first: every write keeps the records of the runs after it
+    record = json.loads((config.out / "results.json").read_text())
+    record["runs"] = [{**payload["runs"][0], "key": "another recipe"}, *payload["runs"][1:]]
+    (config.out / "results.json").write_text(json.dumps(record))
+    writes: list[int] = []
+    write = experiment_module.write_results
+    monkeypatch.setattr(experiment_module, "write_results",
+                        lambda e, p: writes.append(len(p["runs"])) or write(e, p))
+    again = CliRunner().invoke(app, ["pipeline", "experiment", str(path), "--only", "tiny/zero-shot"])
+    assert again.exit_code == 0, again.output
+    assert writes == [3, 3]  # after the zero-shot run and at the end
+    kept = json.loads((config.out / "results.json").read_text())["runs"]
+    assert kept[1:] == payload["runs"][1:] and kept[0]["key"] == payload["runs"][0]["key"]

@@ -267,8 +267,10 @@ def markdown(by_collection: dict[str, list[Cell]]) -> str:
             for dim in sorted({c.setting.dim for c in seeded}, reverse=True):
                 at = {f: [c for c in seeded if c.setting.dim == dim and c.setting.family == f]
                       for f in ("matryoshka", "truncation")}
-                cells_ndcg = [format_mean_sd(*mean_sd([c.ndcg_at_10 for c in at[f]])) if at[f] else "-" for f in at]
-                cells_recall = [format_mean_sd(*mean_sd([c.recall_at_100 for c in at[f]])) if at[f] else "-" for f in at]
+                cells_ndcg = [format_mean_sd(*mean_sd([c.ndcg_at_10 for c in at[f]])) if at[f] else "-"
+                              for f in at]
+                cells_recall = [format_mean_sd(*mean_sd([c.recall_at_100 for c in at[f]])) if at[f] else "-"
+                                for f in at]
                 seeds = len({c.setting.seed for rows in at.values() for c in rows})
                 lines.append(f"| {dim} | {4 * dim:,} | {' | '.join(cells_ndcg)} "
                              f"| {paired_difference(at['matryoshka'], at['truncation'])} "

@@ -301,8 +301,9 @@ def test_summary_is_the_mean_and_sample_sd_over_seeds_and_the_report_shows_it(tm
 def test_variants_sharing_a_pretraining_share_one_loss_line():
     """Two readouts of one pretraining (the same pretrain settings) are one curve per seed, named for
     both; another pretraining keeps its own."""
-    variants = {"mlm-cls": {"label": "MLM (CLS)", "stages": {"pretrain": {"method": "mlm"}, "finetune": {"pooling": "cls"}}},
-                "mlm-mean": {"label": "MLM (mean)", "stages": {"pretrain": {"method": "mlm"}, "finetune": {"pooling": "mean"}}},
+    mlm = {"method": "mlm"}
+    variants = {"mlm-cls": {"label": "MLM (CLS)", "stages": {"pretrain": mlm, "finetune": {"pooling": "cls"}}},
+                "mlm-mean": {"label": "MLM (mean)", "stages": {"pretrain": mlm, "finetune": {"pooling": "mean"}}},
                 "rmae": {"stages": {"pretrain": {"method": "retromae"}}}, "none": {}}
     curve = [{"step": 1, "loss": 9.0}]
     runs = [{"variant": v, "seed": seed, "curves": {"pretrain": curve}}

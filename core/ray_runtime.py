@@ -6,6 +6,7 @@ laptop run and a cluster run differ only by ``address``.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -13,6 +14,12 @@ from retrosearch.core.startup import forwarded_environment
 
 # A local Ray's default object store takes ~30% of RAM; ingestion streams, so 1 GiB is plenty.
 _LOCAL_OBJECT_STORE = 1 << 30
+
+# Ray Train's placement-group cleaner asks the dashboard's state API, every second, whether the
+# training controller is alive. A local Ray starts without the dashboard, so every ask fails and
+# the cleaner logs a warning each time: over a hundred lines a minute between a training's own
+# progress lines. It can never succeed there, so its warnings say nothing.
+_DASHBOARD_ONLY_LOGGERS = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs: Any) -> None:
@@ -42,8 +49,17 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         # lose every contended CPU slice (measured: a Serve replica got one core of two under load).
         options.setdefault("_system_config", {"num_workers_soft_limit": 2 * cpus + 4, "worker_niceness": 0})
     # Workers (actors, Train workers, Serve replicas) start with the driver's start-up settings.
-    options.setdefault("runtime_env", {"env_vars": forwarded_environment()})
+    runtime_env: dict[str, Any] = {"env_vars": forwarded_environment()}
+    if not options.get("include_dashboard", True):
+        runtime_env["worker_process_setup_hook"] = f"{__name__}.{quiet_dashboard_only_warnings.__name__}"
+    options.setdefault("runtime_env", runtime_env)
     ray.init(**options)
+
+
+def quiet_dashboard_only_warnings() -> None:
+    """Raise the loggers that can only fail without a dashboard to errors (a Ray worker set-up hook)."""
+    for name in _DASHBOARD_ONLY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def cluster_resources() -> dict[str, float]:

@@ -146,7 +146,8 @@ def loss_curves(payload: dict[str, Any]) -> dict[tuple[str, int | None], list[di
                    for name, v in variants.items()}
     sharing: dict[str, list[str]] = {}
     for name in dict.fromkeys(run["variant"] for run in pretrained):  # the variants that pretrained, in order
-        sharing.setdefault(pretraining.get(name, name), []).append(variants.get(name, {}).get("label") or name)
+        label = variants.get(name, {}).get("label") or name
+        sharing.setdefault(pretraining.get(name, name), []).append(label)
     curves: dict[tuple[str, int | None], list[dict[str, float]]] = {}
     for run in pretrained:
         label = " / ".join(sharing[pretraining.get(run["variant"], run["variant"])])

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from retrosearch.core import cli_options as opt
@@ -17,7 +16,7 @@ from retrosearch.core.config import Settings
 from retrosearch.core.index import SearchHits, create_index, load_index, mode_needs_vectors, open_index
 from retrosearch.core.retrieval.report import print_result, write_json
 
-console = Console()
+console = opt.result_console()
 
 
 def _corpus_path(collection: Path | None, corpus: Path | None) -> Path:

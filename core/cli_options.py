@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from rich.console import Console
 
 from retrosearch.core.config import Settings
 from retrosearch.core.config_file import read_config_file
@@ -503,3 +504,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error (no traceback) and return the exit to raise."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def result_console() -> Console:
+    """The console a command prints its result lines on.
+
+    Soft wrap: a result line (paths, backend, dimension, rates) stays one line at any terminal width,
+    so logs and scripts that read it find each figure where it was printed. Tables still fit the width.
+    """
+    return Console(soft_wrap=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from retrosearch.core import cli_options as opt
 from retrosearch.core.collections import BeirCollection
@@ -19,7 +18,7 @@ from retrosearch.core.config import Settings
 from retrosearch.core.index import load_index
 from retrosearch.core.retrieval.report import print_result, write_json
 
-console = Console()
+console = opt.result_console()
 
 
 def default_collection() -> Path:

@@ -15,8 +15,8 @@ from retrosearch.core.encoder import Encoder
 from retrosearch.core.index import load_index
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+def run_cli(*args: str, check: bool = True, columns: int = 200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": str(columns)}
     proc = subprocess.run(
         [sys.executable, "-m", "retrosearch.cli", *args], capture_output=True, text=True, env=env, timeout=600
     )
@@ -109,9 +109,11 @@ def test_hnsw_backend_matches_flat_on_small_collection(small_scifact: Path, buil
 def test_quantized_backend_reports_bytes_and_searches_like_flat(small_scifact: Path, built_index: Path,
                                                                  tmp_path: Path):
     out = tmp_path / "int8"
+    # a narrow terminal: the result line (two paths long) must still be one line, not word-wrapped
     proc = run_cli("index", "--collection", str(small_scifact), "--backend", "faiss-int8", "--out", str(out),
-                   "--quiet")
-    assert "(faiss-int8, dim 384)" in proc.stdout
+                   "--quiet", columns=60)
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("indexed 81 documents") and f"into {out} (faiss-int8, dim 384)" in first
     # 384 one-byte codes per vector in memory (plus FAISS's header and ranges, spread over 81 vectors);
     # the float32 rescoring store adds 1,536 on disk
     found = re.search(r"memory ([\d,]+) B/vector, disk ([\d,]+) B/vector \(1,536 of them", proc.stdout)

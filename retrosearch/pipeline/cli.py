@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from retrosearch.benchmarks.docs_block import DocsPage
@@ -17,7 +16,7 @@ pipeline_app = typer.Typer(
     help="One YAML file from pretraining to a served index: pretrain, mine, fine-tune, evaluate, ingest, serve.",
     no_args_is_help=True,
 )
-console = Console()
+console = opt.result_console()
 
 PipelineFile = Annotated[Path, typer.Argument(help="Pipeline YAML (see examples/scifact.yaml).")]
 

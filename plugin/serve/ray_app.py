@@ -14,6 +14,7 @@ reports ``queued_texts``, ``queued_tokens`` and ``queue_fill`` (``record_autosca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -34,6 +35,13 @@ APP_NAME = "retrosearch"
 #: back to back: p50 at one client 12.8 ms against 22.0 through Ray's Python proxy actor, queries/s
 #: at 32 clients 103.7 against 85.9 (docs/benchmarks/speed.md).
 HAPROXY_INGRESS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+#: In that mode a stopping replica stays open for 30 s by default, for an external load balancer
+#: to deregister it. A local Ray has none: its own HAProxy drops the replica within a second of the
+#: application's deletion (a reload), so 30 s only delayed every stop past ``serve stop``'s grace,
+#: whose SIGKILL then left the HAProxy running on the port. The drain still waits for requests
+#: in flight; a cluster keeps Ray's default (the chart sets its own environment).
+LOCAL_DRAIN = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
 
 def _replica_class() -> Any:
@@ -141,7 +149,7 @@ def ingress_environment(serve_settings: ServeSettings,
     environ = os.environ if environ is None else environ
     if serve_settings.ray_address or environ.get("RAY_ADDRESS") or serve_settings.ray_ingress != "haproxy":
         return {}
-    wanted = dict(HAPROXY_INGRESS)
+    wanted = {**HAPROXY_INGRESS, **LOCAL_DRAIN}
     # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second local
     # service, or one left behind, would make it fail to start. Each local Ray gets free ones.
     wanted.update(zip(HAPROXY_PORTS, map(str, free_ports(len(HAPROXY_PORTS)))))
@@ -152,11 +160,30 @@ def ingress_environment(serve_settings: ServeSettings,
 HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
 
-def _haproxies() -> list[Any]:
-    """The HAProxy processes of this process's local Ray (children of its Serve actors)."""
+def _haproxies(node_id: str | None) -> list[Any]:
+    """The HAProxy processes of this node's Serve: children of its actors, and any that read a config
+    in the node's own folder (``/tmp/haproxy-serve/<node id>/``). Serve's shutdown kills its proxy
+    actor (``ray.kill``) when the actor does not stop in time; an HAProxy it started, a reload's
+    (``-sf``) among them, is then adopted by init and is no child of ours."""
     import psutil  # lazy: keeps psutil out of importing this module
 
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == "haproxy"]
+    children = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def ours(p: Any) -> bool:
+        if p.pid in children:
+            return True
+        return bool(node_id) and any(node_id in part for part in p.info["cmdline"] or ())
+
+    return [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "haproxy" and ours(p)]
+
+
+def _stop_haproxies(processes: list[Any]) -> None:
+    """Terminate each process once (a list may name one twice)."""
+    import psutil  # lazy: keeps psutil out of importing this module
+
+    for process in {p.pid: p for p in processes}.values():
+        with contextlib.suppress(psutil.NoSuchProcess):  # one that ended by itself meanwhile
+            process.terminate()
 
 
 def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
@@ -175,10 +202,14 @@ def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
     try:
         stop.wait()
     finally:
-        haproxies = _haproxies()
+        import ray  # lazy: keeps ray out of importing this module
+
+        # Only a local Ray's HAProxies run here (a cluster's run on its nodes, under its own care).
+        local = not (s.ray_address or os.environ.get("RAY_ADDRESS"))
+        node_id = ray.get_runtime_context().get_node_id() if local else None
+        haproxies = _haproxies(node_id)
         serve.delete(APP_NAME)
         serve.shutdown()
-        # Ray's HAProxy outlives the actor that started it and would keep the port bound.
-        for process in haproxies:
-            if process.is_running():
-                process.terminate()
+        # Ray's HAProxy outlives the actor that started it and would keep the port bound; look
+        # again after the shutdown for one that a reload started meanwhile.
+        _stop_haproxies(haproxies + _haproxies(node_id))

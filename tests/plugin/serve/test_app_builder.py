@@ -71,10 +71,12 @@ def test_a_local_ray_starts_with_the_chosen_ingress():
     """HAProxy ingress is Ray's own high-throughput mode, switched on by the environment its processes
     start with: set for a local Ray, never over what the user set, never for a cluster's Ray."""
     from retrosearch.core.config import ServeSettings
-    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, HAPROXY_PORTS, ingress_environment
+    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, HAPROXY_PORTS, LOCAL_DRAIN, ingress_environment
 
     chosen = ingress_environment(ServeSettings(), environ={})
     assert {k: chosen[k] for k in HAPROXY_INGRESS} == HAPROXY_INGRESS
+    # no external load balancer to wait for: a local replica drains in seconds, not Ray's 30
+    assert {k: chosen[k] for k in LOCAL_DRAIN} == LOCAL_DRAIN
     # HAProxy's side listeners get free ports, so two local services do not collide.
     ports = [int(chosen[name]) for name in HAPROXY_PORTS]
     assert all(port > 0 for port in ports) and len(set(ports)) == 2

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -332,3 +334,13 @@ def test_ray_serve_mode_answers_like_the_plain_service(cli_service: str, small_i
         assert 'retrosearch_queue_limit{unit="texts"} 1024.0' in metrics
     finally:
         run_cli("serve", "stop", "--port", str(port))
+    # Nothing is left holding the port: Ray's HAProxy (and any that a reload started) went with it.
+    deadline = time.monotonic() + 15
+    while _accepts(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _accepts(port), f"port {port} still accepts connections after `serve stop`"
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

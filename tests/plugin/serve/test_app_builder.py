@@ -71,7 +71,8 @@ def test_a_local_ray_starts_with_the_chosen_ingress():
     """HAProxy ingress is Ray's own high-throughput mode, switched on by the environment its processes
     start with: set for a local Ray, never over what the user set, never for a cluster's Ray."""
     from retrosearch.core.config import ServeSettings
-    from retrosearch.plugin.serve.ray_app import HAPROXY_INGRESS, HAPROXY_PORTS, LOCAL_DRAIN, ingress_environment
+    from retrosearch.plugin.serve.ray_app import (HAPROXY_INGRESS, HAPROXY_PORTS, LOCAL_DRAIN,
+                                                  ingress_environment)
 
     chosen = ingress_environment(ServeSettings(), environ={})
     assert {k: chosen[k] for k in HAPROXY_INGRESS} == HAPROXY_INGRESS

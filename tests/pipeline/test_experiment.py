@@ -22,7 +22,7 @@ from retrosearch.pipeline.experiment import (
     run_experiment,
     summarise,
 )
-from retrosearch.pipeline.experiment_report import block_markers, loss_curves, write_report
+from retrosearch.pipeline.experiment_report import block_markers, loss_curves, loss_plot, write_report
 from retrosearch.pipeline.holdout import divide, write_divided
 from tests.conftest import DATA
 from tests.pipeline.conftest import tiny_pipeline, write_pipeline
@@ -314,6 +314,21 @@ def test_variants_sharing_a_pretraining_share_one_loss_line():
     curves = loss_curves({"experiment": {"variants": variants}, "runs": runs})
     shared = "MLM (CLS) / MLM (mean)"
     assert sorted(curves) == [(shared, 1), (shared, 2), ("rmae", 1), ("rmae", 2)]
+
+
+def test_the_loss_plot_has_the_shared_mlm_panel_only_where_a_method_has_that_term(tmp_path):
+    """MLM, RetroMAE and DupMAE share the encoder's MLM term (a second panel); LLaRA has none, so its
+    plot is the total alone, not beside an empty panel."""
+    import matplotlib.image
+
+    def width(curve: list[dict[str, float]], name: str) -> int:
+        payload = {"experiment": {"variants": {"pt": {"stages": {"pretrain": {"method": "x"}}}}},
+                   "runs": [{"variant": "pt", "seed": 1, "curves": {"pretrain": curve}}]}
+        return matplotlib.image.imread(loss_plot(payload, tmp_path / name)).shape[1]
+
+    two = width([{"step": s, "loss": 9.0 - s, "loss/encoder_mlm": 8.0 - s} for s in (1, 2)], "mlm.png")
+    one = width([{"step": s, "loss": 9.0 - s, "loss/ebae": 4.0} for s in (1, 2)], "llara.png")
+    assert two == 2 * one
 
 
 def test_a_tiny_experiment_shares_mining_and_reports(tmp_path, train_test_collection, tiny_encoder, ray_local,
